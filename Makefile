@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export VIDINTEL_HOME ?= $(CURDIR)/.vidintel
+export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
+
+.PHONY: install demo test ui bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+demo: $(STAMP)  ## render the sample video, ingest it through Dagster, print markers, transcript and cost
+	$(BIN)/vidintel demo
+
+test: $(STAMP)  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.1:3000)
+	@mkdir -p $(DAGSTER_HOME)
+	@$(BIN)/python -c "from vidintel_pipeline.instance import ensure_instance_home; ensure_instance_home()"
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf $(VENV) .vidintel .pytest_cache

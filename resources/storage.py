@@ -1,0 +1,34 @@
+"""Where videos and results live.
+
+On the embedded default both trees are folders under ``VIDINTEL_HOME`` (default ``./.vidintel``):
+``data/ingest`` plays the ``S3_BUCKET`` role and ``data/output`` the ``S3_OUTPUT_BUCKET`` role.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from vidintel_pipeline.storage import LocalStore
+
+
+def default_home() -> str:
+    return str(Path(os.environ.get("VIDINTEL_HOME", ".vidintel")).expanduser().resolve())
+
+
+class VidintelStorage(dg.ConfigurableResource):
+    """Ingestion and output stores, in the seed's multi-tenant layout."""
+
+    home: str = Field(default_factory=default_home, description="vidintel's home folder (VIDINTEL_HOME).")
+    ingest_dir: Optional[str] = Field(default=None, description="Ingestion tree; default {home}/data/ingest.")
+    output_dir: Optional[str] = Field(default=None, description="Output tree; default {home}/data/output.")
+
+    def ingest(self) -> LocalStore:
+        return LocalStore(self.ingest_dir or Path(self.home) / "data" / "ingest")
+
+    def output(self) -> LocalStore:
+        return LocalStore(self.output_dir or Path(self.home) / "data" / "output")

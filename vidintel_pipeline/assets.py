@@ -1,0 +1,385 @@
+"""The per-video asset chain, one Dagster partition per (project, video).
+
+    source_video -> video_chunks ----------\\
+         |      \\-> audio -> transcript -----> memory
+         \\-------------> keyframes + temporal_markers (one decode) --/
+
+Assets read and write through the storage resource in the seed's layout (no IO manager): each returns a
+``MaterializeResult`` whose metadata carries cost (``cost/usd`` and one entry per plugin), seconds of
+video processed, plugin names and versions, counts, and the URIs it wrote.
+"""
+
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
+import dagster as dg
+
+from resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
+
+from .contracts import (
+    AnalysisConfig, ChunkInfo, CostSummary, IngestionPhase, Keyframe, MemoryDocument, PluginError, TemporalMarker,
+    TranscriptionResult,
+)
+from .keyframes import KeyframeSelector
+from .layout import InvalidIdError, VideoRef
+from .media import MediaError, probe
+from .media.audio import extract_audio
+from .media.chunking import cut_chunks, keyframe_times, plan_chunks
+from .orchestration import analyze_video
+from .partitions import run_tags, videos_partitions
+from .progress import report
+from .storage import LocalStore, StorageError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
+
+PROBE = "probe.json"
+CHUNK_MANIFEST = "manifest.json"
+AUDIO = "audio_16k.wav"
+KEYFRAME_INDEX = "keyframes.json"
+MARKERS = "markers.json"
+TRANSCRIPT = "transcript.json"
+
+
+def _ref(context: dg.AssetExecutionContext) -> VideoRef:
+    try:
+        return VideoRef.from_partition_key(context.partition_key)
+    except InvalidIdError as exc:
+        raise dg.Failure(description=f"Bad partition key: {exc}", allow_retries=False) from exc
+
+
+def _need(store: LocalStore, key: str, what: str) -> Any:
+    try:
+        return store.get_json(key)
+    except StorageError as exc:
+        raise dg.Failure(description=f"{what} is missing ({exc}); materialize the upstream assets first.") from exc
+
+
+def find_source_key(store: LocalStore, ref: VideoRef) -> str:
+    """The video object under ``source/``; the newest if several were dropped there."""
+    keys = [k for k in store.list(ref.prefix + "source/") if k.lower().endswith(VIDEO_EXTENSIONS)]
+    if not keys:
+        raise dg.Failure(
+            description=f"No video under {store.uri(ref.prefix + 'source/')} for partition {ref.partition_key}. "
+            "Ingest one with `vidintel ingest PATH --project P`.",
+            allow_retries=False,
+        )
+    return max(keys, key=lambda k: store.path(k).stat().st_mtime)
+
+
+def _f(value: float) -> dg.FloatMetadataValue:
+    return dg.FloatMetadataValue(float(value))
+
+
+def _cost_meta(by_plugin: dict[str, float]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"cost/usd": _f(round(sum(by_plugin.values()), 6))}
+    for name, usd in sorted(by_plugin.items()):
+        meta[f"cost/plugin/{name}"] = _f(round(usd, 6))
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------------
+@dg.asset(
+    partitions_def=videos_partitions, group_name="ingestion", kinds={"video", "pyav"},
+    description="The source video as dropped into storage: validated and probed (duration, fps, streams, rotation).",
+)
+def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
+    ref = _ref(context)
+    context.instance.add_run_tags(context.run_id, run_tags(ref))
+    report(context, IngestionPhase.INITIALIZING, 0, video=ref.partition_key)
+    store = storage.ingest()
+    key = find_source_key(store, ref)
+    try:
+        info = probe(store.local_path(key))
+    except MediaError as exc:
+        raise dg.Failure(description=f"Cannot use {key}: {exc}", allow_retries=False) from exc
+    if not info.has_video:
+        raise dg.Failure(description=f"Cannot use {key}: it has no video stream", allow_retries=False)
+    doc = info.as_dict() | {"key": key, "path": None}
+    uri = store.put_json(ref.key("metadata", PROBE), doc)
+    report(context, IngestionPhase.INITIALIZING, 100, duration_s=info.duration_s)
+    return dg.MaterializeResult(metadata={
+        "source_uri": dg.MetadataValue.url(store.uri(key)),
+        "probe_uri": dg.MetadataValue.url(uri),
+        "video_seconds": _f(info.duration_s),
+        "size_bytes": dg.IntMetadataValue(info.size_bytes),
+        "resolution": f"{info.display_size[0]}x{info.display_size[1]}",
+        "fps": _f(round(info.fps, 3)),
+        "video_codec": info.video_codec or "",
+        "has_audio": dg.BoolMetadataValue(info.has_audio),
+        "rotation": dg.IntMetadataValue(info.rotation),
+        **_cost_meta({}),
+    })
+
+
+@dg.asset(
+    partitions_def=videos_partitions, group_name="ingestion", kinds={"video", "ffmpeg"}, deps=[source_video],
+    description="Stream-copied chunks (no re-encode), cut at keyframes, no longer than the selected plugins allow.",
+)
+def video_chunks(
+    context: dg.AssetExecutionContext, storage: VidintelStorage, temporal_plugins: TemporalPluginsResource
+) -> dg.MaterializeResult:
+    ref = _ref(context)
+    store = storage.ingest()
+    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    limits = [p.info.max_chunk_duration for p in _plugins(temporal_plugins) if p.info.max_chunk_duration]
+    max_chunk = min(limits) if limits else temporal_plugins.default_chunk_s
+    report(context, IngestionPhase.CHUNKING, 0, max_chunk_s=max_chunk)
+    src = store.local_path(info["key"])
+    plans = plan_chunks(keyframe_times(src), info["duration_s"], max_chunk)
+    ext = Path(info["key"]).suffix.lower() or ".mp4"
+    staging = store.staging_dir(ref.prefix + "chunks/")
+    try:
+        try:
+            files = cut_chunks(src, plans, staging, ext)
+        except MediaError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        entries = []
+        for plan, f in zip(plans, files):
+            k = ref.key("chunks", f.name)
+            store.put_file(k, f, move=True)
+            entries.append(plan.as_dict() | {"key": k, "size_bytes": store.size(k)})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    manifest = {"source_key": info["key"], "max_chunk_s": max_chunk, "method": "stream_copy", "chunks": entries}
+    uri = store.put_json(ref.key("chunks", CHUNK_MANIFEST), manifest)
+    keep = {e["key"] for e in entries} | {ref.key("chunks", CHUNK_MANIFEST), ref.key("chunks", AUDIO)}
+    for stale in [k for k in store.list(ref.prefix + "chunks/") if k not in keep]:
+        store.delete(stale)
+    over = sum(1 for e in entries if e["over_limit"])
+    if over:
+        context.log.warning(f"{over} chunk(s) exceed {max_chunk} s: the source's keyframes are too far apart to cut by stream copy")
+    report(context, IngestionPhase.CHUNKING, 100, chunks=len(entries))
+    return dg.MaterializeResult(metadata={
+        "manifest_uri": dg.MetadataValue.url(uri),
+        "chunks": dg.IntMetadataValue(len(entries)),
+        "max_chunk_s": _f(max_chunk),
+        "over_limit_chunks": dg.IntMetadataValue(over),
+        "video_seconds": _f(info["duration_s"]),
+        **_cost_meta({}),
+    })
+
+
+@dg.asset(
+    partitions_def=videos_partitions, group_name="ingestion", kinds={"audio", "ffmpeg"}, deps=[source_video],
+    description="The audio track, extracted once as 16 kHz mono PCM WAV for speech and silence detection.",
+)
+def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
+    ref = _ref(context)
+    store = storage.ingest()
+    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    key = ref.key("chunks", AUDIO)
+    if not info["has_audio"]:
+        store.delete(key)
+        context.log.info("video has no audio track: transcript and silence detection will be empty")
+        return dg.MaterializeResult(metadata={"has_audio": dg.BoolMetadataValue(False), **_cost_meta({})})
+    staging = store.staging_dir(ref.prefix + "chunks/")
+    try:
+        extract_audio(store.local_path(info["key"]), staging / AUDIO)
+        uri = store.put_file(key, staging / AUDIO, move=True)
+    except MediaError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dg.MaterializeResult(metadata={
+        "has_audio": dg.BoolMetadataValue(True),
+        "audio_uri": dg.MetadataValue.url(uri),
+        "sample_rate": dg.IntMetadataValue(16000),
+        "video_seconds": _f(info["duration_s"]),
+        **_cost_meta({}),
+    })
+
+
+def _plugins(resource: TemporalPluginsResource) -> list:
+    try:
+        return resource.create()
+    except PluginError as exc:
+        raise dg.Failure(description=f"Plugin configuration error: {exc}", allow_retries=False) from exc
+
+
+@dg.multi_asset(
+    partitions_def=videos_partitions,
+    can_subset=False,
+    specs=[
+        dg.AssetSpec("keyframes", group_name="analysis", kinds={"jpeg", "opencv"}, deps=[source_video, video_chunks],
+                     description="The sharpest frame of every detected shot, as downscaled JPEGs."),
+        dg.AssetSpec("temporal_markers", group_name="analysis", kinds={"python", "opencv"},
+                     deps=[source_video, video_chunks, audio],
+                     description="Shot boundaries, technical cues, faces and more, from the selected temporal plugins."),
+    ],
+    description="One decode of the video feeds every visual detector and the keyframe selector.",
+)
+def visual_analysis(
+    context: dg.AssetExecutionContext, storage: VidintelStorage, temporal_plugins: TemporalPluginsResource
+):
+    ref = _ref(context)
+    store = storage.ingest()
+    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    manifest = _need(store, ref.key("chunks", CHUNK_MANIFEST), "video_chunks' manifest")
+    plugins = _plugins(temporal_plugins)
+    names = [p.name for p in plugins]
+    report(context, IngestionPhase.ANALYZING_TEMPORAL, 0, providers_active=",".join(names))
+    audio_key = ref.key("chunks", AUDIO)
+    audio_path = str(store.local_path(audio_key)) if store.exists(audio_key) else None
+    common = dict(project_id=ref.project_id, video_id=ref.video_id, fps=info["fps"], width=info["width"],
+                  height=info["height"], audio_path=audio_path)
+    source = ChunkInfo(index=0, path=str(store.local_path(info["key"])), start_s=0.0, end_s=info["duration_s"], **common)
+    chunks = [
+        ChunkInfo(index=i, path=str(store.local_path(c["key"])), start_s=c["start_s"], end_s=c["end_s"], **common)
+        for i, c in enumerate(manifest["chunks"])
+    ]
+    selector = KeyframeSelector()
+    t0 = time.perf_counter()
+    try:
+        result = analyze_video(
+            source=source, chunks=chunks, plugins=plugins, keyframes=selector,
+            config=AnalysisConfig(project_id=ref.project_id, video_id=ref.video_id,
+                                  prompt=temporal_plugins.prompt, min_confidence=temporal_plugins.min_confidence),
+            on_progress=lambda pct, what: report(context, IngestionPhase.ANALYZING_TEMPORAL, pct * 0.95, step=what),
+        )
+    except MediaError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    elapsed = time.perf_counter() - t0
+    for run in result.failed:
+        context.log.error(f"plugin {run.plugin} failed: {run.error}")
+    if plugins and len(result.failed) == len(plugins):
+        raise dg.Failure(description="every temporal plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed))
+
+    # keyframes: write JPEGs, then the index, then remove stale ones
+    chosen = selector.select(result.markers, info["duration_s"])
+    frames: list[Keyframe] = []
+    for shot, cand in chosen:
+        k = ref.key("keyframes", f"shot{shot:04d}_{int(round(cand.time_s * 1000)):09d}ms.jpg")
+        store.put_bytes(k, cand.jpeg)
+        frames.append(Keyframe(time_s=round(cand.time_s, 3), uri=store.uri(k), shot_index=shot, sharpness=round(cand.sharpness, 1)))
+    kf_uri = store.put_json(ref.key("keyframes", KEYFRAME_INDEX), [f.model_dump() for f in frames])
+    keep = {ref.key("keyframes", Path(f.uri).name) for f in frames} | {ref.key("keyframes", KEYFRAME_INDEX)}
+    for stale in [k for k in store.list(ref.prefix + "keyframes/") if k not in keep]:
+        store.delete(stale)
+
+    cost = result.cost_by_plugin
+    doc = {
+        "markers": [m.model_dump() for m in result.markers],
+        "plugins": [r.as_dict() for r in result.runs],
+        "cost": CostSummary(total_usd=round(sum(cost.values()), 6), by_plugin=cost).model_dump(),
+    }
+    mk_uri = store.put_json(ref.key("metadata", MARKERS), doc)
+    by_type: dict[str, int] = {}
+    for m in result.markers:
+        by_type[m.type] = by_type.get(m.type, 0) + 1
+    report(context, IngestionPhase.ANALYZING_TEMPORAL, 100, markers_detected=len(result.markers))
+    fps_x = info["duration_s"] / elapsed if elapsed > 0 else 0.0
+    yield dg.MaterializeResult(asset_key="keyframes", metadata={
+        "keyframes": dg.IntMetadataValue(len(frames)),
+        "index_uri": dg.MetadataValue.url(kf_uri),
+        "video_seconds": _f(info["duration_s"]),
+        **_cost_meta({}),
+    })
+    yield dg.MaterializeResult(asset_key="temporal_markers", metadata={
+        "markers": dg.IntMetadataValue(len(result.markers)),
+        "markers_by_type": dg.JsonMetadataValue(by_type),
+        "plugins": dg.JsonMetadataValue([r.as_dict() for r in result.runs]),
+        "plugins_failed": dg.IntMetadataValue(len(result.failed)),
+        "frames_decoded": dg.IntMetadataValue(result.frames_decoded),
+        "speed_x_realtime": _f(round(fps_x, 2)),
+        "markers_uri": dg.MetadataValue.url(mk_uri),
+        "video_seconds": _f(info["duration_s"]),
+        **_cost_meta(cost),
+    })
+
+
+@dg.asset(
+    partitions_def=videos_partitions, group_name="analysis", kinds={"python", "json"}, deps=[audio],
+    description="Timed transcript (segments, words, language) from the selected transcription plugin.",
+)
+def transcript(
+    context: dg.AssetExecutionContext, storage: VidintelStorage, transcription: TranscriptionResource
+) -> dg.MaterializeResult:
+    ref = _ref(context)
+    store = storage.ingest()
+    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    audio_key = ref.key("chunks", AUDIO)
+    by_plugin: dict[str, float] = {}
+    if not transcription.enabled or not store.exists(audio_key):
+        why = "disabled" if not transcription.enabled else "no audio track"
+        result = TranscriptionResult(duration_s=info["duration_s"], plugin="none")
+        context.log.info(f"transcript empty: {why}")
+        plugin_meta = {"plugin": "none", "reason": why}
+    else:
+        try:
+            plugin = transcription.create()
+        except PluginError as exc:
+            raise dg.Failure(description=f"Plugin configuration error: {exc}", allow_retries=False) from exc
+        report(context, IngestionPhase.TRANSCRIBING_AUDIO, 0, providers_active=plugin.name)
+        t0 = time.perf_counter()
+        try:
+            result = plugin.transcribe_sync(str(store.local_path(audio_key)), transcription.config())
+        except PluginError as exc:
+            raise dg.Failure(description=f"Transcription failed: {exc}") from exc
+        elapsed = time.perf_counter() - t0
+        by_plugin[plugin.name] = plugin.estimate_cost(info["duration_s"])
+        plugin_meta = {"plugin": plugin.name, "version": plugin.info.plugin_version, "model": result.model,
+                       "seconds": round(elapsed, 3)}
+        report(context, IngestionPhase.TRANSCRIBING_AUDIO, 100, words=result.word_count)
+    doc = result.model_dump() | {"cost": CostSummary(total_usd=sum(by_plugin.values()), by_plugin=by_plugin).model_dump(),
+                                 "plugin_run": plugin_meta}
+    uri = store.put_json(ref.key("transcripts", TRANSCRIPT), doc)
+    return dg.MaterializeResult(metadata={
+        "transcript_uri": dg.MetadataValue.url(uri),
+        "language": result.language or "",
+        "segments": dg.IntMetadataValue(len(result.segments)),
+        "words": dg.IntMetadataValue(result.word_count),
+        "plugins": dg.JsonMetadataValue([plugin_meta]),
+        "excerpt": dg.MetadataValue.text(result.text[:300]),
+        "video_seconds": _f(info["duration_s"]),
+        **_cost_meta(by_plugin),
+    })
+
+
+@dg.asset(
+    partitions_def=videos_partitions, group_name="outputs", kinds={"json"},
+    deps=["temporal_markers", "keyframes", transcript],
+    description="The memory document: one merged, searchable timeline of everything found in the video.",
+)
+def memory(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
+    ref = _ref(context)
+    store, out = storage.ingest(), storage.output()
+    report(context, IngestionPhase.BUILDING_MEMORY, 0)
+    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    markers = _need(store, ref.key("metadata", MARKERS), "temporal_markers")
+    tr = _need(store, ref.key("transcripts", TRANSCRIPT), "transcript")
+    kfs = _need(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")
+    by_plugin: dict[str, float] = {}
+    for part in (markers["cost"], tr["cost"]):
+        for name, usd in part["by_plugin"].items():
+            by_plugin[name] = by_plugin.get(name, 0.0) + usd
+    plugins = [{"name": r["plugin"], "version": r["version"], "kind": "temporal", "status": r["status"]} for r in markers["plugins"]]
+    if tr["plugin_run"]["plugin"] != "none":
+        plugins.append({"name": tr["plugin_run"]["plugin"], "version": tr["plugin_run"]["version"], "kind": "transcription", "status": "ok"})
+    doc = MemoryDocument(
+        project_id=ref.project_id, video_id=ref.video_id, duration_s=info["duration_s"],
+        source={k: info[k] for k in ("key", "width", "height", "fps", "video_codec", "has_audio", "rotation", "size_bytes")},
+        markers=[TemporalMarker.model_validate(m) for m in markers["markers"]],
+        transcript=TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_run")}),
+        keyframes=[Keyframe.model_validate(k) for k in kfs],
+        cost=CostSummary(total_usd=round(sum(by_plugin.values()), 6), by_plugin=by_plugin),
+        plugins=plugins,
+    )
+    report(context, IngestionPhase.FINALIZING, 50)
+    uri = out.put_json(ref.memory_key, doc.model_dump(mode="json"))
+    report(context, IngestionPhase.FINALIZING, 100, memory=uri)
+    return dg.MaterializeResult(metadata={
+        "memory_uri": dg.MetadataValue.url(uri),
+        "markers": dg.IntMetadataValue(len(doc.markers)),
+        "words": dg.IntMetadataValue(doc.transcript.word_count),
+        "keyframes": dg.IntMetadataValue(len(doc.keyframes)),
+        "plugins": dg.JsonMetadataValue(plugins),
+        "video_seconds": _f(info["duration_s"]),
+        **_cost_meta(by_plugin),
+    })
+
+
+per_video_assets = [source_video, video_chunks, audio, visual_analysis, transcript, memory]

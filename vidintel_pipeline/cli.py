@@ -1,0 +1,233 @@
+"""The ``vidintel`` command line: ingest, show, demo, plugins.
+
+Every command works on the same Dagster instance and storage as ``make ui`` (both under
+``VIDINTEL_HOME``), so whatever the CLI runs shows up in the UI with its lineage and metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .instance import ensure_instance_home, vidintel_home
+
+PHASE_WEIGHTS = {  # share of the progress bar each phase fills, in order
+    "initializing": (0, 5), "chunking": (5, 10), "analyzing_temporal": (15, 45),
+    "transcribing_audio": (60, 30), "building_memory": (90, 5), "finalizing": (95, 5),
+}
+
+
+class CliError(Exception):
+    pass
+
+
+class ProgressBar:
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.last_phase: Optional[str] = None
+        self.pct = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        start, span = PHASE_WEIGHTS.get(event["phase"], (0, 0))
+        self.pct = max(self.pct, start + span * event["phase_progress"] / 100.0)
+        filled = int(self.width * self.pct / 100)
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.pct:5.1f}%  {event['phase']}"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(70))
+            self.stream.flush()
+        elif event["phase"] != self.last_phase:
+            self.stream.write(line + "\n")
+        self.last_phase = event["phase"]
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False) -> dict[str, Any]:
+    """Copy a video into storage, register its partition and materialize every asset for it."""
+    from .layout import InvalidIdError, VideoRef, slugify
+    from .media import MediaError, probe
+
+    src = Path(path)
+    if not src.is_file():
+        raise CliError(f"{path}: no such file")
+    try:
+        ref = VideoRef(project, video_id or slugify(src.name))
+    except InvalidIdError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        probe(src)  # refuse a broken file before it touches storage or the instance
+    except MediaError as exc:
+        raise CliError(f"not ingested: {exc}") from exc
+
+    ensure_instance_home()
+    from resources import VidintelStorage
+
+    from .definitions import defs
+    from .partitions import run_tags, videos_partitions
+    from .progress import listening
+    from .instance import get_instance
+
+    store = VidintelStorage().ingest()
+    name = src.name.replace("/", "_")
+    key = ref.key("source", name)
+    store.put_file(key, src)
+    for other in [k for k in store.list(ref.prefix + "source/") if k != key]:
+        store.delete(other)  # one source per video id: re-ingesting replaces it
+    instance = get_instance()
+    instance.add_dynamic_partitions(videos_partitions.name, [ref.partition_key])
+    job = defs.resolve_job_def("ingest_video")
+    bar = ProgressBar() if not quiet else None
+    t0 = time.perf_counter()
+    with listening(bar if bar else (lambda e: None)):
+        result = job.execute_in_process(
+            instance=instance, partition_key=ref.partition_key, tags=run_tags(ref), raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    if bar:
+        bar.close()
+    wall = time.perf_counter() - t0
+    if not result.success:
+        reasons = []
+        for ev in result.all_events:
+            if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
+                err = ev.step_failure_data.error
+                while err.cause is not None:  # Dagster wraps the user's exception: report the root cause
+                    err = err.cause
+                msg = (ev.step_failure_data.user_failure_data.description
+                       if ev.step_failure_data.user_failure_data and ev.step_failure_data.user_failure_data.description
+                       else err.message.strip().splitlines()[-1])
+                reasons.append(f"{ev.step_key}: {msg}")
+        raise CliError(f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(reasons or ["see the run in the UI"]))
+    return {"run_id": result.run_id, "partition": ref.partition_key, "project_id": ref.project_id,
+            "video_id": ref.video_id, "wall_s": round(wall, 2)}
+
+
+def load_memory(project: str, video: str) -> dict[str, Any]:
+    from resources import VidintelStorage
+
+    from .layout import InvalidIdError, VideoRef
+    from .storage import StorageError
+
+    try:
+        ref = VideoRef(project, video)
+    except InvalidIdError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        return VidintelStorage().output().get_json(ref.memory_key)
+    except StorageError:
+        raise CliError(f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)") from None
+
+
+def summarize(memory: dict[str, Any], out=sys.stdout) -> None:
+    w = out.write
+    w(f"\nvideo {memory['project_id']}/{memory['video_id']}: {memory['duration_s']:.1f} s\n")
+    w(f"markers ({len(memory['markers'])}):\n")
+    for m in memory["markers"]:
+        span = f"{m['start_s']:7.2f}s" if m["start_s"] == m["end_s"] else f"{m['start_s']:7.2f}-{m['end_s']:.2f}s"
+        w(f"  {span:<18} {m['type']:<18} {m['label']:<14} conf {m['confidence']:.2f}  [{m['plugin']}]\n")
+    tr = memory["transcript"]
+    words = sum(len(s["words"]) for s in tr["segments"])
+    text = " ".join(s["text"] for s in tr["segments"])
+    w(f"transcript ({tr.get('language') or '-'}, {len(tr['segments'])} segments, {words} words):\n")
+    w(f"  {text[:240]}{'...' if len(text) > 240 else ''}\n")
+    w(f"keyframes: {len(memory['keyframes'])}\n")
+    cost = memory["cost"]
+    w(f"cost: ${cost['total_usd']:.4f} total; " + ", ".join(f"{k} ${v:.4f}" for k, v in sorted(cost["by_plugin"].items())) + "\n")
+
+
+def cmd_ingest(args) -> int:
+    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet)
+    memory = load_memory(info["project_id"], info["video_id"])
+    if args.json:
+        print(json.dumps(info | {"memory": memory}, indent=2))
+    else:
+        summarize(memory)
+        print(f"\ningested in {info['wall_s']:.1f} s (run {info['run_id']})")
+    return 0
+
+
+def cmd_show(args) -> int:
+    memory = load_memory(args.project, args.video)
+    if args.json:
+        print(json.dumps(memory, indent=2))
+    else:
+        summarize(memory)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .samples import render_demo
+
+    home = vidintel_home()
+    sample = home / "samples" / "demo.mp4"
+    if not sample.exists():
+        print(f"rendering the sample video {sample} ...", file=sys.stderr)
+        render_demo(sample)
+    t0 = time.perf_counter()
+    info = ingest(str(sample), "demo", "sample")
+    memory = load_memory("demo", "sample")
+    summarize(memory)
+    print(f"\ndemo finished in {time.perf_counter() - t0:.1f} s: run {info['run_id']}, partition {info['partition']}")
+    print(f"memory: {home / 'data/output/projects/demo/memories/sample.json'}")
+    print("open the Dagster UI on the same instance:  make ui   ->  http://127.0.0.1:3000")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from .registry import PluginRegistry
+
+    reg = PluginRegistry.default()
+    rows = [e.info.model_dump() | {"source": e.source} for _, e in sorted(reg.entries.items())]
+    errors = [{"source": e.source, "error": e.error} for e in reg.errors]
+    if args.json:
+        print(json.dumps({"plugins": rows, "errors": errors}, indent=2))
+        return 0
+    for r in rows:
+        limit = f"{r['max_chunk_duration']:g}s" if r["max_chunk_duration"] else "whole video"
+        print(f"{r['plugin_name']:<22} {r['kind']:<13} v{r['plugin_version']:<7} ${r['cost_per_minute']:.4f}/min  "
+              f"chunks: {limit:<12} gpu={r['requires_gpu']!s:<5} s3={r['requires_s3']!s:<5} {', '.join(r['supported_events'])}")
+        print(f"{'':<22} from {r['source']}")
+    for e in errors:
+        print(f"FAILED TO LOAD {e['source']}: {e['error']}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="vidintel", description="Video intelligence pipeline on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("ingest", help="copy a video into storage and materialize all its assets")
+    p.add_argument("path")
+    p.add_argument("--project", required=True)
+    p.add_argument("--video-id", default=None, help="default: derived from the file name")
+    p.add_argument("--json", action="store_true", help="print the run info and memory as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("show", help="print a video's memory document")
+    p.add_argument("project")
+    p.add_argument("video")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("demo", help="render the bundled sample video and ingest it")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("plugins", help="list discovered plugins")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"vidintel: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Keyframe selection on the shared frame stream: the sharpest frame of every shot.
+
+While frames stream past, the sharpest sampled frame (variance of the Laplacian of the luma) of each
+short bucket is kept as a small JPEG. Once shot boundaries are known, each shot takes the best candidate
+inside its clean part (transitions excluded). Memory stays bounded: one JPEG per bucket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .contracts import TemporalMarker
+from .media.frames import Frame
+
+
+@dataclass
+class Candidate:
+    time_s: float
+    sharpness: float
+    jpeg: bytes
+
+
+class KeyframeSelector:
+    def __init__(self, bucket_s: float = 1.0, sample_every: int = 3, jpeg_quality: int = 85):
+        self.bucket_s = bucket_s
+        self.sample_every = sample_every
+        self.jpeg_quality = jpeg_quality
+        self.candidates: list[Candidate] = []
+        self._bucket = -1
+        self._best: tuple[float, float, Frame] | None = None
+        self._n = 0
+
+    def process(self, frame: Frame) -> None:
+        bucket = int(frame.time_s // self.bucket_s)
+        if bucket != self._bucket:
+            self._flush()
+            self._bucket = bucket
+            self._n = 0
+        self._n += 1
+        if (self._n - 1) % self.sample_every:
+            return
+        sharp = float(cv2.Laplacian(frame.y, cv2.CV_32F).var())
+        if float(frame.y.mean()) < 24:  # never pick a black frame while anything else is on offer
+            sharp *= 0.001
+        if self._best is None or sharp > self._best[1]:
+            self._best = (frame.time_s, sharp, frame)
+
+    def _flush(self) -> None:
+        if self._best is not None:
+            t, sharp, frame = self._best
+            ok, buf = cv2.imencode(".jpg", frame.bgr(), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if ok:
+                self.candidates.append(Candidate(t, sharp, buf.tobytes()))
+        self._best = None
+
+    def select(self, markers: list[TemporalMarker], duration_s: float) -> list[tuple[int, Candidate]]:
+        """(shot index, candidate) for every shot that has a candidate."""
+        self._flush()
+        shots = shot_spans(markers, duration_s)
+        chosen: list[tuple[int, Candidate]] = []
+        for i, (start, end) in enumerate(shots):
+            inside = [c for c in self.candidates if start - 1e-6 <= c.time_s < end]
+            if not inside:  # very short shot: take the candidate nearest to its middle
+                mid = (start + end) / 2
+                inside = sorted(self.candidates, key=lambda c: abs(c.time_s - mid))[:1]
+            if inside:
+                chosen.append((i, max(inside, key=lambda c: c.sharpness)))
+        return chosen
+
+
+def shot_spans(markers: list[TemporalMarker], duration_s: float) -> list[tuple[float, float]]:
+    """The clean part of each shot, from shot_boundary markers (cuts and transitions)."""
+    bounds = sorted((m.start_s, m.end_s) for m in markers if m.type == "shot_boundary")
+    spans = []
+    start = 0.0
+    for b_start, b_end in bounds:
+        if b_start > start + 1e-6:
+            spans.append((start, b_start))
+        start = max(start, b_end if b_end > b_start else b_start)
+    if duration_s > start + 1e-6:
+        spans.append((start, duration_s))
+    return spans or [(0.0, duration_s)]
