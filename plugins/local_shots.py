@@ -33,7 +33,7 @@ BLACK_LUMA = 28.0  # mean Y (limited range: black is 16) under which a thumbnail
 
 
 class LocalShotsOptions(PluginOptions):
-    min_cut_diff: float = 3.0
+    min_cut_diff: float = 1.5
     cut_ratio: float = 3.0
     flash_frames: int = 6
     min_transition_frames: int = 4

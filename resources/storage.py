@@ -23,12 +23,15 @@ def default_home() -> str:
 class VidintelStorage(dg.ConfigurableResource):
     """Ingestion and output stores, in the seed's multi-tenant layout."""
 
-    home: str = Field(default_factory=default_home, description="vidintel's home folder (VIDINTEL_HOME).")
+    home: Optional[str] = Field(default=None, description="vidintel's home folder; empty means $VIDINTEL_HOME or ./.vidintel.")
     ingest_dir: Optional[str] = Field(default=None, description="Ingestion tree; default {home}/data/ingest.")
     output_dir: Optional[str] = Field(default=None, description="Output tree; default {home}/data/output.")
 
+    def home_dir(self) -> Path:
+        return Path(self.home or default_home())
+
     def ingest(self) -> LocalStore:
-        return LocalStore(self.ingest_dir or Path(self.home) / "data" / "ingest")
+        return LocalStore(self.ingest_dir or self.home_dir() / "data" / "ingest")
 
     def output(self) -> LocalStore:
-        return LocalStore(self.output_dir or Path(self.home) / "data" / "output")
+        return LocalStore(self.output_dir or self.home_dir() / "data" / "output")

@@ -65,7 +65,7 @@ class PluginInfo(_Model):
     @field_validator("plugin_name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not PLUGIN_NAME_RE.match(v):
+        if not PLUGIN_NAME_RE.fullmatch(v):
             raise ValueError(f"plugin_name {v!r} must match {PLUGIN_NAME_RE.pattern}")
         return v
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+ID_RE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 ID_MAX_LEN = 64
 PARTITION_SEP = "__"
 VIDEO_FOLDERS = ("source", "chunks", "keyframes", "transcripts", "metadata")
@@ -31,7 +31,7 @@ def validate_id(value: str, what: str = "id") -> str:
         raise InvalidIdError(f"{what} must be a non-empty string")
     if len(value) > ID_MAX_LEN:
         raise InvalidIdError(f"{what} {value[:20]!r}... is {len(value)} characters long; the limit is {ID_MAX_LEN}")
-    if not ID_RE.match(value):
+    if not ID_RE.fullmatch(value):
         raise InvalidIdError(
             f"{what} {value!r} is not allowed: use letters, digits and single '.', '_' or '-' between them "
             "(no '/', '..', spaces, '__' or control characters)"

@@ -56,8 +56,9 @@ def _sources(w: int, h: int, r: int) -> dict[str, str]:
         "life": f"life={s}:mold=10:ratio=0.1:death_color=#204060:life_color=#f0c040",
         "cells": f"cellauto={s}:rule=110,negate,colorchannelmixer=rr=0.3:gg=0.8:bb=0.5",
         "gradient": f"gradients={s}:speed=0.01:c0=#103070:c1=#d07020",
-        "lowcontrast_a": f"testsrc2={s},eq=contrast=0.25:brightness=-0.05",
-        "lowcontrast_b": f"cellauto={s}:rule=30,eq=contrast=0.2,colorchannelmixer=rr=0.5:gg=0.5:bb=0.5",
+        # two dim grey pictures a few code values apart: a cut between them changes the picture very little
+        "lowcontrast_a": f"gradients={s}:speed=0.005:c0=#585858:c1=#686868",
+        "lowcontrast_b": f"gradients={s}:speed=0.005:c0=#686060:c1=#586060:seed=7",
         # same picture, two framings: a wide view, then a 1.6x crop of its centre
         "reframe_wide": f"mandelbrot=s={w}x{h}:r={r}:maxiter=60:start_scale=2.5:end_scale=2.5",
         "reframe_tight": f"mandelbrot=s={w * 8 // 5}x{h * 8 // 5}:r={r}:maxiter=60:start_scale=2.5:end_scale=2.5,crop={w}:{h}",
@@ -88,6 +89,15 @@ def speech_fixture(name: str) -> tuple[Path, str]:
     base = resources.files("vidintel_pipeline") / "sample_media"
     wav = Path(str(base / f"{name}.wav"))
     return wav, (base / f"{name}.txt").read_text().strip()
+
+
+def voiced_span(wav: Path, rel_threshold: float = 0.02) -> tuple[float, float]:
+    """Seconds from the file start to the first and last sample louder than 2% of the peak."""
+    with wave.open(str(wav)) as wf:
+        rate = wf.getframerate()
+        x = np.abs(np.frombuffer(wf.readframes(wf.getnframes()), "<i2").astype(np.float32))
+    loud = np.nonzero(x > rel_threshold * x.max())[0]
+    return float(loud[0] / rate), float(loud[-1] / rate)
 
 
 def render(
@@ -166,9 +176,8 @@ def render(
         ms = int(at * 1000)
         chains.append(f"[{idx}:a]aresample=16000,adelay={ms}:all=1[a{k}]")
         a_labels.append(f"[a{k}]")
-        with wave.open(str(wav)) as wf:
-            dur = wf.getnframes() / wf.getframerate()
-        truth.speech.append({"start_s": at, "end_s": round(at + dur, 3), "text": text, "file": wav.name})
+        lead, tail = voiced_span(wav)
+        truth.speech.append({"start_s": round(at + lead, 3), "end_s": round(at + tail, 3), "text": text, "file": wav.name})
     chains.append(f"anullsrc=r=16000:cl=mono,atrim=duration={total:.3f}[asil]")
     chains.append(f"[asil]{''.join(a_labels)}amix=inputs={1 + len(a_labels)}:normalize=0:duration=first[aout]")
     args = inputs + [

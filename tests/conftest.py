@@ -1,0 +1,46 @@
+"""Shared fixtures: rendered media with known truth, and an isolated vidintel home + Dagster instance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vidintel_pipeline.samples import Shot, Truth, render, render_demo
+
+
+@pytest.fixture(scope="session")
+def demo_video(tmp_path_factory) -> tuple[Path, Truth]:
+    """The demo sample: cuts, a dissolve, a fade through black, a face, bars, black, a flash, speech."""
+    path = tmp_path_factory.mktemp("media") / "demo.mp4"
+    return path, render_demo(path)
+
+
+@pytest.fixture(scope="session")
+def hard_video(tmp_path_factory) -> tuple[Path, Truth]:
+    """The hard cases: a fast pan, a low-contrast cut, a same-picture reframe, flashes."""
+    path = tmp_path_factory.mktemp("media") / "hard.mp4"
+    shots = [
+        Shot("testsrc", 2.0),
+        Shot("pan", 3.0),               # cut, then 3 s of fast panning (must not cut)
+        Shot("lowcontrast_a", 2.0),     # cut
+        Shot("lowcontrast_b", 2.0),     # low-contrast cut
+        Shot("reframe_wide", 2.0),      # cut
+        Shot("reframe_tight", 2.0),     # same picture, tighter framing
+    ]
+    truth = render(path, shots, flashes=(0.8, 8.6))
+    return path, truth
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A private VIDINTEL_HOME (storage + SQLite Dagster instance) for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("VIDINTEL_HOME", str(h))
+    monkeypatch.setenv("DAGSTER_HOME", str(h / "dagster"))
+    return h
+
+
+def load_json(path: Path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,140 @@
+"""The whole slice on a real (temporary) Dagster instance: materialization, metadata, failures, CLI."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from vidintel_pipeline import cli
+from vidintel_pipeline.instance import get_instance
+from vidintel_pipeline.partitions import PROJECT_TAG
+
+REPO = Path(__file__).resolve().parents[1]
+VIDINTEL = str(Path(sys.executable).parent / "vidintel")
+
+
+def _digest_tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _latest_metadata(instance, asset: str) -> dict:
+    ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    assert ev is not None, f"{asset} was not materialized"
+    return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
+
+
+def test_definitions_validate():
+    proc = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-m", "vidintel_pipeline.definitions"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
+    path, truth = demo_video
+    info = cli.ingest(str(path), "acme", "launch-video", quiet=True)
+    assert info["partition"] == "acme__launch-video"
+    instance = get_instance()
+    run = instance.get_run_by_id(info["run_id"])
+    assert run.is_success and run.tags[PROJECT_TAG] == "acme" and run.tags["dagster/partition"] == "acme__launch-video"
+
+    # the public memory contract, at the seed's output path
+    mem_path = home / "data/output/projects/acme/memories/launch-video.json"
+    memory = json.loads(mem_path.read_text())
+    assert memory["project_id"] == "acme" and memory["video_id"] == "launch-video"
+    assert memory["duration_s"] == pytest.approx(truth.duration_s, abs=0.1)
+    for m in memory["markers"]:
+        assert set(m) >= {"type", "start_s", "end_s", "label", "confidence", "plugin", "attributes"}
+    labels = {m["label"] for m in memory["markers"]}
+    assert {"cut", "dissolve", "fade", "black_frames", "color_bars", "silence", "face"} <= labels
+    assert len([m for m in memory["markers"] if m["label"] == "cut"]) == len(truth.cuts)
+    seg = memory["transcript"]["segments"][0]
+    assert set(seg) >= {"start_s", "end_s", "text", "speaker", "words"}
+    assert set(seg["words"][0]) >= {"start_s", "end_s", "word", "probability"}
+    assert "revenue" in " ".join(s["text"] for s in memory["transcript"]["segments"]).lower()
+    shots = len(truth.cuts) + len(truth.transitions) + 1
+    assert len(memory["keyframes"]) >= shots - 1  # at least one per detected shot
+    for kf in memory["keyframes"]:
+        assert Path(kf["uri"].removeprefix("file://")).read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+    assert memory["cost"]["total_usd"] == 0.0 and "local_shots" in memory["cost"]["by_plugin"]
+
+    # the seed's ingestion layout
+    base = home / "data/ingest/projects/acme/videos/launch-video"
+    assert {p.name for p in base.iterdir()} == {"source", "chunks", "keyframes", "transcripts", "metadata"}
+    assert not list(base.rglob(".tmp-*"))
+
+    # materialization metadata a user sees in the UI
+    for asset in ("source_video", "video_chunks", "audio", "keyframes", "temporal_markers", "transcript", "memory"):
+        meta = _latest_metadata(instance, asset)
+        assert meta["cost/usd"] == 0.0, asset
+        assert meta["video_seconds"] == pytest.approx(truth.duration_s, abs=0.1), asset
+    tm = _latest_metadata(instance, "temporal_markers")
+    assert tm["markers"] == len([m for m in memory["markers"]])
+    assert {p["plugin"] for p in tm["plugins"]} == {"local_shots", "local_technical_cues", "opencv_faces", "local_silence"}
+    assert all(p["version"] and p["status"] == "ok" for p in tm["plugins"])
+    assert tm["cost/plugin/local_shots"] == 0.0 and tm["markers_uri"].startswith("file://")
+    tr = _latest_metadata(instance, "transcript")
+    assert tr["words"] > 20 and tr["cost/plugin/faster_whisper"] == 0.0 and tr["language"] == "en"
+    assert _latest_metadata(instance, "memory")["memory_uri"] == mem_path.as_uri()
+
+    # progress through the seed's phases is in the run's event log
+    messages = " ".join(e.message or "" for e in instance.all_logs(info["run_id"]))
+    for phase in ("initializing", "chunking", "analyzing_temporal", "transcribing_audio", "building_memory", "finalizing"):
+        assert f"phase={phase}" in messages
+
+
+def test_corrupt_video_fails_clearly_and_leaves_other_partitions_intact(home, demo_video):
+    from resources import VidintelStorage
+
+    path, _ = demo_video
+    cli.ingest(str(path), "acme", "good", quiet=True)
+    before = _digest_tree(home / "data")
+    # a corrupt file dropped straight into storage (as a sensor would find it) bypasses the CLI's pre-check
+    store = VidintelStorage().ingest()
+    store.put_bytes("projects/acme/videos/broken/source/broken.mp4", b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    instance = get_instance()
+    instance.add_dynamic_partitions("videos", ["acme__broken"])
+    from vidintel_pipeline.definitions import defs
+
+    result = defs.resolve_job_def("ingest_video").execute_in_process(
+        instance=instance, partition_key="acme__broken", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "source_video"
+    desc = failure.step_failure_data.user_failure_data.description
+    assert "broken.mp4" in desc and "not a readable video" in desc
+    after = _digest_tree(home / "data")
+    del after["ingest/projects/acme/videos/broken/source/broken.mp4"]
+    assert after == before  # nothing else written, nothing of the good partition touched
+
+
+def test_unknown_partition_is_refused(home):
+    from vidintel_pipeline.definitions import defs
+
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="acme__never-added"):
+        defs.resolve_job_def("ingest_video").execute_in_process(instance=get_instance(), partition_key="acme__never-added")
+
+
+def _vidintel(*args, env_home: Path):
+    env = dict(os.environ, VIDINTEL_HOME=str(env_home), DAGSTER_HOME=str(env_home / "dagster"))
+    return subprocess.run([VIDINTEL, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_cli_errors_are_clear(tmp_path, home, demo_video):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    proc = _vidintel("ingest", str(bad), "--project", "acme", env_home=home)
+    assert proc.returncode == 2 and "not ingested: notes.mp4: not a readable video" in proc.stderr
+    assert not (home / "data").exists()  # nothing stored, no partition registered
+    proc = _vidintel("ingest", str(demo_video[0]), "--project", "../evil", env_home=home)
+    assert proc.returncode == 2 and "project id '../evil' is not allowed" in proc.stderr
+    proc = _vidintel("show", "acme", "nothing-here", env_home=home)
+    assert proc.returncode == 2 and "has not been ingested" in proc.stderr
+    proc = _vidintel("plugins", "--json", env_home=home)
+    listed = json.loads(proc.stdout)
+    assert {p["plugin_name"] for p in listed["plugins"]} >= {"local_shots", "faster_whisper"} and listed["errors"] == []

@@ -1,0 +1,77 @@
+"""Plugin discovery from plugins/, extra folders and VIDINTEL_PLUGIN_PATH; bad plugins never break the rest."""
+
+import textwrap
+
+import pytest
+
+from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginError
+from vidintel_pipeline.registry import PluginRegistry
+
+BUILTIN = {"local_shots", "local_technical_cues", "opencv_faces", "local_silence", "faster_whisper"}
+
+GOOD = '''
+from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginInfo, TemporalMarker
+
+class EveryTenSeconds(BaseTemporalPlugin):
+    def get_plugin_info(self):
+        return {"plugin_name": "%s", "plugin_version": "0.1.0", "supported_events": ["custom_prompt"],
+                "max_chunk_duration": 30, "cost_per_minute": 0.5}
+
+    async def detect_markers(self, chunk, config):
+        t, out = chunk.start_s, []
+        while t < chunk.end_s:
+            out.append(TemporalMarker(type="custom_prompt", start_s=t, end_s=t, label="tick", confidence=1.0,
+                                      plugin="%s"))
+            t += 10
+        return out
+'''
+
+
+def _write(folder, name, body):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(body))
+
+
+def test_builtin_plugins_are_discovered():
+    reg = PluginRegistry.default()
+    assert BUILTIN <= set(reg.names()), reg.errors
+    assert reg.errors == []
+    assert reg.names("transcription") == ["faster_whisper"]
+    assert {i.plugin_name for i in reg.get_by_capability("shot_detection")} == {"local_shots"}
+    assert all(e.source.endswith(".py") for e in reg.entries.values())
+
+
+def test_plugin_dropped_in_a_folder_is_discovered(tmp_path, monkeypatch):
+    _write(tmp_path / "extra", "ticker.py", GOOD % ("ticker", "ticker"))
+    monkeypatch.setenv("VIDINTEL_PLUGIN_PATH", str(tmp_path / "extra"))
+    reg = PluginRegistry.default()
+    assert "ticker" in reg.names()
+    plugin = reg.get_plugin("ticker")
+    assert isinstance(plugin, BaseTemporalPlugin)
+    assert plugin.estimate_cost(120) == pytest.approx(1.0)  # 2 minutes at $0.50/min
+    assert reg.entries["ticker"].source.endswith("ticker.py")
+
+
+def test_broken_duplicate_and_invalid_plugins_are_reported_by_file(tmp_path):
+    folder = tmp_path / "mixed"
+    _write(folder, "a_good.py", GOOD % ("good_one", "good_one"))
+    _write(folder, "b_broken.py", "this is not python(\n")
+    _write(folder, "c_raises.py", "raise RuntimeError('needs a missing SDK')\n")
+    _write(folder, "d_duplicate.py", GOOD % ("local_shots", "local_shots"))
+    _write(folder, "e_invalid.py", GOOD % ("Bad Name!", "x"))
+    reg = PluginRegistry.default()
+    reg.discover_plugins(folder)
+    assert "good_one" in reg.names() and BUILTIN <= set(reg.names())
+    errors = {e.source.rsplit("/", 1)[-1]: e.error for e in reg.errors}
+    assert set(errors) == {"b_broken.py", "c_raises.py", "d_duplicate.py", "e_invalid.py"}
+    assert "SyntaxError" in errors["b_broken.py"]
+    assert "needs a missing SDK" in errors["c_raises.py"]
+    assert "duplicate plugin name 'local_shots'" in errors["d_duplicate.py"] and "local_shots.py" in errors["d_duplicate.py"]
+    assert "invalid plugin info" in errors["e_invalid.py"]
+    assert reg.entries["local_shots"].source.endswith("plugins/local_shots.py")  # the built-in one wins
+
+
+def test_unknown_plugin_names_the_available_ones():
+    reg = PluginRegistry.default()
+    with pytest.raises(PluginError, match=r"unknown plugin 'aws_rekognitoin'.*local_shots"):
+        reg.get_plugin("aws_rekognitoin")
