@@ -29,7 +29,8 @@ from vidintel_pipeline.contracts import PluginInfo, PluginOptions, TemporalMarke
 from vidintel_pipeline.frame_plugins import FramePlugin
 from vidintel_pipeline.media.frames import Frame
 
-BLACK_LUMA = 28.0  # mean Y (limited range: black is 16) under which a thumbnail counts as black
+BLACK_LUMA = 28.0  # mean Y (limited range: black is 16) under which a thumbnail may be black...
+BLACK_P98 = 48.0   # ...if its brightest 2% are dark too (a dark scene with bright details is not black)
 
 
 class LocalShotsOptions(PluginOptions):
@@ -190,9 +191,11 @@ class LocalShotsPlugin(FramePlugin):
         o = self.options
         if b - a < o.min_transition_frames:
             return []
-        luma = th[a : b + 1, :, :, 0].mean(axis=(1, 2))
+        y = th[a : b + 1, :, :, 0].reshape(b - a + 1, -1)
+        luma = y.mean(axis=1)
+        black = (luma < BLACK_LUMA) & (np.percentile(y, 98, axis=1) < BLACK_P98)
         dark = int(np.argmin(luma))
-        if 0 < dark < len(luma) - 1 and luma[dark] < BLACK_LUMA and luma[0] >= BLACK_LUMA and luma[-1] >= BLACK_LUMA:
+        if 0 < dark < len(luma) - 1 and black[dark] and not black[0] and not black[-1]:
             m = a + dark
             return self._classify(th, a, m) + self._classify(th, m, b)
         change = float(np.abs(th[b] - th[a]).mean())
@@ -201,9 +204,9 @@ class LocalShotsPlugin(FramePlugin):
         residual, max_step = _blend_fit(th[a : b + 1])
         if residual > o.max_blend_residual or max_step > 0.4:
             return []
-        if luma[-1] < BLACK_LUMA and luma[0] >= BLACK_LUMA:
+        if black[-1] and not black[0]:
             kind = "fade_out"
-        elif luma[0] < BLACK_LUMA and luma[-1] >= BLACK_LUMA:
+        elif black[0] and not black[-1]:
             kind = "fade_in"
         else:
             kind = "dissolve"

@@ -10,6 +10,17 @@ import pytest
 from vidintel_pipeline.samples import Shot, Truth, render, render_demo
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory):
+    """Tests never touch the developer's ./.vidintel: the whole session gets a private, existing home."""
+    home = tmp_path_factory.mktemp("vidintel-home")
+    (home / "dagster").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VIDINTEL_HOME", str(home))
+        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def demo_video(tmp_path_factory) -> tuple[Path, Truth]:
     """The demo sample: cuts, a dissolve, a fade through black, a face, bars, black, a flash, speech."""

@@ -53,11 +53,11 @@ def _sources(w: int, h: int, r: int) -> dict[str, str]:
         "testsrc_warm": f"testsrc2={s},hue=h=60:s=1.3",
         "bars": f"smptebars={s}",
         "black": f"color=c=black:{s}",
-        "life": f"life={s}:mold=10:ratio=0.1:death_color=#204060:life_color=#f0c040",
-        "cells": f"cellauto={s}:rule=110,negate,colorchannelmixer=rr=0.3:gg=0.8:bb=0.5",
-        "gradient": f"gradients={s}:speed=0.01:c0=#103070:c1=#d07020",
+        "life": f"life={s}:seed=11:mold=10:ratio=0.1:death_color=#204060:life_color=#f0c040",
+        "cells": f"cellauto={s}:seed=5:rule=110,negate,colorchannelmixer=rr=0.3:gg=0.8:bb=0.5",
+        "gradient": f"gradients={s}:seed=3:speed=0.01:c0=#103070:c1=#d07020",
         # two dim grey pictures a few code values apart: a cut between them changes the picture very little
-        "lowcontrast_a": f"gradients={s}:speed=0.005:c0=#585858:c1=#686868",
+        "lowcontrast_a": f"gradients={s}:seed=1:speed=0.005:c0=#585858:c1=#686868",
         "lowcontrast_b": f"gradients={s}:speed=0.005:c0=#686060:c1=#586060:seed=7",
         # same picture, two framings: a wide view, then a 1.6x crop of its centre
         "reframe_wide": f"mandelbrot=s={w}x{h}:r={r}:maxiter=60:start_scale=2.5:end_scale=2.5",
