@@ -16,9 +16,9 @@ from typing import Any, Optional
 
 from .instance import ensure_instance_home, vidintel_home
 
-PHASE_WEIGHTS = {  # share of the progress bar each phase fills, in order
-    "initializing": (0, 5), "chunking": (5, 10), "analyzing_temporal": (15, 45),
-    "transcribing_audio": (60, 30), "building_memory": (90, 5), "finalizing": (95, 5),
+PHASE_WEIGHTS = {  # share of the progress bar each phase fills; Dagster may run phases in any order
+    "initializing": 5, "chunking": 10, "analyzing_temporal": 45,
+    "transcribing_audio": 30, "building_memory": 5, "finalizing": 5,
 }
 
 
@@ -32,11 +32,13 @@ class ProgressBar:
         self.width = width
         self.tty = stream.isatty()
         self.last_phase: Optional[str] = None
+        self.done: dict[str, float] = {}
         self.pct = 0.0
 
     def __call__(self, event: dict[str, Any]) -> None:
-        start, span = PHASE_WEIGHTS.get(event["phase"], (0, 0))
-        self.pct = max(self.pct, start + span * event["phase_progress"] / 100.0)
+        phase = event["phase"]
+        self.done[phase] = max(self.done.get(phase, 0.0), event["phase_progress"] / 100.0)
+        self.pct = sum(PHASE_WEIGHTS.get(p, 0) * f for p, f in self.done.items())
         filled = int(self.width * self.pct / 100)
         line = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.pct:5.1f}%  {event['phase']}"
         if self.tty:
