@@ -18,18 +18,20 @@ from typing import Any
 import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
 import dagster as dg
 
-from resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
+from resources import CostControls, TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
+from .frame_plugins import FramePlugin
 from .contracts import (
     AnalysisConfig, ChunkInfo, CostSummary, IngestionPhase, Keyframe, MemoryDocument, PluginError, TemporalMarker,
     TranscriptionResult,
 )
+from .cache import ResultCache, cache_key, file_sha256
 from .keyframes import KeyframeSelector
 from .layout import InvalidIdError, VideoRef
 from .media import MediaError, probe
 from .media.audio import extract_audio
 from .media.chunking import cut_chunks, keyframe_times, plan_chunks
-from .orchestration import analyze_video
+from .orchestration import analyze_video, estimate_run_cost, transcribe_with_fallbacks
 from .partitions import run_tags, videos_partitions
 from .progress import report
 from .storage import LocalStore, StorageError
@@ -98,7 +100,7 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
         raise dg.Failure(description=f"Cannot use {key}: {exc}", allow_retries=False) from exc
     if not info.has_video:
         raise dg.Failure(description=f"Cannot use {key}: it has no video stream", allow_retries=False)
-    doc = info.as_dict() | {"key": key, "path": None}
+    doc = info.as_dict() | {"key": key, "path": None, "sha256": file_sha256(str(store.local_path(key)))}
     uri = store.put_json(ref.key("metadata", PROBE), doc)
     report(context, IngestionPhase.INITIALIZING, 100, duration_s=info.duration_s)
     return dg.MaterializeResult(metadata={
@@ -111,6 +113,7 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
         "video_codec": info.video_codec or "",
         "has_audio": dg.BoolMetadataValue(info.has_audio),
         "rotation": dg.IntMetadataValue(info.rotation),
+        "sha256": doc["sha256"],
         **_cost_meta({}),
     })
 
@@ -193,6 +196,10 @@ def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.Mat
     })
 
 
+def _cached(cache: ResultCache, plugin, config, sha: str, source: ChunkInfo) -> bool:
+    return cache.get(plugin.name, cache_key(content_sha256=sha, plugin=plugin, config=config, span=(source.start_s, source.end_s))) is not None
+
+
 def _plugins(resource: TemporalPluginsResource) -> list:
     try:
         return resource.create()
@@ -213,7 +220,8 @@ def _plugins(resource: TemporalPluginsResource) -> list:
     description="One decode of the video feeds every visual detector and the keyframe selector.",
 )
 def visual_analysis(
-    context: dg.AssetExecutionContext, storage: VidintelStorage, temporal_plugins: TemporalPluginsResource
+    context: dg.AssetExecutionContext, storage: VidintelStorage, temporal_plugins: TemporalPluginsResource,
+    costs: CostControls,
 ):
     ref = _ref(context)
     store = storage.ingest()
@@ -231,13 +239,25 @@ def visual_analysis(
         ChunkInfo(index=i, path=str(store.local_path(c["key"])), start_s=c["start_s"], end_s=c["end_s"], **common)
         for i, c in enumerate(manifest["chunks"])
     ]
-    selector = KeyframeSelector()
+    config = AnalysisConfig(project_id=ref.project_id, video_id=ref.video_id,
+                            prompt=temporal_plugins.prompt, min_confidence=temporal_plugins.min_confidence)
+    cache = ResultCache(store, ref, enabled=costs.use_cache)
+    sha = info["sha256"]
+    estimate = estimate_run_cost(source=source, chunks=chunks, plugins=plugins, config=config, cache=cache, content_sha256=sha)
+    costs.check_budget(project_id=ref.project_id, video_id=ref.video_id, estimate_usd=sum(estimate.values()),
+                       what="temporal analysis (" + ", ".join(f"{k} ${v:.4f}" for k, v in estimate.items()) + ")")
+    # keyframes need a decode; if every frame plugin is cached and the keyframes match this source, skip it
+    old_index = store.get_json(ref.key("keyframes", KEYFRAME_INDEX)) if store.exists(ref.key("keyframes", KEYFRAME_INDEX)) else None
+    frame_names = {p.name for p in plugins if isinstance(p, FramePlugin)}
+    all_cached = frame_names and all(estimate[n] == 0.0 and _cached(cache, p, config, sha, source) for p in plugins
+                                     if (n := p.name) in frame_names)
+    reuse_keyframes = bool(costs.use_cache and all_cached and isinstance(old_index, dict) and old_index.get("source_sha256") == sha)
+    selector = None if reuse_keyframes else KeyframeSelector()
     t0 = time.perf_counter()
     try:
         result = analyze_video(
-            source=source, chunks=chunks, plugins=plugins, keyframes=selector,
-            config=AnalysisConfig(project_id=ref.project_id, video_id=ref.video_id,
-                                  prompt=temporal_plugins.prompt, min_confidence=temporal_plugins.min_confidence),
+            source=source, chunks=chunks, plugins=plugins, keyframes=selector, config=config,
+            policy=temporal_plugins.policy(), cache=cache, content_sha256=sha, make_plugin=temporal_plugins.factory(),
             on_progress=lambda pct, what: report(context, IngestionPhase.ANALYZING_TEMPORAL, pct * 0.95, step=what),
         )
     except MediaError as exc:
@@ -245,22 +265,30 @@ def visual_analysis(
     elapsed = time.perf_counter() - t0
     for run in result.failed:
         context.log.error(f"plugin {run.plugin} failed: {run.error}")
-    if plugins and len(result.failed) == len(plugins):
+    ok_names = {r.plugin for r in result.runs if r.status == "ok"}
+    if plugins and not ok_names:
         raise dg.Failure(description="every temporal plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed))
 
     # keyframes: write JPEGs, then the index, then remove stale ones
-    chosen = selector.select(result.markers, info["duration_s"])
-    frames: list[Keyframe] = []
-    for shot, cand in chosen:
-        k = ref.key("keyframes", f"shot{shot:04d}_{int(round(cand.time_s * 1000)):09d}ms.jpg")
-        store.put_bytes(k, cand.jpeg)
-        frames.append(Keyframe(time_s=round(cand.time_s, 3), uri=store.uri(k), shot_index=shot, sharpness=round(cand.sharpness, 1)))
-    kf_uri = store.put_json(ref.key("keyframes", KEYFRAME_INDEX), [f.model_dump() for f in frames])
+    if selector is None:
+        frames = [Keyframe.model_validate(k) for k in old_index["keyframes"]]
+    else:
+        frames = []
+        for shot, cand in selector.select(result.markers, info["duration_s"]):
+            k = ref.key("keyframes", f"shot{shot:04d}_{int(round(cand.time_s * 1000)):09d}ms.jpg")
+            store.put_bytes(k, cand.jpeg)
+            frames.append(Keyframe(time_s=round(cand.time_s, 3), uri=store.uri(k), shot_index=shot, sharpness=round(cand.sharpness, 1)))
+    kf_uri = store.put_json(ref.key("keyframes", KEYFRAME_INDEX),
+                            {"source_sha256": sha, "keyframes": [f.model_dump() for f in frames]})
     keep = {ref.key("keyframes", Path(f.uri).name) for f in frames} | {ref.key("keyframes", KEYFRAME_INDEX)}
     for stale in [k for k in store.list(ref.prefix + "keyframes/") if k not in keep]:
         store.delete(stale)
 
     cost = result.cost_by_plugin
+    ledger = costs.ledger()
+    for run in result.runs:
+        ledger.record(run_id=context.run_id, asset="temporal_markers", project_id=ref.project_id, video_id=ref.video_id,
+                      plugin=run.plugin, usd=run.cost_usd, media_seconds=info["duration_s"], cached=run.cached)
     doc = {
         "markers": [m.model_dump() for m in result.markers],
         "plugins": [r.as_dict() for r in result.runs],
@@ -283,6 +311,10 @@ def visual_analysis(
         "markers_by_type": dg.JsonMetadataValue(by_type),
         "plugins": dg.JsonMetadataValue([r.as_dict() for r in result.runs]),
         "plugins_failed": dg.IntMetadataValue(len(result.failed)),
+        "plugins_fell_back": dg.JsonMetadataValue({r.plugin: r.fallback_for for r in result.runs if r.fallback_for}),
+        "cache/hits": dg.IntMetadataValue(sum(1 for r in result.runs if r.cached)),
+        "cache/misses": dg.IntMetadataValue(sum(1 for r in result.runs if not r.cached)),
+        "cost/estimate_usd": _f(sum(estimate.values())),
         "frames_decoded": dg.IntMetadataValue(result.frames_decoded),
         "speed_x_realtime": _f(round(fps_x, 2)),
         "markers_uri": dg.MetadataValue.url(mk_uri),
@@ -296,43 +328,69 @@ def visual_analysis(
     description="Timed transcript (segments, words, language) from the selected transcription plugin.",
 )
 def transcript(
-    context: dg.AssetExecutionContext, storage: VidintelStorage, transcription: TranscriptionResource
+    context: dg.AssetExecutionContext, storage: VidintelStorage, transcription: TranscriptionResource,
+    costs: CostControls,
 ) -> dg.MaterializeResult:
     ref = _ref(context)
     store = storage.ingest()
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     audio_key = ref.key("chunks", AUDIO)
     by_plugin: dict[str, float] = {}
+    runs: list[dict[str, Any]] = []
+    cached = False
     if not transcription.enabled or not store.exists(audio_key):
         why = "disabled" if not transcription.enabled else "no audio track"
         result = TranscriptionResult(duration_s=info["duration_s"], plugin="none")
         context.log.info(f"transcript empty: {why}")
-        plugin_meta = {"plugin": "none", "reason": why}
     else:
         try:
-            plugin = transcription.create()
+            chain = transcription.chain()
         except PluginError as exc:
             raise dg.Failure(description=f"Plugin configuration error: {exc}", allow_retries=False) from exc
-        report(context, IngestionPhase.TRANSCRIBING_AUDIO, 0, providers_active=plugin.name)
-        t0 = time.perf_counter()
-        try:
-            result = plugin.transcribe_sync(str(store.local_path(audio_key)), transcription.config())
-        except PluginError as exc:
-            raise dg.Failure(description=f"Transcription failed: {exc}") from exc
-        elapsed = time.perf_counter() - t0
-        by_plugin[plugin.name] = plugin.estimate_cost(info["duration_s"])
-        plugin_meta = {"plugin": plugin.name, "version": plugin.info.plugin_version, "model": result.model,
-                       "seconds": round(elapsed, 3)}
+        audio_path = str(store.local_path(audio_key))
+        config = transcription.config()
+        cache = ResultCache(store, ref, enabled=costs.use_cache)
+        sha = file_sha256(audio_path)
+        key = cache_key(content_sha256=sha, plugin=chain[0], config=config)
+        hit = cache.get(chain[0].name, key)
+        if hit is not None:
+            result, cached = TranscriptionResult.model_validate(hit), True
+            by_plugin[chain[0].name] = 0.0
+            runs = [{"plugin": chain[0].name, "version": chain[0].info.plugin_version, "status": "ok", "cached": True, "cost_usd": 0.0}]
+        else:
+            estimate = chain[0].estimate_cost(info["duration_s"])
+            costs.check_budget(project_id=ref.project_id, video_id=ref.video_id, estimate_usd=estimate,
+                               what=f"transcription with {chain[0].name} (${estimate:.4f})")
+            report(context, IngestionPhase.TRANSCRIBING_AUDIO, 0, providers_active=chain[0].name)
+            result, plugin_runs, winner = transcribe_with_fallbacks(chain, audio_path, config, transcription.policy())
+            runs = [r.as_dict() for r in plugin_runs]
+            if result is None:
+                raise dg.Failure(
+                    description="Transcription failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in plugin_runs),
+                    metadata={"plugins": dg.JsonMetadataValue(runs)},
+                )
+            usd = winner.estimate_cost(info["duration_s"])
+            by_plugin[winner.name] = usd
+            runs[-1]["cost_usd"] = usd
+            cache.put(winner.name, cache_key(content_sha256=sha, plugin=winner, config=config), result.model_dump(mode="json"))
+            for r in plugin_runs:
+                if r.status != "ok":
+                    context.log.error(f"transcription plugin {r.plugin} failed: {r.error}")
         report(context, IngestionPhase.TRANSCRIBING_AUDIO, 100, words=result.word_count)
+        ledger = costs.ledger()
+        for name, usd in by_plugin.items():
+            ledger.record(run_id=context.run_id, asset="transcript", project_id=ref.project_id, video_id=ref.video_id,
+                          plugin=name, usd=usd, media_seconds=info["duration_s"], cached=cached)
     doc = result.model_dump() | {"cost": CostSummary(total_usd=sum(by_plugin.values()), by_plugin=by_plugin).model_dump(),
-                                 "plugin_run": plugin_meta}
+                                 "plugin_runs": runs}
     uri = store.put_json(ref.key("transcripts", TRANSCRIPT), doc)
     return dg.MaterializeResult(metadata={
         "transcript_uri": dg.MetadataValue.url(uri),
         "language": result.language or "",
         "segments": dg.IntMetadataValue(len(result.segments)),
         "words": dg.IntMetadataValue(result.word_count),
-        "plugins": dg.JsonMetadataValue([plugin_meta]),
+        "plugins": dg.JsonMetadataValue(runs),
+        "cache/hits": dg.IntMetadataValue(int(cached)),
         "excerpt": dg.MetadataValue.text(result.text[:300]),
         "video_seconds": _f(info["duration_s"]),
         **_cost_meta(by_plugin),
@@ -344,31 +402,31 @@ def transcript(
     deps=["temporal_markers", "keyframes", transcript],
     description="The memory document: one merged, searchable timeline of everything found in the video.",
 )
-def memory(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
+def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: CostControls) -> dg.MaterializeResult:
     ref = _ref(context)
     store, out = storage.ingest(), storage.output()
     report(context, IngestionPhase.BUILDING_MEMORY, 0)
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     markers = _need(store, ref.key("metadata", MARKERS), "temporal_markers")
     tr = _need(store, ref.key("transcripts", TRANSCRIPT), "transcript")
-    kfs = _need(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")
+    kfs = _need(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")["keyframes"]
     by_plugin: dict[str, float] = {}
     for part in (markers["cost"], tr["cost"]):
         for name, usd in part["by_plugin"].items():
             by_plugin[name] = by_plugin.get(name, 0.0) + usd
     plugins = [{"name": r["plugin"], "version": r["version"], "kind": "temporal", "status": r["status"]} for r in markers["plugins"]]
-    if tr["plugin_run"]["plugin"] != "none":
-        plugins.append({"name": tr["plugin_run"]["plugin"], "version": tr["plugin_run"]["version"], "kind": "transcription", "status": "ok"})
+    plugins += [{"name": r["plugin"], "version": r["version"], "kind": "transcription", "status": r["status"]} for r in tr["plugin_runs"]]
     doc = MemoryDocument(
         project_id=ref.project_id, video_id=ref.video_id, duration_s=info["duration_s"],
         source={k: info[k] for k in ("key", "width", "height", "fps", "video_codec", "has_audio", "rotation", "size_bytes")},
         markers=[TemporalMarker.model_validate(m) for m in markers["markers"]],
-        transcript=TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_run")}),
+        transcript=TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")}),
         keyframes=[Keyframe.model_validate(k) for k in kfs],
         cost=CostSummary(total_usd=round(sum(by_plugin.values()), 6), by_plugin=by_plugin),
         plugins=plugins,
     )
     report(context, IngestionPhase.FINALIZING, 50)
+    ledger = costs.ledger()
     uri = out.put_json(ref.memory_key, doc.model_dump(mode="json"))
     report(context, IngestionPhase.FINALIZING, 100, memory=uri)
     return dg.MaterializeResult(metadata={
@@ -378,8 +436,31 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.Ma
         "keyframes": dg.IntMetadataValue(len(doc.keyframes)),
         "plugins": dg.JsonMetadataValue(plugins),
         "video_seconds": _f(info["duration_s"]),
+        "cost/video_total_usd": _f(ledger.get_total_cost(video_id=ref.video_id, project_id=ref.project_id)),
+        "cost/project_total_usd": _f(ledger.get_total_cost(project_id=ref.project_id)),
         **_cost_meta(by_plugin),
     })
+
+
+@dg.asset(
+    group_name="costs", kinds={"sqlite"}, deps=[memory],
+    automation_condition=dg.AutomationCondition.eager(),
+    description="What every project has spent, per plugin, from the cost ledger (all runs, cached ones at $0).",
+)
+def project_costs(costs: CostControls) -> dg.MaterializeResult:
+    projects = costs.ledger().projects()
+    lines = ["| project | videos | total USD | by plugin |", "|---|---|---|---|"]
+    for name, p in sorted(projects.items()):
+        plugins = ", ".join(f"{k} ${v:.4f}" for k, v in p["by_plugin"].items())
+        lines.append(f"| {name} | {p['videos']} | {p['total_usd']:.4f} | {plugins} |")
+    meta: dict[str, Any] = {
+        "report": dg.MetadataValue.md("\n".join(lines)),
+        "projects": dg.JsonMetadataValue(projects),
+        "cost/total_usd": _f(sum(p["total_usd"] for p in projects.values())),
+    }
+    for name, p in projects.items():
+        meta[f"cost/project/{name}"] = _f(p["total_usd"])
+    return dg.MaterializeResult(metadata=meta)
 
 
 per_video_assets = [source_video, video_chunks, audio, visual_analysis, transcript, memory]

@@ -53,7 +53,8 @@ class ProgressBar:
             self.stream.write("\n")
 
 
-def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False) -> dict[str, Any]:
+def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False,
+           resources_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Copy a video into storage, register its partition and materialize every asset for it."""
     from .layout import InvalidIdError, VideoRef, slugify
     from .media import MediaError, probe
@@ -92,11 +93,16 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
     with listening(bar if bar else (lambda e: None)):
         result = job.execute_in_process(
             instance=instance, partition_key=ref.partition_key, tags=run_tags(ref), raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                        **({"resources": resources_config} if resources_config else {})},
         )
     if bar:
         bar.close()
     wall = time.perf_counter() - t0
+    if result.success:  # keep the per-project cost report in the UI current
+        defs.resolve_job_def("cost_report").execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     if not result.success:
         reasons = []
         for ev in result.all_events:
@@ -184,6 +190,65 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def estimate(project: str, video: Optional[str], plugins: Optional[list[str]], transcription: Optional[str]) -> dict[str, Any]:
+    """What ingesting (or re-ingesting) a project's videos would cost with the chosen plugins, before running."""
+    from resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
+
+    from .contracts import PluginError
+    from .layout import InvalidIdError, VideoRef, validate_id
+    from .media import MediaError, probe
+    from .pricing import chunk_durations
+
+    try:
+        validate_id(project, "project id")
+        refs = [VideoRef(project, video)] if video else []
+    except InvalidIdError as exc:
+        raise CliError(str(exc)) from exc
+    store = VidintelStorage().ingest()
+    if not refs:
+        vids = sorted({k.split("/")[3] for k in store.list(f"projects/{project}/videos/") if "/source/" in k})
+        refs = [VideoRef(project, v) for v in vids]
+    if not refs:
+        raise CliError(f"project {project!r} has no videos in {store.root}")
+    temporal = TemporalPluginsResource(**({"plugins": plugins} if plugins else {}))
+    tr = TranscriptionResource(**({"plugin": transcription} if transcription else {}))
+    try:
+        chain = temporal.create() + [tr.create()]
+    except PluginError as exc:
+        raise CliError(str(exc)) from exc
+    rows, total = [], 0.0
+    for ref in refs:
+        keys = [k for k in store.list(ref.prefix + "source/")]
+        if not keys:
+            raise CliError(f"no source video for {ref.project_id}/{ref.video_id}")
+        try:
+            duration = probe(store.local_path(keys[0])).duration_s
+        except MediaError as exc:
+            raise CliError(str(exc)) from exc
+        by_plugin = {}
+        for p in chain:
+            limit = p.info.max_chunk_duration
+            by_plugin[p.name] = round(sum(p.estimate_cost(d) for d in chunk_durations(duration, limit)), 6)
+        usd = round(sum(by_plugin.values()), 6)
+        total += usd
+        rows.append({"video_id": ref.video_id, "duration_s": duration, "usd": usd, "by_plugin": by_plugin})
+    return {"project_id": project, "videos": rows, "total_usd": round(total, 6),
+            "plugins": [p.name for p in chain], "note": "estimate before running; cached results would cost $0"}
+
+
+def cmd_estimate(args) -> int:
+    plugins = [p for p in args.plugins.split(",") if p] if args.plugins else None
+    est = estimate(args.project, args.video, plugins, args.transcription)
+    if args.json:
+        print(json.dumps(est, indent=2))
+        return 0
+    for v in est["videos"]:
+        print(f"{v['video_id']:<28} {v['duration_s']:8.1f} s  ${v['usd']:.4f}  " +
+              ", ".join(f"{k} ${u:.4f}" for k, u in v["by_plugin"].items()))
+    print(f"total for {len(est['videos'])} video(s) in {est['project_id']}: ${est['total_usd']:.4f}")
+    return 0
+
+
 def cmd_plugins(args) -> int:
     from .registry import PluginRegistry
 
@@ -197,6 +262,8 @@ def cmd_plugins(args) -> int:
         limit = f"{r['max_chunk_duration']:g}s" if r["max_chunk_duration"] else "whole video"
         print(f"{r['plugin_name']:<22} {r['kind']:<13} v{r['plugin_version']:<7} ${r['cost_per_minute']:.4f}/min  "
               f"chunks: {limit:<12} gpu={r['requires_gpu']!s:<5} s3={r['requires_s3']!s:<5} {', '.join(r['supported_events'])}")
+        if r["accuracy"]:
+            print(f"{'':<22} accuracy {r['accuracy']} ({r['accuracy_source']})")
         print(f"{'':<22} from {r['source']}")
     for e in errors:
         print(f"FAILED TO LOAD {e['source']}: {e['error']}")
@@ -220,6 +287,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("demo", help="render the bundled sample video and ingest it")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("estimate", help="pre-run cost estimate for a project's videos (or one video)")
+    p.add_argument("project")
+    p.add_argument("video", nargs="?")
+    p.add_argument("--plugins", help="comma-separated temporal plugins (default: the configured set)")
+    p.add_argument("--transcription", help="transcription plugin (default: faster_whisper)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_estimate)
     p = sub.add_parser("plugins", help="list discovered plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)

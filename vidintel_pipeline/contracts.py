@@ -34,6 +34,13 @@ class PluginError(Exception):
         super().__init__(f"[{plugin}] {message}" if plugin else message)
 
 
+class RateLimitError(PluginError):
+    """The provider throttled us: worth retrying after a backoff."""
+
+    def __init__(self, message: str, *, plugin: str | None = None):
+        super().__init__(message, plugin=plugin, retryable=True)
+
+
 class IngestionPhase(str, Enum):
     """Progress phases from the seed, reported in run logs and to CLI progress listeners."""
 
@@ -60,7 +67,20 @@ class PluginInfo(_Model):
     requires_s3: bool = False
     max_chunk_duration: Optional[float] = Field(default=None, gt=0, description="Seconds; None means whole videos.")
     cost_per_minute: float = Field(default=0.0, ge=0, description="USD per minute of media processed.")
+    max_concurrency: int = Field(default=4, ge=1, description="Requests this provider may serve at once.")
+    accuracy: dict[str, float] = Field(
+        default_factory=dict, description="Benchmark-backed score in [0, 1] per capability (F1 or recall)."
+    )
+    accuracy_source: str = Field(default="", description="Where the accuracy figures were measured.")
     description: str = ""
+
+    @field_validator("accuracy")
+    @classmethod
+    def _acc(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: s for k, s in v.items() if not 0 <= s <= 1}
+        if bad:
+            raise ValueError(f"accuracy scores must lie in [0, 1]: {bad}")
+        return v
 
     @field_validator("plugin_name")
     @classmethod
@@ -202,8 +222,22 @@ class _PluginBase(ABC):
         return self.info.plugin_name
 
     def estimate_cost(self, duration_seconds: float) -> float:
-        """USD for processing ``duration_seconds`` of media. Override for providers with other billing rules."""
-        return round(self.info.cost_per_minute * max(0.0, duration_seconds) / 60.0, 6)
+        """USD for one request covering ``duration_seconds`` of media.
+
+        Uses the provider's rule from the price book (rounding, minimums, per-feature prices) when there is
+        one, else the declared ``cost_per_minute`` billed per second. Override :meth:`billing_choice` to tell
+        the price book which features or model this instance uses.
+        """
+        from .pricing import linear_cost, rule_for
+
+        rule = rule_for(self.info.plugin_name)
+        if rule is None:
+            return linear_cost(duration_seconds, self.info.cost_per_minute)
+        return rule.cost(duration_seconds, **self.billing_choice())
+
+    def billing_choice(self) -> dict[str, Any]:
+        """``{"features": [...]}`` or ``{"model": ...}`` for the price book; empty means its defaults."""
+        return {}
 
 
 class BaseTemporalPlugin(_PluginBase):

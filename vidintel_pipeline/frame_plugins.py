@@ -12,7 +12,8 @@ import asyncio
 from abc import abstractmethod
 from typing import Optional
 
-from .contracts import AnalysisConfig, BaseTemporalPlugin, ChunkInfo, TemporalMarker
+from .contracts import AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, TemporalMarker
+from .media.ffmpeg import MediaError
 from .media.frames import Frame, run_frame_pipeline
 
 
@@ -36,7 +37,10 @@ class FramePlugin(BaseTemporalPlugin):
     async def detect_markers(self, chunk: ChunkInfo, config: AnalysisConfig) -> list[TemporalMarker]:
         def work() -> list[TemporalMarker]:
             self.begin(chunk, config)
-            run_frame_pipeline(chunk.path, [self], time_offset=chunk.start_s)
+            try:
+                run_frame_pipeline(chunk.path, [self], time_offset=chunk.start_s)
+            except MediaError as exc:
+                raise PluginError(str(exc), plugin=self.name) from exc
             return self.end()
 
         return await asyncio.to_thread(work)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from .assets import per_video_assets
+from .assets import per_video_assets, project_costs
 from .partitions import videos_partitions
 
 ingest_video_job = dg.define_asset_job(
@@ -10,4 +10,10 @@ ingest_video_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*per_video_assets),
     partitions_def=videos_partitions,
     description="Ingest one video end to end: probe, chunk, audio, markers + keyframes, transcript, memory.",
+)
+
+cost_report_job = dg.define_asset_job(
+    name="cost_report",
+    selection=dg.AssetSelection.assets(project_costs),
+    description="Refresh the per-project cost report from the ledger.",
 )

@@ -1,33 +1,57 @@
 """Run the selected plugins over one video: one shared decode, everything else concurrently.
 
-Frame plugins (and the keyframe selector) ride on one decode of the whole source. Other temporal plugins
-run per chunk, honouring their ``max_chunk_duration``, concurrently under asyncio. A failing plugin does
-not sink the others: its error is collected into the per-plugin report, which ends up in the
-materialization metadata. Markers are validated before they are kept, sorted and de-duplicated.
+* Frame plugins (and the keyframe selector) ride on one decode of the whole source.
+* Other temporal plugins run per chunk, honouring their ``max_chunk_duration``, concurrently under asyncio,
+  at most ``max_concurrency`` requests at a time per provider.
+* Each request gets a timeout; retryable errors (throttling, timeouts) are retried with exponential
+  backoff and jitter; a plugin that still fails hands over to its fallback chain. What ran, what failed
+  and why is kept in :class:`PluginRun` records, which end up in the materialization metadata.
+* Results are cached per plugin and chunk (see :mod:`vidintel_pipeline.cache`), validated, and merged:
+  overlapping markers of the same type and label, across plugins and across chunk boundaries, become one
+  marker that remembers every plugin that found it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
-from .contracts import AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, TemporalMarker
+from .cache import ResultCache, cache_key
+from .contracts import (
+    AnalysisConfig, BaseTemporalPlugin, BaseTranscriptionPlugin, ChunkInfo, PluginError, TemporalMarker,
+    TranscriptionConfig, TranscriptionResult,
+)
 from .frame_plugins import FramePlugin
 from .keyframes import KeyframeSelector
 from .media.frames import run_frame_pipeline
+
+MERGE_TOLERANCE_S = 0.05
+
+
+@dataclass
+class RunPolicy:
+    timeout_s: float = 1800.0
+    max_retries: int = 2
+    retry_base_delay_s: float = 1.0
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
 class PluginRun:
     plugin: str
     version: str
-    status: str = "ok"          # ok | failed
+    status: str = "ok"                 # ok | failed
     markers: int = 0
     seconds: float = 0.0
     cost_usd: float = 0.0
+    cached: bool = False
+    attempts: int = 0
+    requests: int = 0
     error: Optional[str] = None
+    fallback_for: Optional[str] = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -42,11 +66,17 @@ class AnalysisResult:
 
     @property
     def cost_by_plugin(self) -> dict[str, float]:
-        return {r.plugin: r.cost_usd for r in self.runs}
+        out: dict[str, float] = {}
+        for r in self.runs:
+            out[r.plugin] = round(out.get(r.plugin, 0.0) + r.cost_usd, 6)
+        return out
 
     @property
     def failed(self) -> list[PluginRun]:
         return [r for r in self.runs if r.status != "ok"]
+
+
+PluginFactory = Callable[[str], BaseTemporalPlugin]
 
 
 def analyze_video(
@@ -57,27 +87,30 @@ def analyze_video(
     config: AnalysisConfig,
     keyframes: Optional[KeyframeSelector] = None,
     on_progress: Optional[Callable[[float, str], None]] = None,
+    policy: Optional[RunPolicy] = None,
+    cache: Optional[ResultCache] = None,
+    content_sha256: Optional[str] = None,
+    make_plugin: Optional[PluginFactory] = None,
 ) -> AnalysisResult:
     """Analyse one video. ``source`` spans the whole video; ``chunks`` cover it for chunked plugins."""
+    policy = policy or RunPolicy()
     result = AnalysisResult()
-    frame_plugins = [p for p in plugins if isinstance(p, FramePlugin)]
-    other = [p for p in plugins if not isinstance(p, FramePlugin)]
+    ctx = _Ctx(result, policy, config, source, chunks, cache, content_sha256, make_plugin)
     duration = source.duration_s
 
-    # 1. the shared decode ----------------------------------------------------------------------------
-    consumers: list[Any] = []
-    frame_runs: dict[int, PluginRun] = {}
-    for p in frame_plugins:
-        run = PluginRun(p.name, p.info.plugin_version)
-        try:
-            p.begin(source, config)
-            consumers.append(p)
-        except Exception as exc:
-            _fail(run, exc)
-        frame_runs[id(p)] = run
-        result.runs.append(run)
-    if keyframes is not None:
-        consumers.append(keyframes)
+    # 1. cache hits, then the shared decode for the frame plugins that missed ---------------------------
+    pending_frame: list[tuple[FramePlugin, PluginRun]] = []
+    for p in plugins:
+        if isinstance(p, FramePlugin) and not ctx.from_cache(p, [source]):
+            run = PluginRun(p.name, p.info.plugin_version)
+            try:
+                p.begin(source, config)
+                pending_frame.append((p, run))
+            except Exception as exc:
+                _fail(run, exc)
+                ctx.add(run, [])
+                ctx.fallback_sync(p, run)
+    consumers: list[Any] = [p for p, _ in pending_frame] + ([keyframes] if keyframes is not None else [])
     if consumers:
         t0 = time.perf_counter()
         result.frames_decoded = run_frame_pipeline(
@@ -85,57 +118,194 @@ def analyze_video(
             on_progress=(lambda t: on_progress(100.0 * t / max(duration, 1e-6), "decode")) if on_progress else None,
         )
         result.decode_seconds = time.perf_counter() - t0
-        for p in frame_plugins:
-            run = frame_runs[id(p)]
-            if run.status != "ok":
-                continue
-            t1 = time.perf_counter()
-            try:
-                result.markers.extend(_checked(p, p.end(), source, run))
-            except Exception as exc:
-                _fail(run, exc)
-            run.seconds = round(result.decode_seconds + time.perf_counter() - t1, 3)
-            run.cost_usd = p.estimate_cost(duration)
-
-    # 2. everything else, concurrently -------------------------------------------------------------------
-    async def run_other(p: BaseTemporalPlugin) -> None:
-        run = PluginRun(p.name, p.info.plugin_version)
-        result.runs.append(run)
-        limit = p.info.max_chunk_duration
-        targets = [source] if limit is None or duration <= limit + 1e-6 else chunks
-        t0 = time.perf_counter()
+    for p, run in pending_frame:
+        t1 = time.perf_counter()
+        run.attempts = run.requests = 1
         try:
-            outs = await asyncio.gather(*(p.detect_markers(c, config) for c in targets))
-            for c, markers in zip(targets, outs):
-                result.markers.extend(_checked(p, markers, c, run))
+            markers = _checked(p.end(), source, run.plugin)
             run.cost_usd = p.estimate_cost(duration)
+            ctx.store(p, source, markers)
+            ctx.add(run, markers)
         except Exception as exc:
             _fail(run, exc)
-        run.seconds = round(time.perf_counter() - t0, 3)
+            ctx.add(run, [])
+            ctx.fallback_sync(p, run)
+        run.seconds = round(result.decode_seconds + time.perf_counter() - t1, 3)
 
-    async def run_all() -> None:
-        await asyncio.gather(*(run_other(p) for p in other))
-
-    if other:
-        asyncio.run(run_all())
+    # 2. everything else, concurrently -------------------------------------------------------------------
+    others = [p for p in plugins if not isinstance(p, FramePlugin)]
+    if others:
+        asyncio.run(_gather(ctx.run_with_fallbacks(p) for p in others))
 
     kept = [m for m in result.markers if m.confidence >= config.min_confidence]
-    result.markers = sorted(_dedupe(kept), key=lambda m: (m.start_s, m.end_s, m.type, m.label))
+    result.markers = merge_markers(kept)
     for run in result.runs:
-        run.markers = sum(1 for m in result.markers if m.plugin == run.plugin)
+        run.markers = sum(1 for m in result.markers if run.plugin in m.attributes.get("plugins", [m.plugin]))
     return result
 
 
-def _checked(plugin: BaseTemporalPlugin, markers: Any, chunk: ChunkInfo, run: PluginRun) -> list[TemporalMarker]:
-    """Validate a plugin's output: right types, inside the chunk (with one frame of slack)."""
+def estimate_run_cost(
+    *, source: ChunkInfo, chunks: list[ChunkInfo], plugins: list[BaseTemporalPlugin], config: AnalysisConfig,
+    cache: Optional[ResultCache] = None, content_sha256: Optional[str] = None,
+) -> dict[str, float]:
+    """USD each plugin would spend on this video now: one request per chunk it needs, $0 where cached."""
+    ctx = _Ctx(AnalysisResult(), RunPolicy(), config, source, chunks, cache, content_sha256, None)
+    out = {}
+    for p in plugins:
+        targets = ctx.targets(p)
+        hit = ctx.cache is not None and all(ctx.cache.get(p.name, ctx._key(p, c)) is not None for c in targets)
+        out[p.name] = 0.0 if hit else round(sum(p.estimate_cost(c.duration_s) for c in targets), 6)
+    return out
+
+
+async def _gather(coros) -> None:
+    await asyncio.gather(*coros)
+
+
+class _Ctx:
+    def __init__(self, result, policy, config, source, chunks, cache, content_sha256, make_plugin):
+        self.result: AnalysisResult = result
+        self.policy: RunPolicy = policy
+        self.config = config
+        self.source: ChunkInfo = source
+        self.chunks: list[ChunkInfo] = chunks
+        self.cache: Optional[ResultCache] = cache if content_sha256 else None
+        self.sha = content_sha256
+        self.make_plugin = make_plugin
+        self.semaphores: dict[str, asyncio.Semaphore] = {}
+
+    def targets(self, p: BaseTemporalPlugin) -> list[ChunkInfo]:
+        limit = p.info.max_chunk_duration
+        return [self.source] if limit is None or self.source.duration_s <= limit + 1e-6 else self.chunks
+
+    def add(self, run: PluginRun, markers: list[TemporalMarker]) -> None:
+        self.result.runs.append(run)
+        self.result.markers.extend(markers)
+
+    # cache --------------------------------------------------------------------------------------------
+    def _key(self, p: BaseTemporalPlugin, c: ChunkInfo) -> str:
+        return cache_key(content_sha256=self.sha, plugin=p, config=self.config, span=(c.start_s, c.end_s))
+
+    def from_cache(self, p: BaseTemporalPlugin, targets: list[ChunkInfo]) -> bool:
+        if self.cache is None:
+            return False
+        hits = [self.cache.get(p.name, self._key(p, c)) for c in targets]
+        if any(h is None for h in hits):
+            return False
+        markers = [TemporalMarker.model_validate(m) for h in hits for m in h]
+        self.add(PluginRun(p.name, p.info.plugin_version, cached=True), markers)
+        return True
+
+    def store(self, p: BaseTemporalPlugin, c: ChunkInfo, markers: list[TemporalMarker]) -> None:
+        if self.cache is not None:
+            self.cache.put(p.name, self._key(p, c), [m.model_dump(mode="json") for m in markers])
+
+    # fallbacks ----------------------------------------------------------------------------------------
+    def _fallbacks_of(self, name: str) -> list[BaseTemporalPlugin]:
+        out = []
+        for fb in self.policy.fallbacks.get(name, []):
+            if self.make_plugin is None:
+                raise PluginError(f"fallback {fb!r} configured but no plugin factory given")
+            out.append(self.make_plugin(fb))
+        return out
+
+    def fallback_sync(self, failed: BaseTemporalPlugin, run: PluginRun) -> None:
+        if self.policy.fallbacks.get(failed.name):
+            asyncio.run(self._fallback(failed.name))
+
+    async def _fallback(self, failed_name: str) -> None:
+        for fb in self._fallbacks_of(failed_name):
+            run = await self.run_once(fb, fallback_for=failed_name)
+            if run.status == "ok":
+                return
+
+    async def run_with_fallbacks(self, p: BaseTemporalPlugin) -> None:
+        run = await self.run_once(p)
+        if run.status != "ok":
+            await self._fallback(p.name)
+
+    # one plugin over its chunks, with timeout, retries and concurrency limit ------------------------
+    async def run_once(self, p: BaseTemporalPlugin, fallback_for: Optional[str] = None) -> PluginRun:
+        targets = self.targets(p)
+        if self.from_cache(p, targets):
+            run = self.result.runs[-1]
+            run.fallback_for = fallback_for
+            return run
+        run = PluginRun(p.name, p.info.plugin_version, fallback_for=fallback_for)
+        sem = self.semaphores.setdefault(p.name, asyncio.Semaphore(p.info.max_concurrency))
+        t0 = time.perf_counter()
+
+        async def one(c: ChunkInfo) -> list[TemporalMarker]:
+            async with sem:
+                out = await call_with_policy(lambda: p.detect_markers(c, self.config), self.policy, p.name, run)
+            markers = _checked(out, c, p.name)
+            self.store(p, c, markers)
+            return markers
+
+        try:
+            outs = await asyncio.gather(*(one(c) for c in targets))
+            run.cost_usd = round(sum(p.estimate_cost(c.duration_s) for c in targets), 6)
+            markers = [m for o in outs for m in o]
+        except Exception as exc:
+            _fail(run, exc)
+            markers = []
+        run.requests = len(targets)
+        run.seconds = round(time.perf_counter() - t0, 3)
+        self.add(run, markers)
+        return run
+
+
+async def call_with_policy(call: Callable[[], Awaitable[Any]], policy: RunPolicy, name: str, run: PluginRun) -> Any:
+    """Await ``call()`` with a timeout; retry retryable failures with exponential backoff and jitter."""
+    for attempt in range(policy.max_retries + 1):
+        run.attempts += 1
+        try:
+            return await asyncio.wait_for(call(), timeout=policy.timeout_s)
+        except asyncio.TimeoutError:
+            err: PluginError = PluginError(f"timed out after {policy.timeout_s:g} s", plugin=name, retryable=True)
+        except PluginError as exc:
+            err = exc
+        except Exception as exc:  # a plugin bug: not worth retrying, but never lost
+            raise PluginError(f"{type(exc).__name__}: {exc}", plugin=name) from exc
+        if not err.retryable or attempt == policy.max_retries:
+            raise err
+        delay = policy.retry_base_delay_s * (2 ** attempt)
+        await asyncio.sleep(delay + random.uniform(0, delay))
+    raise AssertionError("unreachable")
+
+
+def transcribe_with_fallbacks(
+    plugins: list[BaseTranscriptionPlugin], audio_path: str, config: TranscriptionConfig, policy: RunPolicy,
+) -> tuple[Optional[TranscriptionResult], list[PluginRun], Optional[BaseTranscriptionPlugin]]:
+    """The first plugin that succeeds (after retries) wins; every attempt is recorded."""
+    runs: list[PluginRun] = []
+    for i, p in enumerate(plugins):
+        run = PluginRun(p.name, p.info.plugin_version, fallback_for=plugins[0].name if i else None, requests=1)
+        runs.append(run)
+        t0 = time.perf_counter()
+        try:
+            result = asyncio.run(call_with_policy(lambda p=p: p.transcribe(audio_path, config), policy, p.name, run))
+            run.seconds = round(time.perf_counter() - t0, 3)
+            return result, runs, p
+        except PluginError as exc:
+            _fail(run, exc)
+            run.seconds = round(time.perf_counter() - t0, 3)
+    return None, runs, None
+
+
+def _checked(markers: Any, chunk: ChunkInfo, plugin: str) -> list[TemporalMarker]:
+    """Validate a plugin's output: right types, inside the chunk (0.1 s of slack). Bad output is an error."""
     out = []
     slack = 0.1
     for m in markers or []:
-        m = m if isinstance(m, TemporalMarker) else TemporalMarker.model_validate(m)
+        try:
+            m = m if isinstance(m, TemporalMarker) else TemporalMarker.model_validate(m)
+        except Exception as exc:
+            raise PluginError(f"returned a malformed marker: {exc}", plugin=plugin) from exc
         if m.start_s < chunk.start_s - slack or m.end_s > chunk.end_s + slack:
             raise PluginError(
                 f"marker {m.label}@{m.start_s:.3f}-{m.end_s:.3f}s lies outside chunk "
-                f"{chunk.start_s:.3f}-{chunk.end_s:.3f}s", plugin=run.plugin,
+                f"{chunk.start_s:.3f}-{chunk.end_s:.3f}s", plugin=plugin,
             )
         m.end_s = min(m.end_s, chunk.end_s)
         m.start_s = min(m.start_s, m.end_s)
@@ -148,13 +318,40 @@ def _fail(run: PluginRun, exc: BaseException) -> None:
     run.error = f"{type(exc).__name__}: {exc}"
 
 
-def _dedupe(markers: list[TemporalMarker]) -> list[TemporalMarker]:
-    """Drop exact repeats (same type, label, times, plugin): chunk overlaps can report one event twice."""
-    seen: set[tuple] = set()
-    out = []
+def merge_markers(markers: list[TemporalMarker], tolerance: float = MERGE_TOLERANCE_S) -> list[TemporalMarker]:
+    """One marker per event: same type and label, overlapping or touching (within ``tolerance``).
+
+    Events split at a chunk boundary join up again; the same event found by several plugins is kept once,
+    with the most confident plugin's fields and ``attributes.plugins`` naming all that found it.
+    """
+    groups: dict[tuple[str, str], list[TemporalMarker]] = {}
     for m in markers:
-        key = (m.type, m.label, round(m.start_s, 3), round(m.end_s, 3), m.plugin)
-        if key not in seen:
-            seen.add(key)
-            out.append(m)
+        groups.setdefault((m.type, m.label), []).append(m)
+    out: list[TemporalMarker] = []
+    for items in groups.values():
+        items.sort(key=lambda m: (m.start_s, m.end_s))
+        cur: Optional[TemporalMarker] = None
+        found: set[str] = set()
+        for m in items:
+            if cur is not None and m.start_s <= cur.end_s + tolerance:
+                best = m if m.confidence > cur.confidence else cur
+                merged = best.model_copy(deep=True)
+                merged.start_s, merged.end_s = min(cur.start_s, m.start_s), max(cur.end_s, m.end_s)
+                if best.start_s == best.end_s and cur.start_s == cur.end_s and m.start_s == m.end_s:
+                    merged.start_s = merged.end_s = best.start_s  # instantaneous events stay instantaneous
+                found.add(m.plugin)
+                cur = merged
+            else:
+                if cur is not None:
+                    out.append(_with_plugins(cur, found))
+                cur, found = m.model_copy(deep=True), {m.plugin}
+        if cur is not None:
+            out.append(_with_plugins(cur, found))
+    out.sort(key=lambda m: (m.start_s, m.end_s, m.type, m.label))
     return out
+
+
+def _with_plugins(m: TemporalMarker, found: set[str]) -> TemporalMarker:
+    if len(found) > 1:
+        m.attributes = {**m.attributes, "plugins": sorted(found)}
+    return m

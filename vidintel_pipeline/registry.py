@@ -154,6 +154,70 @@ class PluginRegistry:
     def get_by_capability(self, capability: str) -> list[PluginInfo]:
         return [e.info for e in self.entries.values() if capability in e.info.supported_events or e.info.plugin_name == capability]
 
+    # selection ------------------------------------------------------------------------------------------
+    def candidates(
+        self, required_features: Iterable[str] = (), chunk_duration: Optional[float] = None, kind: Optional[str] = None,
+    ) -> list[PluginInfo]:
+        """Plugins offering every required feature and accepting chunks of ``chunk_duration`` seconds."""
+        need = set(required_features)
+        out = []
+        for e in self.entries.values():
+            i = e.info
+            if kind and i.kind != kind:
+                continue
+            if not need <= set(i.supported_events):
+                continue
+            if chunk_duration is not None and i.max_chunk_duration is not None and chunk_duration > i.max_chunk_duration:
+                continue
+            out.append(i)
+        return out
+
+    def select_plugin(
+        self, required_features: Iterable[str], preferred_cost: Optional[float] = None,
+        chunk_duration: Optional[float] = None, kind: Optional[str] = None, **options: Any,
+    ) -> Any:
+        """The best plugin for a task: within ``preferred_cost`` ($/second) if any is, then most accurate, then cheapest."""
+        features = list(required_features)
+        found = self.candidates(features, chunk_duration, kind)
+        if not found:
+            raise PluginError(
+                f"no plugin offers {features}" + (f" for {chunk_duration:g} s chunks" if chunk_duration else "")
+                + f"; capabilities on offer: {sorted({c for e in self.entries.values() for c in e.info.supported_events})}"
+            )
+
+        def rank(i: PluginInfo) -> tuple:
+            per_second = i.cost_per_minute / 60.0
+            within = preferred_cost is None or per_second <= preferred_cost + 1e-12
+            return (not within, -_accuracy(i, features), per_second, i.plugin_name)
+
+        return self.get_plugin(min(found, key=rank).plugin_name, **options)
+
+    def select_optimal_plugin(
+        self, required_accuracy: float, max_cost_per_minute: float, required_features: Iterable[str] = (),
+        kind: Optional[str] = None, **options: Any,
+    ) -> Any:
+        """The cheapest plugin whose benchmark-backed accuracy meets ``required_accuracy`` within the price cap."""
+        features = list(required_features)
+        ok = [
+            i for i in self.candidates(features, None, kind)
+            if _accuracy(i, features) >= required_accuracy and i.cost_per_minute <= max_cost_per_minute
+        ]
+        if not ok:
+            raise PluginError(
+                f"no plugin reaches accuracy {required_accuracy} for {features or 'its capabilities'} "
+                f"at <= ${max_cost_per_minute}/min"
+            )
+        best = min(ok, key=lambda i: (i.cost_per_minute, -_accuracy(i, features), i.plugin_name))
+        return self.get_plugin(best.plugin_name, **options)
+
+
+def _accuracy(info: PluginInfo, features: list[str]) -> float:
+    """The weakest declared score over the features asked for; a feature without a figure scores 0."""
+    keys = features or list(info.accuracy)
+    if not keys:
+        return 0.0
+    return min(info.accuracy.get(k, 0.0) for k in keys)
+
 
 def _is_plugin_class(obj: Any) -> bool:
     return (

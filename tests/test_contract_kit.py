@@ -1,0 +1,43 @@
+"""Every built-in plugin passes the plugin contract kit; the kit itself catches broken plugins."""
+
+import pytest
+
+from vidintel_pipeline.contracts import BaseTemporalPlugin, ChunkInfo, PluginInfo, TemporalMarker
+from vidintel_pipeline.media.audio import extract_audio
+from vidintel_pipeline.registry import PluginRegistry
+from vidintel_pipeline.samples import speech_fixture
+from vidintel_pipeline.testing import check_markers, check_temporal_plugin, check_transcription_plugin
+
+REG = PluginRegistry.default()
+
+
+@pytest.mark.parametrize("name", REG.names("temporal"))
+def test_builtin_temporal_plugins_pass_the_kit(name, demo_video, tmp_path):
+    path, truth = demo_video
+    wav = extract_audio(path, tmp_path / "a.wav")
+    markers = check_temporal_plugin(REG.get_plugin(name), media_path=str(path), duration_s=truth.duration_s, audio_path=str(wav))
+    assert markers, f"{name} found nothing on the demo video"
+
+
+@pytest.mark.parametrize("name", REG.names("transcription"))
+def test_builtin_transcription_plugins_pass_the_kit(name):
+    result = check_transcription_plugin(REG.get_plugin(name), audio_path=str(speech_fixture("speech_c")[0]))
+    assert result.word_count > 5
+
+
+class _Unsorted(BaseTemporalPlugin):
+    def get_plugin_info(self):
+        return PluginInfo(plugin_name="unsorted", plugin_version="1", supported_events=["x"])
+
+    async def detect_markers(self, chunk, config):
+        return [TemporalMarker(type="custom_prompt", start_s=s, end_s=s, label="x", confidence=1, plugin="unsorted") for s in (5, 1)]
+
+
+def test_the_kit_catches_contract_breaches(demo_video):
+    chunk = ChunkInfo(project_id="p", video_id="v", path="x", start_s=0, end_s=10)
+    with pytest.raises(AssertionError, match="sorted"):
+        check_markers([TemporalMarker(type="custom_prompt", start_s=s, end_s=s, label="x", confidence=1, plugin="u") for s in (5, 1)], chunk, "u")
+    with pytest.raises(AssertionError, match="outside chunk"):
+        check_markers([TemporalMarker(type="custom_prompt", start_s=11, end_s=12, label="x", confidence=1, plugin="u")], chunk, "u")
+    with pytest.raises(AssertionError, match="did not raise PluginError|sorted"):
+        check_temporal_plugin(_Unsorted(), media_path=str(demo_video[0]), duration_s=10)

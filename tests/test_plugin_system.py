@@ -1,0 +1,273 @@
+"""Selection, fallback, merge, cost rules, ledger, budget guard and result cache."""
+
+import json
+import textwrap
+import time
+
+import dagster as dg
+import pytest
+
+from vidintel_pipeline import cli
+from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo, PluginError, TemporalMarker
+from vidintel_pipeline.instance import get_instance
+from vidintel_pipeline.ledger import CostLedger
+from vidintel_pipeline.orchestration import RunPolicy, analyze_video, merge_markers
+from vidintel_pipeline.pricing import BillingRule, chunk_durations, price_book
+from vidintel_pipeline.registry import PluginRegistry
+
+HEADER = "from vidintel_pipeline.contracts import *\nimport asyncio, os, json\n"
+
+
+def plugin_src(name, *, events=("shot_detection",), cost=0.0, max_chunk=None, accuracy=None, body="return []"):
+    acc = f", 'accuracy': {accuracy!r}, 'accuracy_source': 'test figures'" if accuracy else ""
+    return HEADER + textwrap.dedent(f"""
+    class P_{name}(BaseTemporalPlugin):
+        def get_plugin_info(self):
+            return {{'plugin_name': '{name}', 'plugin_version': '1.0.0', 'supported_events': {list(events)!r},
+                    'cost_per_minute': {cost}, 'max_chunk_duration': {max_chunk!r}{acc}}}
+
+        async def detect_markers(self, chunk, config):
+    """) + textwrap.indent(textwrap.dedent(body), " " * 8) + "\n"
+
+
+@pytest.fixture
+def folder(tmp_path):
+    f = tmp_path / "plugins"
+    f.mkdir()
+    return f
+
+
+def _registry(folder, **plugins):
+    for name, src in plugins.items():
+        (folder / f"{name}.py").write_text(src)
+    reg = PluginRegistry()
+    reg.discover_plugins(folder)
+    assert reg.errors == [], reg.errors
+    return reg
+
+
+# selection -----------------------------------------------------------------------------------------
+def test_selection_by_features_cost_chunk_limit_and_accuracy(folder):
+    reg = _registry(
+        folder,
+        cheap=plugin_src("cheap", cost=0.01, max_chunk=30, accuracy={"shot_detection": 0.80}),
+        premium=plugin_src("premium", cost=0.50, max_chunk=20, accuracy={"shot_detection": 0.97}),
+        labels=plugin_src("labels", events=("object_appearance",), cost=0.10, accuracy={"object_appearance": 0.9}),
+    )
+    assert reg.select_plugin(["shot_detection"]).name == "premium"                          # most accurate
+    assert reg.select_plugin(["shot_detection"], preferred_cost=0.001).name == "cheap"      # $/s budget
+    assert reg.select_plugin(["shot_detection"], chunk_duration=25).name == "cheap"         # premium caps at 20 s
+    assert reg.select_optimal_plugin(0.85, 1.0, ["shot_detection"]).name == "premium"
+    assert reg.select_optimal_plugin(0.75, 1.0, ["shot_detection"]).name == "cheap"         # cheapest good enough
+    assert reg.select_optimal_plugin(0.85, 0.2).name == "labels"                             # any capability
+    with pytest.raises(PluginError, match="no plugin reaches accuracy 0.99"):
+        reg.select_optimal_plugin(0.99, 1.0, ["shot_detection"])
+    with pytest.raises(PluginError, match="no plugin offers"):
+        reg.select_plugin(["shot_detection", "object_appearance"])
+    assert [i.plugin_name for i in reg.get_by_capability("object_appearance")] == ["labels"]
+
+
+# fallback, retries, timeouts, validation -----------------------------------------------------------
+TICK = """
+out, t = [], chunk.start_s
+while t < chunk.end_s:
+    out.append(TemporalMarker(type='custom_prompt', start_s=t, end_s=t, label='tick', confidence=0.9, plugin='{name}'))
+    t += 2.0
+return out
+"""
+
+
+def _source(path="unused.mp4", end=10.0):
+    return ChunkInfo(project_id="p", video_id="v", path=path, start_s=0.0, end_s=end)
+
+
+def _chunks(end=10.0, size=5.0):
+    return [ChunkInfo(project_id="p", video_id="v", index=i, path="unused.mp4", start_s=s, end_s=min(end, s + size))
+            for i, s in enumerate([x * size for x in range(int(end // size))])]
+
+
+def test_fallback_on_error_rate_limit_and_timeout(folder, tmp_path):
+    counter = tmp_path / "flaky.count"
+    reg = _registry(
+        folder,
+        ticker=plugin_src("ticker", events=("custom_prompt",), body=TICK.format(name="ticker")),
+        flaky=plugin_src("flaky", events=("custom_prompt",), body=f"""
+            p = {str(counter)!r}
+            n = int(open(p).read()) if os.path.exists(p) else 0
+            open(p, 'w').write(str(n + 1))
+            if n < 2:
+                raise RateLimitError('slow down', plugin='flaky')
+            return [TemporalMarker(type='custom_prompt', start_s=1, end_s=1, label='flaky', confidence=1, plugin='flaky')]
+        """),
+        broken=plugin_src("broken", events=("custom_prompt",), body="raise PluginError('provider outage', plugin='broken')"),
+        hangs=plugin_src("hangs", events=("custom_prompt",), body="await asyncio.sleep(60)\nreturn []"),
+        malformed=plugin_src("malformed", events=("custom_prompt",), body="""
+            return [TemporalMarker(type='custom_prompt', start_s=50, end_s=60, label='x', confidence=1, plugin='malformed')]
+        """),
+    )
+    policy = RunPolicy(timeout_s=0.3, max_retries=2, retry_base_delay_s=0.01,
+                       fallbacks={"broken": ["ticker"], "hangs": ["broken", "ticker"]})
+    t0 = time.perf_counter()
+    result = analyze_video(
+        source=_source(), chunks=_chunks(), config=AnalysisConfig(), make_plugin=reg.get_plugin, policy=policy,
+        plugins=[reg.get_plugin(n) for n in ("flaky", "broken", "hangs", "malformed")],
+    )
+    assert time.perf_counter() - t0 < 5
+    runs = [(r.plugin, r.status, r.fallback_for, r.attempts) for r in result.runs]
+    assert ("flaky", "ok", None, 3) in runs                   # throttled twice, retried with backoff, succeeded
+    assert ("broken", "failed", None, 1) in runs              # permanent error: no retry...
+    assert ("ticker", "ok", "broken", 1) in runs              # ...straight to its fallback
+    assert ("hangs", "failed", None, 3) in runs               # timed out 3 times (timeouts are retryable)
+    assert ("broken", "failed", "hangs", 1) in runs           # the chain goes on past a failing fallback
+    assert ("ticker", "ok", "hangs", 1) in runs
+    errors = {(r.plugin, r.fallback_for): r.error for r in result.failed}
+    assert "provider outage" in errors[("broken", None)] and "timed out" in errors[("hangs", None)]
+    assert "outside chunk" in errors[("malformed", None)]
+    assert not [m for m in result.markers if m.plugin == "malformed"]  # rejected, not written
+    ticks = [m for m in result.markers if m.label == "tick"]
+    assert len(ticks) == 5 and ticks[0].attributes.get("plugins") is None  # the two fallback runs merged into one set
+
+
+# merge ------------------------------------------------------------------------------------------------
+def _m(start, end, label="cut", plugin="a", conf=0.9, type_="shot_boundary"):
+    return TemporalMarker(type=type_, start_s=start, end_s=end, label=label, confidence=conf, plugin=plugin)
+
+
+def test_merge_across_plugins_and_chunk_boundaries():
+    merged = merge_markers([
+        _m(3.0, 3.0, plugin="a", conf=0.8), _m(3.03, 3.03, plugin="b", conf=0.95),      # one cut, two plugins
+        _m(7.0, 7.0, plugin="a"),                                                          # another cut
+        _m(0.0, 5.0, "face", "faces", type_="object_appearance"),
+        _m(5.0, 8.0, "face", "faces", type_="object_appearance"),                         # split at a chunk boundary
+        _m(4.0, 4.5, "dissolve", "a"),                                                     # other label: kept apart
+    ])
+    cuts = [m for m in merged if m.label == "cut"]
+    assert [(c.start_s, c.end_s) for c in cuts] == [(3.03, 3.03), (7.0, 7.0)]
+    assert cuts[0].plugin == "b" and cuts[0].attributes["plugins"] == ["a", "b"] and cuts[0].confidence == 0.95
+    faces = [m for m in merged if m.label == "face"]
+    assert [(f.start_s, f.end_s) for f in faces] == [(0.0, 8.0)]
+    assert len(merged) == 4
+
+
+def test_chunked_plugin_results_join_across_chunks(folder):
+    reg = _registry(folder, spans=plugin_src("spans", events=("custom_prompt",), max_chunk=5, body="""
+        return [TemporalMarker(type='custom_prompt', start_s=chunk.start_s, end_s=chunk.end_s, label='talking',
+                               confidence=0.7, plugin='spans')]
+    """))
+    result = analyze_video(source=_source(), chunks=_chunks(), config=AnalysisConfig(), plugins=[reg.get_plugin("spans")])
+    assert [(m.start_s, m.end_s) for m in result.markers] == [(0.0, 10.0)]
+    assert result.runs[0].requests == 2
+
+
+# cost ---------------------------------------------------------------------------------------------------
+def test_price_book_rules():
+    book = price_book()
+    for name, rule in book.items():
+        assert rule.source.startswith(("https://", "seed")), name
+    tr = book["aws_transcribe"]
+    assert tr.cost(10) == pytest.approx(15 / 60 * 0.024)          # 15 s minimum per request
+    assert tr.cost(61.5) == pytest.approx(62 / 60 * 0.024)        # per-second billing, rounded up
+    assert sum(tr.cost(d) for d in chunk_durations(30, 10)) == pytest.approx(3 * 15 / 60 * 0.024)  # minimum per chunk
+    rk = book["aws_rekognition"]
+    assert rk.cost(61) == pytest.approx(2 * (0.05 + 0.05 + 0.10))  # each started minute, per feature
+    assert rk.cost(30, features=["shot_detection"]) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="no price for features"):
+        rk.cost(30, features=["telepathy"])
+    oa = book["openai_transcribe"]
+    assert oa.cost(90) == pytest.approx(0.009) and oa.cost(90, model="gpt-4o-mini-transcribe") == pytest.approx(0.0045)
+    assert BillingRule(usd_per_minute=0.6).cost(0) == 0.0
+    assert chunk_durations(25, 10) == [10, 10, 5] and chunk_durations(5, None) == [5]
+
+
+def test_ledger_totals_survive_restart(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    led = CostLedger(path)
+    led.record(run_id="r1", asset="temporal_markers", project_id="acme", video_id="v1", plugin="aws", usd=0.5, media_seconds=60)
+    led.record(run_id="r1", asset="transcript", project_id="acme", video_id="v1", plugin="whisper", usd=0.1, media_seconds=60)
+    led.record(run_id="r2", asset="temporal_markers", project_id="acme", video_id="v2", plugin="aws", usd=0.25, media_seconds=30)
+    led.record(run_id="r3", asset="temporal_markers", project_id="beta", video_id="v1", plugin="aws", usd=1.0, media_seconds=60)
+    led.record(run_id="r1", asset="temporal_markers", project_id="acme", video_id="v1", plugin="aws", usd=0.5, media_seconds=60)  # a retried step
+    del led
+    again = CostLedger(path)
+    assert again.get_total_cost(video_id="v1", project_id="acme") == pytest.approx(0.6)
+    assert again.get_total_cost(project_id="acme") == pytest.approx(0.85)
+    assert again.get_total_cost() == pytest.approx(1.85)
+    assert again.by_plugin(project_id="acme") == {"aws": 0.75, "whisper": 0.1}
+    assert again.projects()["beta"] == {"total_usd": 1.0, "videos": 1, "by_plugin": {"aws": 1.0}}
+
+
+# budget guard and cache, through Dagster -------------------------------------------------------------
+PAID = """
+calls = os.environ['PAID_CALLS_FILE']
+with open(calls, 'a') as fh:
+    fh.write(json.dumps({'start': chunk.start_s, 'every': self.options.every_s}) + '\\n')
+out, t = [], chunk.start_s
+while t < chunk.end_s:
+    out.append(TemporalMarker(type='custom_prompt', start_s=t, end_s=t, label='paid', confidence=0.9, plugin='paid_ticker'))
+    t += self.options.every_s
+return out
+"""
+
+
+@pytest.fixture
+def paid_plugin(tmp_path, monkeypatch, folder):
+    src = plugin_src("paid_ticker", events=("custom_prompt",), cost=1.0, max_chunk=10, body=PAID)
+    src = src.replace("class P_paid_ticker(BaseTemporalPlugin):",
+                      "class O(PluginOptions):\n    every_s: float = 5.0\n\nclass P_paid_ticker(BaseTemporalPlugin):\n    Options = O")
+    (folder / "paid_ticker.py").write_text(src)
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("VIDINTEL_PLUGIN_PATH", str(folder))
+    monkeypatch.setenv("PAID_CALLS_FILE", str(calls))
+    return calls
+
+
+def _meta(asset):
+    ev = get_instance().get_latest_materialization_event(dg.AssetKey(asset))
+    return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
+
+
+def _resources(plugins, options=None, **costs):
+    return {"temporal_plugins": {"config": {"plugins": plugins, "options": options or {}}},
+            "transcription": {"config": {"enabled": False}},
+            "costs": {"config": costs}}
+
+
+def test_budget_guard_stops_before_spending(home, demo_video, paid_plugin):
+    with pytest.raises(cli.CliError, match=r"Budget guard.*max_usd_per_video \$0\.0100.*Nothing was sent"):
+        cli.ingest(str(demo_video[0]), "acme", "v1", quiet=True,
+                   resources_config=_resources(["paid_ticker", "local_shots"], max_usd_per_video=0.01))
+    assert not paid_plugin.exists()  # the paid plugin was never called
+    assert CostLedger(home / "ledger.sqlite").get_total_cost(project_id="acme") == 0.0
+
+
+def test_cache_hit_costs_nothing_and_config_change_misses(home, demo_video, paid_plugin):
+    path, truth = demo_video
+    res = _resources(["paid_ticker", "local_shots"])
+    cli.ingest(str(path), "acme", "v1", quiet=True, resources_config=res)
+    first_calls = paid_plugin.read_text().splitlines()
+    assert len(first_calls) == 3  # 24.2 s in chunks of at most 10 s
+    first = _meta("temporal_markers")
+    expected = sum(round(1.0 * d / 60, 6) for d in (c["end_s"] - c["start_s"] for c in
+                   json.loads((home / "data/ingest/projects/acme/videos/v1/chunks/manifest.json").read_text())["chunks"]))
+    assert first["cost/usd"] == pytest.approx(expected, abs=1e-4) and first["cost/usd"] > 0.3
+    assert first["cost/plugin/paid_ticker"] == first["cost/usd"] and first["cache/hits"] == 0
+
+    cli.ingest(str(path), "acme", "v1", quiet=True, resources_config=res)  # unchanged: all from cache
+    assert paid_plugin.read_text().splitlines() == first_calls             # no plugin call
+    second = _meta("temporal_markers")
+    assert second["cost/usd"] == 0.0 and second["cache/hits"] == 2
+    assert all(p["cached"] for p in second["plugins"])
+    memory_meta = _meta("memory")
+    assert memory_meta["cost/project_total_usd"] == pytest.approx(first["cost/usd"], abs=1e-6)
+    assert _meta("project_costs")["cost/project/acme"] == pytest.approx(first["cost/usd"], abs=1e-6)
+
+    cli.ingest(str(path), "acme", "v1", quiet=True,  # an option change invalidates only that plugin
+               resources_config=_resources(["paid_ticker", "local_shots"], {"paid_ticker": {"every_s": 2.0}}))
+    assert len(paid_plugin.read_text().splitlines()) == 6
+    third = _meta("temporal_markers")
+    cached = {p["plugin"]: p["cached"] for p in third["plugins"]}
+    assert cached == {"paid_ticker": False, "local_shots": True}
+
+    est = cli.estimate("acme", None, ["paid_ticker"], None)
+    assert est["videos"][0]["by_plugin"]["paid_ticker"] == pytest.approx(truth.duration_s / 60, abs=0.01)
+    assert est["videos"][0]["by_plugin"]["faster_whisper"] == 0.0
