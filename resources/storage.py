@@ -1,7 +1,11 @@
-"""Where videos and results live.
+"""Where videos and results live: local folders by default, S3 buckets when configured.
 
-On the embedded default both trees are folders under ``VIDINTEL_HOME`` (default ``./.vidintel``):
-``data/ingest`` plays the ``S3_BUCKET`` role and ``data/output`` the ``S3_OUTPUT_BUCKET`` role.
+* Embedded default: ``$VIDINTEL_HOME/data/ingest`` plays ``S3_BUCKET`` and ``$VIDINTEL_HOME/data/output``
+  plays ``S3_OUTPUT_BUCKET``.
+* S3: set ``S3_BUCKET`` (and ``S3_OUTPUT_BUCKET``, default the same bucket) or the resource's
+  ``s3_bucket``/``s3_output_bucket``. S3-compatible services are reached through boto3's standard
+  ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` (or ``s3_endpoint_url``); credentials come from the usual
+  AWS environment variables or profiles, never from config.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from pathlib import Path
 from typing import Optional
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from vidintel_pipeline.storage import LocalStore
+from vidintel_pipeline.layout import VideoRef
+from vidintel_pipeline.s3 import S3Store
+from vidintel_pipeline.storage import LocalStore, ScopedStore, Store
 
 
 def default_home() -> str:
@@ -24,14 +31,41 @@ class VidintelStorage(dg.ConfigurableResource):
     """Ingestion and output stores, in the seed's multi-tenant layout."""
 
     home: Optional[str] = Field(default=None, description="vidintel's home folder; empty means $VIDINTEL_HOME or ./.vidintel.")
-    ingest_dir: Optional[str] = Field(default=None, description="Ingestion tree; default {home}/data/ingest.")
-    output_dir: Optional[str] = Field(default=None, description="Output tree; default {home}/data/output.")
+    ingest_dir: Optional[str] = Field(default=None, description="Local ingestion tree; default {home}/data/ingest.")
+    output_dir: Optional[str] = Field(default=None, description="Local output tree; default {home}/data/output.")
+    s3_bucket: Optional[str] = Field(default=None, description="Ingestion bucket; empty means $S3_BUCKET, and local if unset.")
+    s3_output_bucket: Optional[str] = Field(default=None, description="Output bucket; empty means $S3_OUTPUT_BUCKET, else the ingestion bucket.")
+    s3_endpoint_url: Optional[str] = Field(default=None, description="S3-compatible endpoint; empty means boto3's AWS_ENDPOINT_URL(_S3).")
+    region_name: Optional[str] = Field(default=None, description="AWS region; empty means AWS_DEFAULT_REGION / AWS_REGION.")
+    multipart_threshold_mb: int = Field(default=64, ge=5, description="Files larger than this upload in parts.")
 
     def home_dir(self) -> Path:
         return Path(self.home or default_home())
 
-    def ingest(self) -> LocalStore:
-        return LocalStore(self.ingest_dir or self.home_dir() / "data" / "ingest")
+    def _buckets(self) -> tuple[Optional[str], Optional[str]]:
+        ingest = self.s3_bucket or os.environ.get("S3_BUCKET") or None
+        output = self.s3_output_bucket or os.environ.get("S3_OUTPUT_BUCKET") or ingest
+        return ingest, output
 
-    def output(self) -> LocalStore:
-        return LocalStore(self.output_dir or self.home_dir() / "data" / "output")
+    @property
+    def is_s3(self) -> bool:
+        return self._buckets()[0] is not None
+
+    def _s3(self, bucket: str) -> S3Store:
+        region = self.region_name or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        client = S3Resource(endpoint_url=self.s3_endpoint_url, region_name=region).get_client()
+        mb = self.multipart_threshold_mb * 1024 * 1024
+        return S3Store(bucket, client, self.home_dir() / "s3-cache", multipart_threshold=mb,
+                       multipart_chunksize=max(5 * 1024 * 1024, mb // 4))
+
+    def ingest(self) -> Store:
+        bucket = self._buckets()[0]
+        return self._s3(bucket) if bucket else LocalStore(self.ingest_dir or self.home_dir() / "data" / "ingest")
+
+    def output(self) -> Store:
+        bucket = self._buckets()[1]
+        return self._s3(bucket) if bucket else LocalStore(self.output_dir or self.home_dir() / "data" / "output")
+
+    def for_video(self, ref: VideoRef) -> tuple[ScopedStore, ScopedStore]:
+        """The ingestion and output stores, each limited to the video's project."""
+        return self.ingest().scoped(ref.project_id), self.output().scoped(ref.project_id)

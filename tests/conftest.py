@@ -55,3 +55,41 @@ def home(tmp_path, monkeypatch) -> Path:
 
 def load_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 API server on 127.0.0.1 (a real HTTP server speaking the S3 wire protocol)."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    holder = {"server": server, "port": port, "url": f"http://127.0.0.1:{port}"}
+    yield holder
+    holder["server"].stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, request):
+    """Fresh ingest and output buckets on the loopback server, selected through the standard env vars."""
+    import uuid
+
+    import boto3
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_ENDPOINT_URL": s3_server["url"], "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    client = boto3.client("s3", endpoint_url=s3_server["url"], region_name="us-east-1")
+    tag = uuid.uuid4().hex[:8]
+    buckets = {"ingest": f"vi-in-{tag}", "output": f"vi-out-{tag}"}
+    for b in buckets.values():
+        client.create_bucket(Bucket=b)
+    monkeypatch.setenv("S3_BUCKET", buckets["ingest"])
+    monkeypatch.setenv("S3_OUTPUT_BUCKET", buckets["output"])
+    return {"client": client, **buckets, "server": s3_server}

@@ -95,7 +95,7 @@ def test_corrupt_video_fails_clearly_and_leaves_other_partitions_intact(home, de
     cli.ingest(str(path), "acme", "good", quiet=True)
     before = _digest_tree(home / "data")
     # a corrupt file dropped straight into storage (as a sensor would find it) bypasses the CLI's pre-check
-    store = VidintelStorage().ingest()
+    store = VidintelStorage().ingest().scoped("acme")
     store.put_bytes("projects/acme/videos/broken/source/broken.mp4", b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
     instance = get_instance()
     instance.add_dynamic_partitions("videos", ["acme__broken"])

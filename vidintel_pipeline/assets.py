@@ -34,7 +34,7 @@ from .media.chunking import cut_chunks, keyframe_times, plan_chunks
 from .orchestration import analyze_video, estimate_run_cost, transcribe_with_fallbacks
 from .partitions import run_tags, videos_partitions
 from .progress import report
-from .storage import LocalStore, StorageError
+from .storage import Store, StorageError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
 
@@ -53,23 +53,23 @@ def _ref(context: dg.AssetExecutionContext) -> VideoRef:
         raise dg.Failure(description=f"Bad partition key: {exc}", allow_retries=False) from exc
 
 
-def _need(store: LocalStore, key: str, what: str) -> Any:
+def _need(store: Store, key: str, what: str) -> Any:
     try:
         return store.get_json(key)
     except StorageError as exc:
         raise dg.Failure(description=f"{what} is missing ({exc}); materialize the upstream assets first.") from exc
 
 
-def find_source_key(store: LocalStore, ref: VideoRef) -> str:
+def find_source_key(store: Store, ref: VideoRef) -> str:
     """The video object under ``source/``; the newest if several were dropped there."""
-    keys = [k for k in store.list(ref.prefix + "source/") if k.lower().endswith(VIDEO_EXTENSIONS)]
-    if not keys:
+    objs = [o for o in store.list_objects(ref.prefix + "source/") if o.key.lower().endswith(VIDEO_EXTENSIONS)]
+    if not objs:
         raise dg.Failure(
             description=f"No video under {store.uri(ref.prefix + 'source/')} for partition {ref.partition_key}. "
             "Ingest one with `vidintel ingest PATH --project P`.",
             allow_retries=False,
         )
-    return max(keys, key=lambda k: store.path(k).stat().st_mtime)
+    return max(objs, key=lambda o: (o.last_modified, o.key)).key
 
 
 def _f(value: float) -> dg.FloatMetadataValue:
@@ -92,7 +92,7 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
     ref = _ref(context)
     context.instance.add_run_tags(context.run_id, run_tags(ref))
     report(context, IngestionPhase.INITIALIZING, 0, video=ref.partition_key)
-    store = storage.ingest()
+    store = storage.for_video(ref)[0]
     key = find_source_key(store, ref)
     try:
         info = probe(store.local_path(key))
@@ -126,7 +126,7 @@ def video_chunks(
     context: dg.AssetExecutionContext, storage: VidintelStorage, temporal_plugins: TemporalPluginsResource
 ) -> dg.MaterializeResult:
     ref = _ref(context)
-    store = storage.ingest()
+    store = storage.for_video(ref)[0]
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     limits = [p.info.max_chunk_duration for p in _plugins(temporal_plugins) if p.info.max_chunk_duration]
     max_chunk = min(limits) if limits else temporal_plugins.default_chunk_s
@@ -172,7 +172,7 @@ def video_chunks(
 )
 def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
     ref = _ref(context)
-    store = storage.ingest()
+    store = storage.for_video(ref)[0]
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     key = ref.key("chunks", AUDIO)
     if not info["has_audio"]:
@@ -224,7 +224,7 @@ def visual_analysis(
     costs: CostControls,
 ):
     ref = _ref(context)
-    store = storage.ingest()
+    store = storage.for_video(ref)[0]
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     manifest = _need(store, ref.key("chunks", CHUNK_MANIFEST), "video_chunks' manifest")
     plugins = _plugins(temporal_plugins)
@@ -235,8 +235,11 @@ def visual_analysis(
     common = dict(project_id=ref.project_id, video_id=ref.video_id, fps=info["fps"], width=info["width"],
                   height=info["height"], audio_path=audio_path)
     source = ChunkInfo(index=0, path=str(store.local_path(info["key"])), start_s=0.0, end_s=info["duration_s"], **common)
+    # chunk files are fetched (from S3) only if some plugin will actually read chunks
+    needs_chunks = any((p.info.max_chunk_duration or float("inf")) < info["duration_s"] for p in plugins)
     chunks = [
-        ChunkInfo(index=i, path=str(store.local_path(c["key"])), start_s=c["start_s"], end_s=c["end_s"], **common)
+        ChunkInfo(index=i, path=str(store.local_path(c["key"])) if needs_chunks else store.uri(c["key"]),
+                  uri=store.uri(c["key"]), start_s=c["start_s"], end_s=c["end_s"], **common)
         for i, c in enumerate(manifest["chunks"])
     ]
     config = AnalysisConfig(project_id=ref.project_id, video_id=ref.video_id,
@@ -332,7 +335,7 @@ def transcript(
     costs: CostControls,
 ) -> dg.MaterializeResult:
     ref = _ref(context)
-    store = storage.ingest()
+    store = storage.for_video(ref)[0]
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     audio_key = ref.key("chunks", AUDIO)
     by_plugin: dict[str, float] = {}
@@ -404,7 +407,7 @@ def transcript(
 )
 def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: CostControls) -> dg.MaterializeResult:
     ref = _ref(context)
-    store, out = storage.ingest(), storage.output()
+    store, out = storage.for_video(ref)
     report(context, IngestionPhase.BUILDING_MEMORY, 0)
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     markers = _need(store, ref.key("metadata", MARKERS), "temporal_markers")

@@ -79,7 +79,7 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
     from .progress import listening
     from .instance import get_instance
 
-    store = VidintelStorage().ingest()
+    store = VidintelStorage().for_video(ref)[0]
     name = src.name.replace("/", "_")
     key = ref.key("source", name)
     store.put_file(key, src)
@@ -130,7 +130,7 @@ def load_memory(project: str, video: str) -> dict[str, Any]:
     except InvalidIdError as exc:
         raise CliError(str(exc)) from exc
     try:
-        return VidintelStorage().output().get_json(ref.memory_key)
+        return VidintelStorage().for_video(ref)[1].get_json(ref.memory_key)
     except StorageError:
         raise CliError(f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)") from None
 
@@ -204,12 +204,12 @@ def estimate(project: str, video: Optional[str], plugins: Optional[list[str]], t
         refs = [VideoRef(project, video)] if video else []
     except InvalidIdError as exc:
         raise CliError(str(exc)) from exc
-    store = VidintelStorage().ingest()
+    store = VidintelStorage().ingest().scoped(project)
     if not refs:
         vids = sorted({k.split("/")[3] for k in store.list(f"projects/{project}/videos/") if "/source/" in k})
         refs = [VideoRef(project, v) for v in vids]
     if not refs:
-        raise CliError(f"project {project!r} has no videos in {store.root}")
+        raise CliError(f"project {project!r} has no videos in {store!r}")
     temporal = TemporalPluginsResource(**({"plugins": plugins} if plugins else {}))
     tr = TranscriptionResource(**({"plugin": transcription} if transcription else {}))
     try:

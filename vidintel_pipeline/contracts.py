@@ -101,6 +101,7 @@ class ChunkInfo(_Model):
     video_id: str
     index: int = 0
     path: str
+    uri: Optional[str] = Field(default=None, description="Where the chunk lives in storage (s3://... for S3 plugins).")
     start_s: float = Field(ge=0)
     end_s: float = Field(ge=0)
     fps: Optional[float] = None

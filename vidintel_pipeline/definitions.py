@@ -6,10 +6,13 @@ from resources import CostControls, TemporalPluginsResource, TranscriptionResour
 
 from .assets import per_video_assets, project_costs
 from .jobs import cost_report_job, ingest_video_job
+from .sensors import new_video_sensor, nightly_rescan
 
 defs = dg.Definitions(
     assets=[*per_video_assets, project_costs],
     jobs=[ingest_video_job, cost_report_job],
+    sensors=[new_video_sensor],
+    schedules=[nightly_rescan],
     resources={
         "costs": CostControls(),
         "storage": VidintelStorage(),
