@@ -150,7 +150,7 @@ class LocalShotsPlugin(FramePlugin):
                 for lo, hi in zip(bounds, bounds[1:]):
                     if hi - 1 - lo >= o.min_transition_frames:
                         pieces += self._classify(th, max(0, lo), hi - 1)
-            found.extend(self._grow(d, a, b, fps, max_len) + (kind, conf) for a, b, kind, conf in pieces)
+            found.extend(self._grow(d, a, b, fps, max_len, cuts) + (kind, conf) for a, b, kind, conf in pieces)
         # merge fade_out + fade_in around black into one fade
         merged: list[tuple[int, int, str, float]] = []
         for item in sorted(found):
@@ -172,16 +172,21 @@ class LocalShotsPlugin(FramePlugin):
         ]
 
     @staticmethod
-    def _grow(d: np.ndarray, a: int, b: int, fps: float, max_len: int) -> tuple[int, int]:
-        """Widen [a, b] while the frames at its edges change more than the neighbouring shots' own motion."""
+    def _grow(d: np.ndarray, a: int, b: int, fps: float, max_len: int, cuts: dict[int, float]) -> tuple[int, int]:
+        """Widen [a, b] while the frames at its edges change more than the neighbouring shots' own motion.
+
+        Growth never crosses a cut candidate and adds at most half the run's own length on each side.
+        """
         n = len(d)
         span = max(3, int(fps))
-        while b + 1 < n - 1 and b - a < max_len:
+        room = max(3, (b - a) // 2)
+        b0, a0 = b, a
+        while b + 1 < n - 1 and b - a < max_len and b - b0 < room and (b + 1) not in cuts:
             after = d[b + 2 : b + 2 + span]
             if len(after) == 0 or d[b + 1] < 1.2 * float(np.median(after)) + 0.05:
                 break
             b += 1
-        while a > 0 and b - a < max_len:
+        while a > 0 and b - a < max_len and a0 - a < room and a not in cuts:
             before = d[max(0, a - span) : a]
             if len(before) == 0 or d[a] < 1.2 * float(np.median(before)) + 0.05:
                 break
@@ -203,9 +208,15 @@ class LocalShotsPlugin(FramePlugin):
         change = float(np.abs(th[b] - th[a]).mean())
         if change < o.min_transition_change:
             return []
-        residual, max_step = _blend_fit(th[a : b + 1])
+        residual, max_step, alpha = _blend_fit(th[a : b + 1])
         if residual > o.max_blend_residual or max_step > 0.4:
             return []
+        # A cross-fade ramps alpha across the whole run. A run that is mostly plateau (the blend done early,
+        # then one shot's own motion) is trimmed to its ramp, which is then judged on its own.
+        lo = int(np.nonzero(alpha <= 0.05)[0].max()) if np.any(alpha <= 0.05) else 0
+        hi = int(np.nonzero(alpha >= 0.95)[0].min()) if np.any(alpha >= 0.95) else len(alpha) - 1
+        if (hi - lo) < 0.6 * (len(alpha) - 1) and (lo > 0 or hi < len(alpha) - 1):
+            return self._classify(th, a + lo, a + hi) if hi - lo >= o.min_transition_frames else []
         if black[-1] and not black[0]:
             kind = "fade_out"
         elif black[0] and not black[-1]:
@@ -216,8 +227,8 @@ class LocalShotsPlugin(FramePlugin):
         return [(a, b, kind, conf)]
 
 
-def _blend_fit(frames: np.ndarray) -> tuple[float, float]:
-    """How well each frame is ``(1-alpha) * first + alpha * last``: (relative residual, largest alpha step).
+def _blend_fit(frames: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """How well each frame is ``(1-alpha) * first + alpha * last``: (relative residual, largest alpha step, alpha).
 
     A cross-fade has a small residual and alpha rising in small steps; a cut hidden in the run shows as one
     big step, camera motion as a large residual.
@@ -226,13 +237,13 @@ def _blend_fit(frames: np.ndarray) -> tuple[float, float]:
     delta = last - first
     norm = float(delta @ delta)
     if norm <= 0:
-        return 1.0, 1.0
+        return 1.0, 1.0, np.zeros(len(frames))
     x = frames.reshape(len(frames), -1) - first
     alpha = x @ delta / norm
     resid = np.abs(x - alpha[:, None] * delta).mean(axis=1)
     rel = float(resid[1:-1].mean() / np.abs(delta).mean()) if len(frames) > 2 else 0.0
     max_step = float(np.abs(np.diff(alpha)).max()) if len(frames) > 1 else 1.0
-    return rel, max_step
+    return rel, max_step, alpha
 
 
 def _runs(mask: np.ndarray, max_gap: int = 0) -> list[tuple[int, int]]:

@@ -1,8 +1,9 @@
 """Face appearances with OpenCV's bundled Haar cascade, sampled from the shared frame stream.
 
-Faces rarely appear for a single frame, so the detector looks at a few frames per second
-(``sample_fps``) on the 320 px analysis luma, and joins consecutive sampled hits into appearances
-with start and end. opencv-python-headless must stay below 5.0: 5.x ships no Haar cascades.
+Faces rarely appear for a single frame, so the detector looks at one frame per second by default
+(``sample_fps``; each look costs a few milliseconds) on the 320 px analysis luma, and joins consecutive
+sampled hits into appearances with start and end, each within half a sample period of the truth.
+opencv-python-headless must stay below 5.0: 5.x ships no Haar cascades.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from vidintel_pipeline.media.frames import Frame
 
 
 class FacesOptions(PluginOptions):
-    sample_fps: float = 2.0
+    sample_fps: float = 1.0          # appearances start/end within one sample period
     min_neighbors: int = 5
-    min_face_fraction: float = 0.08  # smallest face, as a fraction of the picture height
+    scale_factor: float = 1.2        # cascade pyramid step: 1.2 is ~2x faster than 1.1 for the same faces
+    min_face_fraction: float = 0.1   # smallest face, as a fraction of the picture height
     max_gap_samples: int = 1          # missed samples tolerated inside one appearance
 
 
@@ -59,7 +61,8 @@ class OpenCVFacesPlugin(FramePlugin):
         self._next_t = frame.time_s + self._period
         min_side = max(16, int(frame.height * self.options.min_face_fraction))
         faces = self.cascade().detectMultiScale(
-            frame.y, scaleFactor=1.1, minNeighbors=self.options.min_neighbors, minSize=(min_side, min_side)
+            frame.y, scaleFactor=self.options.scale_factor, minNeighbors=self.options.min_neighbors,
+            minSize=(min_side, min_side)
         )
         biggest = max((h for (_, _, _, h) in faces), default=0) / frame.height
         self._hits.append((frame.time_s, len(faces), biggest))
@@ -81,8 +84,13 @@ class OpenCVFacesPlugin(FramePlugin):
 
     def _marker(self, run: list[tuple[float, int, float]]) -> TemporalMarker:
         seen = len(run)
+        # an edge lies somewhere between the last sample without the face and the first with it:
+        # report the midpoint, so start and end are each within half a sample period
+        half = self._period / 2
+        start = max(self.chunk.start_s, run[0][0] - half)
+        end = min(self.chunk.end_s, run[-1][0] + half)
         return TemporalMarker(
-            type="object_appearance", start_s=round(run[0][0], 6), end_s=round(run[-1][0] + self._period, 6),
+            type="object_appearance", start_s=round(start, 6), end_s=round(end, 6),
             label="face", confidence=round(min(0.95, 0.6 + 0.05 * seen), 3), plugin="opencv_faces",
             attributes={"max_faces": max(h[1] for h in run), "samples": seen,
                         "largest_face_height": round(float(max(h[2] for h in run)), 3)},

@@ -24,7 +24,7 @@ class Candidate:
 
 
 class KeyframeSelector:
-    def __init__(self, bucket_s: float = 1.0, sample_every: int = 3, jpeg_quality: int = 85):
+    def __init__(self, bucket_s: float = 1.0, sample_every: int = 5, jpeg_quality: int = 85):
         self.bucket_s = bucket_s
         self.sample_every = sample_every
         self.jpeg_quality = jpeg_quality
@@ -43,10 +43,12 @@ class KeyframeSelector:
         if (self._n - 1) % self.sample_every:
             return
         sharp = float(cv2.Laplacian(frame.y, cv2.CV_32F).var())
-        if float(frame.y.mean()) < 24:  # never pick a black frame while anything else is on offer
+        if float(frame.small()[:, :, 0].mean()) < 24:  # never pick a black frame while anything else is on offer
             sharp *= 0.001
-        if self._best is None or sharp > self._best[1]:
-            self._best = (frame.time_s, sharp, frame)
+        if self._best is not None and sharp <= self._best[1]:
+            return
+        frame.release()  # keep the 320 px picture, not the decoder's full-resolution buffer
+        self._best = (frame.time_s, sharp, frame)
 
     def _flush(self) -> None:
         if self._best is not None:
