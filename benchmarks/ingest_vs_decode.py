@@ -128,6 +128,7 @@ def main() -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     dest = Path(args.out) / f"ingest_vs_decode_{args.minutes:g}min.json"
     dest.write_text(json.dumps(results, indent=2))
+    dest.with_name(dest.stem + ".truth.json").write_text(truth.to_json())
     print(f"written to {dest}")
     return 0
 

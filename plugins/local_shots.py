@@ -79,8 +79,8 @@ class LocalShotsPlugin(FramePlugin):
         t = np.asarray(self._t)
         th = np.stack(self._thumbs).astype(np.float32)
         fps = _fps(t)
-        cuts = self._hard_cuts(d, th, fps)
-        transitions = self._transitions(d, th, t, fps, cuts)
+        cuts, spikes = self._hard_cuts(d, th, fps)
+        transitions = self._transitions(d, th, t, fps, cuts, spikes)
         markers = [
             TemporalMarker(
                 type="shot_boundary", start_s=t[i], end_s=t[i], label="cut", confidence=conf,
@@ -94,7 +94,8 @@ class LocalShotsPlugin(FramePlugin):
         return markers
 
     # hard cuts ------------------------------------------------------------------------------------------
-    def _hard_cuts(self, d: np.ndarray, th: np.ndarray, fps: float) -> dict[int, float]:
+    def _hard_cuts(self, d: np.ndarray, th: np.ndarray, fps: float) -> tuple[dict[int, float], set[int]]:
+        """Cut frames with their confidence, and the spike frames rejected as flashes."""
         o = self.options
         n = len(d)
         half = max(3, int(round(fps * 0.5)))
@@ -107,6 +108,7 @@ class LocalShotsPlugin(FramePlugin):
         local_max = d >= np.max(sliding_window_view(np.pad(d, 2, mode="edge"), 5), axis=1)
         cand = np.nonzero((d >= o.min_cut_diff) & (d >= o.cut_ratio * baseline + 1.0) & local_max)[0]
         cuts: dict[int, float] = {}
+        flashes: set[int] = set()
         F = o.flash_frames
         for i in cand:
             if i == 0:
@@ -116,17 +118,19 @@ class LocalShotsPlugin(FramePlugin):
                 continue
             after = th[i : min(n, i + F)]
             if float(np.abs(after - th[i - 1]).mean(axis=(1, 2, 3)).min()) < 0.4 * jump:
+                flashes.add(int(i))
                 continue  # the old picture comes back: a flash starting
             before = th[max(0, i - 1 - F) : i - 1]
             if len(before) and float(np.abs(before - th[i]).mean(axis=(1, 2, 3)).min()) < 0.4 * jump:
+                flashes.add(int(i))
                 continue  # the picture from before a flash comes back: a flash ending
             ratio = d[i] / (baseline[i] + 1.0)
             cuts[int(i)] = round(float(min(1.0, 0.5 + ratio / 20.0)), 3)
-        return cuts
+        return cuts, flashes
 
     # gradual transitions --------------------------------------------------------------------------------
     def _transitions(
-        self, d: np.ndarray, th: np.ndarray, t: np.ndarray, fps: float, cuts: dict[int, float]
+        self, d: np.ndarray, th: np.ndarray, t: np.ndarray, fps: float, cuts: dict[int, float], spikes: set[int],
     ) -> list[TemporalMarker]:
         """Find gradual transitions; cut candidates that fall inside one are removed from ``cuts``."""
         o = self.options
@@ -137,10 +141,13 @@ class LocalShotsPlugin(FramePlugin):
             dd[c] = np.nan
         quiet = np.nanpercentile(sliding_window_view(np.pad(dd, win, mode="reflect"), 2 * win + 1), 20, axis=1)
         quiet = np.nan_to_num(quiet, nan=0.0)
-        active = d > np.maximum(0.4, 1.5 * quiet + 0.15)
+        active = d > np.maximum(0.4, 1.3 * quiet + 0.15)
         max_len = int(o.max_transition_s * fps)
         found: list[tuple[int, int, str, float]] = []
-        for s, e in _runs(active, max_gap=2):
+        # flash frames are neither cuts nor transitions: they break runs, and a run never starts on one
+        active[list(spikes)] = False
+        runs = [piece for s, e in _runs(active, max_gap=4) for piece in _split_at(s, e, spikes, active)]
+        for s, e in runs:
             if e - s + 1 < o.min_transition_frames or e - s + 1 > max_len:
                 continue
             inner = sorted(c for c in cuts if s <= c <= e)
@@ -244,6 +251,21 @@ def _blend_fit(frames: np.ndarray) -> tuple[float, float, np.ndarray]:
     rel = float(resid[1:-1].mean() / np.abs(delta).mean()) if len(frames) > 2 else 0.0
     max_step = float(np.abs(np.diff(alpha)).max()) if len(frames) > 1 else 1.0
     return rel, max_step, alpha
+
+
+def _split_at(s: int, e: int, breaks: set[int], active: np.ndarray) -> list[tuple[int, int]]:
+    """[s, e] cut at every break frame, each piece trimmed to start and end on active frames."""
+    pieces, start = [], s
+    for i in [b for b in sorted(breaks) if s <= b <= e] + [e + 1]:
+        lo, hi = start, i - 1
+        while lo <= hi and not active[lo]:
+            lo += 1
+        while hi >= lo and not active[hi]:
+            hi -= 1
+        if lo <= hi:
+            pieces.append((lo, hi))
+        start = i + 1
+    return pieces
 
 
 def _runs(mask: np.ndarray, max_gap: int = 0) -> list[tuple[int, int]]:

@@ -30,7 +30,7 @@ def demo_video(tmp_path_factory) -> tuple[Path, Truth]:
 
 @pytest.fixture(scope="session")
 def hard_video(tmp_path_factory) -> tuple[Path, Truth]:
-    """The hard cases: a fast pan, a low-contrast cut, a same-picture reframe, flashes."""
+    """The hard cases: a fast pan, a low-contrast cut, a same-picture reframe, flashes (one just before a fade-in)."""
     path = tmp_path_factory.mktemp("media") / "hard.mp4"
     shots = [
         Shot("testsrc", 2.0),
@@ -39,8 +39,10 @@ def hard_video(tmp_path_factory) -> tuple[Path, Truth]:
         Shot("lowcontrast_b", 2.0),     # low-contrast cut
         Shot("reframe_wide", 2.0),      # cut
         Shot("reframe_tight", 2.0),     # same picture, tighter framing
+        Shot("black", 1.0),             # cut to black, a flash in it, then a fade-in right after the flash
+        Shot("testsrc_warm", 2.0, "dissolve", 0.8),
     ]
-    truth = render(path, shots, flashes=(0.8, 8.6))
+    truth = render(path, shots, flashes=(0.8, 8.6, 13.4))
     return path, truth
 
 

@@ -54,7 +54,10 @@ def test_shots_on_hard_cases(hard_video):
     path, truth = hard_video
     markers = _detect(LocalShotsPlugin(), path, truth)
     _check_cuts(markers, truth)
-    assert [m for m in markers if m.label != "cut"] == []
+    gradual = [m for m in markers if m.label != "cut"]
+    assert [(m.attributes["transition"]) for m in gradual] == ["fade_in"]  # from black, past the flash
+    (tr,) = truth.transitions
+    assert gradual[0].start_s == pytest.approx(tr["start_s"], abs=0.2) and gradual[0].end_s == pytest.approx(tr["end_s"], abs=0.2)
 
 
 def test_technical_cues_and_faces_from_one_decode(demo_video):
