@@ -40,9 +40,9 @@ class TemporalPluginsResource(_PluginsBase):
         unknown = set(self.options) - selectable
         if unknown:
             raise PluginError(f"options given for plugins that are not selected: {sorted(unknown)}")
-        for name in selectable:  # fail before any work if a fallback is misnamed or misconfigured
-            self._make(reg, name)
-        return [self._make(reg, name) for name in self.plugins]
+        # build every selected plugin and fallback now: a misnamed or misconfigured one fails before any work
+        built = {name: self._make(reg, name) for name in selectable}
+        return [built[name] for name in self.plugins]
 
     def _make(self, reg: PluginRegistry, name: str) -> BaseTemporalPlugin:
         plugin = reg.get_plugin(name, **self.options.get(name, {}))

@@ -256,6 +256,7 @@ def test_cache_hit_costs_nothing_and_config_change_misses(home, demo_video, paid
     assert paid_plugin.read_text().splitlines() == first_calls             # no plugin call
     second = _meta("temporal_markers")
     assert second["cost/usd"] == 0.0 and second["cache/hits"] == 2
+    assert second["frames_decoded"] == 0 and first["frames_decoded"] > 0  # keyframes reused: no decode at all
     assert all(p["cached"] for p in second["plugins"])
     memory_meta = _meta("memory")
     assert memory_meta["cost/project_total_usd"] == pytest.approx(first["cost/usd"], abs=1e-6)

@@ -20,12 +20,12 @@ import dagster as dg
 
 from resources import CostControls, TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
-from .frame_plugins import FramePlugin
 from .contracts import (
     AnalysisConfig, ChunkInfo, CostSummary, IngestionPhase, Keyframe, MemoryDocument, PluginError, TemporalMarker,
     TranscriptionResult,
 )
 from .cache import ResultCache, cache_key, file_sha256
+from .frame_plugins import FramePlugin
 from .keyframes import KeyframeSelector
 from .layout import InvalidIdError, VideoRef
 from .media import MediaError, probe
@@ -251,9 +251,8 @@ def visual_analysis(
                        what="temporal analysis (" + ", ".join(f"{k} ${v:.4f}" for k, v in estimate.items()) + ")")
     # keyframes need a decode; if every frame plugin is cached and the keyframes match this source, skip it
     old_index = store.get_json(ref.key("keyframes", KEYFRAME_INDEX)) if store.exists(ref.key("keyframes", KEYFRAME_INDEX)) else None
-    frame_names = {p.name for p in plugins if isinstance(p, FramePlugin)}
-    all_cached = frame_names and all(estimate[n] == 0.0 and _cached(cache, p, config, sha, source) for p in plugins
-                                     if (n := p.name) in frame_names)
+    frame_plugins = [p for p in plugins if isinstance(p, FramePlugin)]
+    all_cached = bool(frame_plugins) and all(_cached(cache, p, config, sha, source) for p in frame_plugins)
     reuse_keyframes = bool(costs.use_cache and all_cached and isinstance(old_index, dict) and old_index.get("source_sha256") == sha)
     selector = None if reuse_keyframes else KeyframeSelector()
     t0 = time.perf_counter()

@@ -109,7 +109,7 @@ def analyze_video(
             except Exception as exc:
                 _fail(run, exc)
                 ctx.add(run, [])
-                ctx.fallback_sync(p, run)
+                ctx.fallback_sync(p)
     consumers: list[Any] = [p for p, _ in pending_frame] + ([keyframes] if keyframes is not None else [])
     if consumers:
         t0 = time.perf_counter()
@@ -129,7 +129,7 @@ def analyze_video(
         except Exception as exc:
             _fail(run, exc)
             ctx.add(run, [])
-            ctx.fallback_sync(p, run)
+            ctx.fallback_sync(p)
         run.seconds = round(result.decode_seconds + time.perf_counter() - t1, 3)
 
     # 2. everything else, concurrently -------------------------------------------------------------------
@@ -209,7 +209,7 @@ class _Ctx:
             out.append(self.make_plugin(fb))
         return out
 
-    def fallback_sync(self, failed: BaseTemporalPlugin, run: PluginRun) -> None:
+    def fallback_sync(self, failed: BaseTemporalPlugin) -> None:
         if self.policy.fallbacks.get(failed.name):
             asyncio.run(self._fallback(failed.name))
 

@@ -80,18 +80,21 @@ def check_temporal_plugin(
     markers = check_markers(asyncio.run(plugin.detect_markers(chunk, config)), chunk, info.plugin_name)
     # failures must surface as PluginError so the orchestrator can retry or fall back
     with tempfile.TemporaryDirectory() as tmp:
-        bogus = os.path.join(tmp, "missing.mp4")
-        broken = ChunkInfo(project_id="contract", video_id="kit", path=bogus, start_s=0.0, end_s=end,
-                           audio_path=os.path.join(tmp, "missing.wav"))
-        try:
-            asyncio.run(plugin.detect_markers(broken, config))
-        except PluginError:
-            pass
-        except Exception as exc:  # noqa: BLE001
-            raise AssertionError(f"a missing input raised {type(exc).__name__}, not PluginError: {exc}") from exc
-        else:
-            raise AssertionError("a missing input file did not raise PluginError")
+        broken = ChunkInfo(project_id="contract", video_id="kit", path=os.path.join(tmp, "missing.mp4"), start_s=0.0,
+                           end_s=end, audio_path=os.path.join(tmp, "missing.wav"))
+        _expect_plugin_error(lambda: plugin.detect_markers(broken, config), "a missing input file")
     return markers
+
+
+def _expect_plugin_error(call, what: str) -> None:
+    """``call()`` returns an awaitable that must fail with PluginError, the only error callers fall back from."""
+    try:
+        asyncio.run(call())
+    except PluginError:
+        return
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(f"{what} raised {type(exc).__name__}, not PluginError: {exc}") from exc
+    raise AssertionError(f"{what} did not raise PluginError")
 
 
 def check_transcription_plugin(
@@ -111,12 +114,6 @@ def check_transcription_plugin(
             assert 0 <= w.probability <= 1
     assert result.plugin == info.plugin_name, f"result.plugin is {result.plugin!r}"
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            asyncio.run(plugin.transcribe(os.path.join(tmp, "missing.wav"), config or TranscriptionConfig()))
-        except PluginError:
-            pass
-        except Exception as exc:  # noqa: BLE001
-            raise AssertionError(f"a missing audio file raised {type(exc).__name__}, not PluginError") from exc
-        else:
-            raise AssertionError("a missing audio file did not raise PluginError")
+        missing = os.path.join(tmp, "missing.wav")
+        _expect_plugin_error(lambda: plugin.transcribe(missing, config or TranscriptionConfig()), "a missing audio file")
     return result
