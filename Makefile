@@ -28,7 +28,8 @@ ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.
 	@$(BIN)/python -c "from vidintel_pipeline.instance import ensure_instance_home; ensure_instance_home()"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: $(STAMP)  ## benchmark (not a test): ingest vs one plain decode on a rendered 5-minute 720p video
+bench: $(STAMP)  ## benchmark (not a test): vidintel vs one plain decode, faster-whisper and PySceneDetect
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/ingest_vs_decode.py --minutes 5
 
 clean:
