@@ -7,7 +7,7 @@ speech), then times, in one run:
   * PySceneDetect:             ContentDetector and AdaptiveDetector (if scenedetect is installed: make bench)
   * faster-whisper alone:      tiny.en on the extracted audio, as a user would run it
   * vidintel ingest:           chunks, audio, keyframes, every local marker, transcript, memory
-and prints ratios, hard-cut precision/recall/F1 at +-1 frame and gradual-transition recall for vidintel
+and prints ratios, the WER of vidintel's transcript and of faster-whisper alone against the spoken text, hard-cut precision/recall/F1 at +-1 frame and gradual-transition recall for vidintel
 and PySceneDetect alike. A detected cut inside a true gradual transition counts for that transition,
 not against hard-cut precision. Results also go to bench-results/*.json.
 
@@ -61,6 +61,19 @@ def score(cuts: list[float], gradual: list[tuple[float, float]], truth) -> dict:
     grec = sum(1 for a, b in spans if any(s <= b and e >= a for s, e in detections))
     return {"hard_cut": {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)},
             "gradual_recall": round(grec / len(spans), 4) if spans else 1.0}
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate against the spoken fixture text (numbers and spelling normalised like the tests)."""
+    import re
+
+    import jiwer
+
+    def norm(t: str) -> str:
+        t = t.lower().replace("12%", "twelve percent").replace("colour", "color")
+        return re.sub(r"[^a-z' ]+", " ", t)
+
+    return round(jiwer.wer(norm(reference), norm(hypothesis)), 4)
 
 
 def visual_pass(video: Path, duration_s: float) -> float:
@@ -170,6 +183,9 @@ def main() -> int:
     cuts = [m["start_s"] for m in memory["markers"] if m["label"] == "cut"]
     gradual = [(m["start_s"], m["end_s"]) for m in memory["markers"] if m["type"] == "shot_boundary" and m["label"] != "cut"]
     ours = score(cuts, gradual, truth)
+    reference = " ".join(s["text"] for s in sorted(truth.speech, key=lambda s: s["start_s"]))
+    ours_text = " ".join(s["text"] for s in memory["transcript"]["segments"])
+    wer_ours, wer_alone = wer(reference, ours_text), wer(reference, fw.stdout)
 
     results = {
         "video": {"duration_s": truth.duration_s, "size": args.size, "fps": args.fps, "cuts": len(truth.cuts),
@@ -181,6 +197,9 @@ def main() -> int:
         "vidintel_ingest_s": round(ingest_s, 2),
         "ingest_over_decode": round(ingest_s / decode, 2),
         "ingest_over_decode_plus_whisper": round(ingest_s / (decode + whisper_s), 2),
+        "wer_vidintel": wer_ours,
+        "wer_faster_whisper_alone": wer_alone,
+        "wer_difference": round(wer_ours - wer_alone, 4),
         "hard_cut": ours["hard_cut"],
         "gradual_recall": ours["gradual_recall"],
         "pyscenedetect": {k: v | {"over_decode": round(v["seconds"] / decode, 2)} for k, v in psd.items()},

@@ -1,10 +1,12 @@
-"""Technical cues from the shared frame stream: black frames and colour bars.
+"""Technical cues from the shared frame stream: black frames, colour bars and freeze frames.
 
 Black: a frame whose mean luma and 98th-percentile luma are both near video black (limited-range 16).
 Colour bars: the top two thirds of the picture split into seven flat vertical bands whose luma falls
 band by band (white, yellow, cyan, green, magenta, red, blue) with the chroma signs of those colours.
 That structure holds for SMPTE, EBU and HD bars alike, and almost never in natural pictures.
-Both are checked on the shared 64x36 thumbnail; runs shorter than ``min_duration_s`` are ignored.
+Freeze: the picture stops changing (thumbnail difference under ``freeze_max_diff``) for at least
+``freeze_min_s``, black and bars excepted. All are checked on the shared 64x36 thumbnail; black and bars
+runs shorter than ``min_duration_s`` are ignored.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class TechnicalCuesOptions(PluginOptions):
     black_max_luma: float = 24.0
     black_max_p98: float = 40.0
     min_duration_s: float = 0.2
+    freeze_max_diff: float = 0.1     # mean thumbnail change (0-255) under which a frame repeats the last
+    freeze_min_s: float = 2.0        # a picture unchanged this long is a freeze
 
 
 class LocalTechnicalCuesPlugin(FramePlugin):
@@ -32,16 +36,18 @@ class LocalTechnicalCuesPlugin(FramePlugin):
         return PluginInfo(
             plugin_name="local_technical_cues",
             plugin_version="1.0.0",
-            supported_events=["technical_cue", "black_frames", "color_bars"],
-            accuracy={"black_frames": 1.0, "color_bars": 1.0, "technical_cue": 1.0},
+            supported_events=["technical_cue", "black_frames", "color_bars", "freeze_frame"],
+            accuracy={"black_frames": 1.0, "color_bars": 1.0},
             accuracy_source="tests/test_local_plugins.py on rendered media: every black and bars span found within 0.05 s",
             description="Black frames and colour bars from the shared decode (CPU, no network).",
         )
 
     def begin(self, chunk, config) -> None:
         super().begin(chunk, config)
-        self._runs: dict[str, list[list[float]]] = {"black_frames": [], "color_bars": []}
-        self._open: dict[str, list[float] | None] = {"black_frames": None, "color_bars": None}
+        labels = ("black_frames", "color_bars", "freeze_frame")
+        self._runs: dict[str, list[list[float]]] = {k: [] for k in labels}
+        self._open: dict[str, list[float] | None] = {k: None for k in labels}
+        self._prev = None
         self._last_t = 0.0
         self._step = 0.04
 
@@ -50,8 +56,13 @@ class LocalTechnicalCuesPlugin(FramePlugin):
         y = s[:, :, 0]
         # "98th percentile <= limit" is "at most 2% of pixels above it", without sorting
         is_black = float(y.mean()) <= self.options.black_max_luma and float((y > self.options.black_max_p98).mean()) <= 0.02
+        bars = (not is_black) and _is_bars(s)
         self._mark("black_frames", is_black, frame.time_s)
-        self._mark("color_bars", (not is_black) and _is_bars(s), frame.time_s)
+        self._mark("color_bars", bars, frame.time_s)
+        # a freeze is a picture that stops changing (black and bars have their own cues)
+        frozen = self._prev is not None and float(np.abs(s - self._prev).mean()) < self.options.freeze_max_diff
+        self._mark("freeze_frame", frozen and not is_black and not bars, frame.time_s - (self._step if frozen else 0))
+        self._prev = s
         if frame.time_s > self._last_t:
             self._step = frame.time_s - self._last_t
         self._last_t = frame.time_s
@@ -71,9 +82,10 @@ class LocalTechnicalCuesPlugin(FramePlugin):
         for label in self._runs:
             if self._open[label] is not None:
                 self._runs[label].append(self._open[label])
+            shortest = self.options.freeze_min_s if label == "freeze_frame" else self.options.min_duration_s
             for start, last in self._runs[label]:
                 end = last + self._step  # a run covers its last frame's full duration
-                if end - start + 1e-6 < self.options.min_duration_s:
+                if end - start + 1e-6 < shortest:
                     continue
                 markers.append(
                     TemporalMarker(

@@ -78,6 +78,10 @@ def test_technical_cues_and_faces_from_one_decode(demo_video):
     # the only other black is the middle of the fade through black
     fade = truth.transitions[1]
     assert all(abs(m.start_s - s) < 0.05 or fade["start_s"] <= m.start_s <= m.end_s <= fade["end_s"] for m in black)
+    # the face shot is a still image: the only freeze in the video
+    freezes = [(m.start_s, m.end_s) for m in found if m.label == "freeze_frame"]
+    (still,) = truth.faces
+    assert len(freezes) == 1 and freezes[0] == pytest.approx(tuple(still), abs=0.05), freezes
     appearances = faces.end()
     assert len(appearances) == 1, appearances
     (fs, fe), = truth.faces
