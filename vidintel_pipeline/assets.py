@@ -31,7 +31,7 @@ from .layout import InvalidIdError, VideoRef
 from .media import MediaError, probe
 from .media.audio import extract_audio
 from .media.chunking import cut_chunks, keyframe_times, plan_chunks
-from .orchestration import analyze_video, estimate_run_cost, transcribe_with_fallbacks
+from .orchestration import analyze_video, cached_plugins, estimate_run_cost, transcribe_with_fallbacks
 from .partitions import run_tags, videos_partitions
 from .progress import report
 from .storage import Store, StorageError
@@ -196,10 +196,6 @@ def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.Mat
     })
 
 
-def _cached(cache: ResultCache, plugin, config, sha: str, source: ChunkInfo) -> bool:
-    return cache.get(plugin.name, cache_key(content_sha256=sha, plugin=plugin, config=config, span=(source.start_s, source.end_s))) is not None
-
-
 def _plugins(resource: TemporalPluginsResource) -> list:
     try:
         return resource.create()
@@ -252,7 +248,8 @@ def visual_analysis(
     # keyframes need a decode; if every frame plugin is cached and the keyframes match this source, skip it
     old_index = store.get_json(ref.key("keyframes", KEYFRAME_INDEX)) if store.exists(ref.key("keyframes", KEYFRAME_INDEX)) else None
     frame_plugins = [p for p in plugins if isinstance(p, FramePlugin)]
-    all_cached = bool(frame_plugins) and all(_cached(cache, p, config, sha, source) for p in frame_plugins)
+    hits = cached_plugins(source=source, chunks=chunks, plugins=frame_plugins, config=config, cache=cache, content_sha256=sha)
+    all_cached = bool(frame_plugins) and len(hits) == len(frame_plugins)
     reuse_keyframes = bool(costs.use_cache and all_cached and isinstance(old_index, dict) and old_index.get("source_sha256") == sha)
     selector = None if reuse_keyframes else KeyframeSelector()
     t0 = time.perf_counter()

@@ -150,12 +150,17 @@ def estimate_run_cost(
 ) -> dict[str, float]:
     """USD each plugin would spend on this video now: one request per chunk it needs, $0 where cached."""
     ctx = _Ctx(AnalysisResult(), RunPolicy(), config, source, chunks, cache, content_sha256, None)
-    out = {}
-    for p in plugins:
-        targets = ctx.targets(p)
-        hit = ctx.cache is not None and all(ctx.cache.get(p.name, ctx._key(p, c)) is not None for c in targets)
-        out[p.name] = 0.0 if hit else round(sum(p.estimate_cost(c.duration_s) for c in targets), 6)
-    return out
+    return {p.name: 0.0 if ctx.is_cached(p) else round(sum(p.estimate_cost(c.duration_s) for c in ctx.targets(p)), 6)
+            for p in plugins}
+
+
+def cached_plugins(
+    *, source: ChunkInfo, chunks: list[ChunkInfo], plugins: list[BaseTemporalPlugin], config: AnalysisConfig,
+    cache: Optional[ResultCache] = None, content_sha256: Optional[str] = None,
+) -> set[str]:
+    """Names of the plugins whose results for this video are all in the cache."""
+    ctx = _Ctx(AnalysisResult(), RunPolicy(), config, source, chunks, cache, content_sha256, None)
+    return {p.name for p in plugins if ctx.is_cached(p)}
 
 
 async def _gather(coros) -> None:
@@ -185,6 +190,9 @@ class _Ctx:
     # cache --------------------------------------------------------------------------------------------
     def _key(self, p: BaseTemporalPlugin, c: ChunkInfo) -> str:
         return cache_key(content_sha256=self.sha, plugin=p, config=self.config, span=(c.start_s, c.end_s))
+
+    def is_cached(self, p: BaseTemporalPlugin) -> bool:
+        return self.cache is not None and all(self.cache.get(p.name, self._key(p, c)) is not None for c in self.targets(p))
 
     def from_cache(self, p: BaseTemporalPlugin, targets: list[ChunkInfo]) -> bool:
         if self.cache is None:
