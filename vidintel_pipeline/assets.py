@@ -230,7 +230,8 @@ def visual_analysis(
     audio_path = str(store.local_path(audio_key)) if store.exists(audio_key) else None
     common = dict(project_id=ref.project_id, video_id=ref.video_id, fps=info["fps"], width=info["width"],
                   height=info["height"], audio_path=audio_path)
-    source = ChunkInfo(index=0, path=str(store.local_path(info["key"])), start_s=0.0, end_s=info["duration_s"], **common)
+    source = ChunkInfo(index=0, path=str(store.local_path(info["key"])), uri=store.uri(info["key"]), start_s=0.0,
+                       end_s=info["duration_s"], **common)
     # chunk files are fetched (from S3) only if some plugin will actually read chunks
     needs_chunks = any((p.info.max_chunk_duration or float("inf")) < info["duration_s"] for p in plugins)
     chunks = [
@@ -347,7 +348,8 @@ def transcript(
         except PluginError as exc:
             raise dg.Failure(description=f"Plugin configuration error: {exc}", allow_retries=False) from exc
         audio_path = str(store.local_path(audio_key))
-        config = transcription.config()
+        config = transcription.config().model_copy(update={
+            "project_id": ref.project_id, "video_id": ref.video_id, "audio_uri": store.uri(audio_key)})
         cache = ResultCache(store, ref, enabled=costs.use_cache)
         sha = file_sha256(audio_path)
         key = cache_key(content_sha256=sha, plugin=chain[0], config=config)

@@ -16,8 +16,14 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MarkerType = Literal["shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt"]
-MARKER_TYPES: tuple[str, ...] = ("shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt")
+MarkerType = Literal[
+    "shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt",
+    "action_detection", "scene_understanding",
+]
+MARKER_TYPES: tuple[str, ...] = (
+    "shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt",
+    "action_detection", "scene_understanding",
+)
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 
@@ -158,6 +164,10 @@ class TranscriptionConfig(_Model):
     word_timestamps: bool = True
     vad: bool = True
     diarization: bool = False
+    # where the audio comes from: cloud plugins use these to stage it under the video's own prefix
+    project_id: Optional[str] = None
+    video_id: Optional[str] = None
+    audio_uri: Optional[str] = Field(default=None, description="The audio's storage URI (s3://... on S3 storage).")
 
 
 class Word(_Model):

@@ -211,3 +211,25 @@ def run_frame_pipeline(
             on_progress(frame.time_s)
             next_report = frame.time_s + progress_every_s
     return n
+
+
+def sample_jpegs(
+    path: str | os.PathLike[str], times: list[float], *, time_offset: float = 0.0, width: int = 512, quality: int = 85,
+) -> list[tuple[float, bytes]]:
+    """Upright JPEGs of the frames nearest to ``times`` (source timeline), from one decode of ``path``.
+
+    For plugins that look at a few frames per chunk (vision-language models): each wanted time takes the
+    first frame at or after it, so n samples cost one decode, not n seeks.
+    """
+    wanted = sorted(times)
+    out: list[tuple[float, bytes]] = []
+    i = 0
+    for frame in iter_frames(path, time_offset=time_offset, target_width=width):
+        while i < len(wanted) and frame.time_s + 1e-6 >= wanted[i]:
+            ok, buf = cv2.imencode(".jpg", frame.bgr(), [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok and not (out and out[-1][0] == frame.time_s):
+                out.append((frame.time_s, buf.tobytes()))
+            i += 1
+        if i >= len(wanted):
+            break
+    return out
