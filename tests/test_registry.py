@@ -36,8 +36,10 @@ def test_builtin_plugins_are_discovered():
     reg = PluginRegistry.default()
     assert BUILTIN <= set(reg.names()), reg.errors
     assert reg.errors == []
-    assert reg.names("transcription") == ["faster_whisper"]
-    assert {i.plugin_name for i in reg.get_by_capability("shot_detection")} == {"local_shots"}
+    assert reg.names("transcription") == ["aws_transcribe", "faster_whisper", "openai_transcribe"]
+    assert {i.plugin_name for i in reg.get_by_capability("shot_detection")} == {"local_shots", "aws_rekognition"}
+    # with a cloud and a local shot detector on offer, the cheapest that meets the requirement wins
+    assert reg.select_plugin(["shot_detection"]).name == "local_shots"
     assert all(e.source.endswith(".py") for e in reg.entries.values())
 
 
