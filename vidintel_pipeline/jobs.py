@@ -9,7 +9,7 @@ ingest_video_job = dg.define_asset_job(
     name="ingest_video",
     selection=dg.AssetSelection.assets(*per_video_assets),
     partitions_def=videos_partitions,
-    description="Ingest one video end to end: probe, chunk, audio, markers + keyframes, transcript, memory.",
+    description="Ingest one video end to end: probe, chunk, audio, markers + keyframes, transcript, memory, exports, search index.",
 )
 
 cost_report_job = dg.define_asset_job(
