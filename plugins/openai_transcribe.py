@@ -76,10 +76,9 @@ class OpenAITranscribePlugin(BaseTranscriptionPlugin):
             parts = await in_thread(split_wav, audio_path, int(o.max_upload_mb * 1024 * 1024), tmp)
 
             async def one(part: tuple[str, float, float]) -> dict[str, Any]:
-                path, offset, _ = part
                 async with gate:
                     await limiter.acquire()
-                    return await in_thread(self._post, path, key, config.language, prompt)
+                    return await in_thread(self._post, part[0], key, config.language, prompt)
 
             answers = await asyncio.gather(*(one(p) for p in parts))
         segments: list[TranscriptSegment] = []

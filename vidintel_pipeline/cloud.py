@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
+from .cache import file_sha256
 from .contracts import PluginError, RateLimitError
 from .layout import VideoRef
 
@@ -68,14 +69,6 @@ def rate_limiter(provider: str, rate: float, burst: int = 1) -> TokenBucket:
 
 
 # idempotency -----------------------------------------------------------------------------------------
-def content_digest(path: str, block: int = 4 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while data := fh.read(block):
-            h.update(data)
-    return h.hexdigest()
-
-
 def job_name(prefix: str, *parts: Any, max_len: int = 64) -> str:
     """A stable, provider-safe name (``[A-Za-z0-9-_]``) for the same work: same inputs, same name."""
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -197,7 +190,7 @@ def stage_in_s3(
         raise PluginError("needs the media in S3: set S3_BUCKET or the plugin's staging_bucket option", plugin=plugin)
     if not os.path.isfile(local_path):
         raise PluginError(f"{local_path}: no such file", plugin=plugin)
-    digest = content_digest(local_path)
+    digest = file_sha256(local_path)
     key = ref.key(folder, f"staged-{digest[:16]}{os.path.splitext(local_path)[1]}")
     s3 = client or aws_client("s3")
     try:
