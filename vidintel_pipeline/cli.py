@@ -275,7 +275,7 @@ def cmd_search(args) -> int:
 
     from .embeddings import ModelMissing, default_embedder
     from .layout import InvalidIdError, validate_id
-    from .search import search, sync
+    from .search import search
 
     try:
         validate_id(args.project, "project id")
@@ -289,8 +289,8 @@ def cmd_search(args) -> int:
             raise CliError(str(exc)) from exc
         embedder = None
         print(f"vidintel: note: words only ({exc})", file=sys.stderr)
-    sync(out, args.project, embedder)  # cheap when nothing changed; catches memories written outside a run
-    moments = search(out, args.project, args.query, limit=args.limit, mode=args.mode, embedder=embedder)
+    # refresh: catches memories written outside a run (re-reads the project's memories to spot changes)
+    moments = search(out, args.project, args.query, limit=args.limit, mode=args.mode, embedder=embedder, refresh=True)
     if args.json:
         print(json.dumps([m.as_dict() for m in moments], indent=2))
         return 0
@@ -307,13 +307,13 @@ def cmd_export(args) -> int:
     from resources import VidintelStorage
 
     from .contracts import MemoryDocument
-    from .exports import EXTENSIONS, render
+    from .exports import render
     from .layout import VideoRef
 
     doc = MemoryDocument.model_validate(load_memory(args.project, args.video))
     text = render(doc, args.format)
     ref = VideoRef(args.project, args.video)
-    uri = VidintelStorage().for_video(ref)[1].put_bytes(ref.output_key("exports", f"{ref.video_id}.{EXTENSIONS[args.format]}"),
+    uri = VidintelStorage().for_video(ref)[1].put_bytes(ref.output_key("exports", f"{ref.video_id}.{args.format}"),
                                                         text.encode())
     if args.output == "-":
         sys.stdout.write(text)

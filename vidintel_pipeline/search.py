@@ -19,9 +19,10 @@ import os
 import re
 import sqlite3
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -133,10 +134,12 @@ class SearchIndex:
         why: dict[int, list[str]] = {}
         if mode in ("hybrid", "text") and terms:
             match = " OR ".join(f'"{t}"' for t in terms)
-            hits = self.db.execute("SELECT rowid, -bm25(entries_fts) FROM entries_fts WHERE entries_fts MATCH ? ", (match,)).fetchall()
-            best = max((s for _, s in hits), default=0.0) or 1.0
-            for rowid, s in hits:
-                text = self.db.execute("SELECT text FROM entries WHERE id = ?", (rowid,)).fetchone()[0].lower()
+            hits = self.db.execute(
+                "SELECT e.id, -bm25(entries_fts), e.text FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid "
+                "WHERE entries_fts MATCH ?", (match,)).fetchall()
+            best = max((s for _, s, _ in hits), default=0.0) or 1.0
+            for rowid, s, text in hits:
+                text = text.lower()
                 found = [t for t in terms if re.search(rf"\b{re.escape(t)}", text)]
                 scores[rowid] = scores.get(rowid, 0.0) + 0.5 * s / best + 0.5 * len(found) / len(terms)
                 why.setdefault(rowid, []).append("words: " + ", ".join(found))
@@ -159,9 +162,9 @@ class SearchIndex:
         return out
 
 
-def sync(output: Store, project_id: str, embedder: Any = None) -> dict[str, Any]:
-    """Bring the project's index up to date with its memories; returns what changed."""
-    prefix = f"projects/{project_id}/memories/"
+@contextmanager
+def opened(output: Store, project_id: str, embedder: Any = None) -> Iterator[SearchIndex]:
+    """The project's index as a local SQLite file (downloaded once, new if there is none yet)."""
     key = index_key(project_id)
     with tempfile.TemporaryDirectory(prefix="vidintel-index-") as tmp:
         local = Path(tmp) / INDEX_NAME
@@ -169,40 +172,46 @@ def sync(output: Store, project_id: str, embedder: Any = None) -> dict[str, Any]
             local.write_bytes(output.get_bytes(key))
         idx = SearchIndex(local, embedder)
         try:
-            have = idx.indexed()
-            memories = {k[len(prefix):-5]: k for k in output.list(prefix) if k.endswith(".json") and "/" not in k[len(prefix):]}
-            added, unchanged = [], 0
-            for video_id, mkey in sorted(memories.items()):
-                raw = output.get_bytes(mkey)
-                sha = hashlib.sha256(raw).hexdigest()
-                if have.get(video_id) == sha:
-                    unchanged += 1
-                    continue
-                idx.put_video(MemoryDocument.model_validate(json.loads(raw)), sha)
-                added.append(video_id)
-            removed = sorted(set(have) - set(memories))
-            for video_id in removed:
-                idx.drop_video(video_id)
-            total = idx.db.execute("SELECT count(*) FROM entries").fetchone()[0]
-            semantic = idx.db.execute("SELECT count(*) FROM entries WHERE embedding IS NOT NULL").fetchone()[0]
+            yield idx
         finally:
             idx.close()
-        if added or removed or not output.exists(key):
-            output.put_file(key, local)
+
+
+def sync_index(idx: SearchIndex, output: Store, project_id: str) -> dict[str, Any]:
+    """Bring an opened index up to date with the project's memories, uploading it if anything changed."""
+    prefix = f"projects/{project_id}/memories/"
+    key = index_key(project_id)
+    have = idx.indexed()
+    memories = {k[len(prefix):-5]: k for k in output.list(prefix) if k.endswith(".json") and "/" not in k[len(prefix):]}
+    added, unchanged = [], 0
+    for video_id, mkey in sorted(memories.items()):
+        raw = output.get_bytes(mkey)
+        sha = hashlib.sha256(raw).hexdigest()
+        if have.get(video_id) == sha:
+            unchanged += 1
+            continue
+        idx.put_video(MemoryDocument.model_validate(json.loads(raw)), sha)
+        added.append(video_id)
+    removed = sorted(set(have) - set(memories))
+    for video_id in removed:
+        idx.drop_video(video_id)
+    if added or removed or not output.exists(key):
+        output.put_file(key, idx.path)
     return {"index_uri": output.uri(key), "reindexed": added, "removed": removed, "unchanged": unchanged,
-            "videos": len(memories), "entries": total, "semantic_entries": semantic}
+            "videos": len(memories), "entries": idx.db.execute("SELECT count(*) FROM entries").fetchone()[0],
+            "semantic_entries": idx.db.execute("SELECT count(*) FROM entries WHERE embedding IS NOT NULL").fetchone()[0]}
+
+
+def sync(output: Store, project_id: str, embedder: Any = None) -> dict[str, Any]:
+    """Bring the project's index up to date with its memories; returns what changed."""
+    with opened(output, project_id, embedder) as idx:
+        return sync_index(idx, output, project_id)
 
 
 def search(output: Store, project_id: str, query: str, *, limit: int = 10, mode: str = "hybrid",
-           embedder: Any = None) -> list[Moment]:
-    key = index_key(project_id)
-    if not output.exists(key):
-        return []
-    with tempfile.TemporaryDirectory(prefix="vidintel-index-") as tmp:
-        local = Path(tmp) / INDEX_NAME
-        local.write_bytes(output.get_bytes(key))
-        idx = SearchIndex(local, embedder)
-        try:
-            return idx.search(query, limit=limit, mode=mode)
-        finally:
-            idx.close()
+           embedder: Any = None, refresh: bool = False) -> list[Moment]:
+    """Moments matching ``query``; ``refresh`` first catches up with memories written since the last sync."""
+    with opened(output, project_id, embedder) as idx:
+        if refresh:
+            sync_index(idx, output, project_id)
+        return idx.search(query, limit=limit, mode=mode)
