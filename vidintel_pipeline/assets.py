@@ -469,14 +469,14 @@ def project_costs(costs: CostControls) -> dg.MaterializeResult:
     description="The memory as SRT and WebVTT subtitles, a CSV of markers, a CMX3600 EDL of the shots and JSON, in exports/.",
 )
 def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
-    from .exports import EXTENSIONS, FORMATS, render, shot_spans
+    from .exports import FORMATS, render, shot_spans
 
     ref = _ref(context)
     out = storage.for_video(ref)[1]
     doc = MemoryDocument.model_validate(_need(out, ref.memory_key, "memory"))
     uris = {}
     for fmt in FORMATS:
-        uris[fmt] = out.put_bytes(ref.output_key("exports", f"{ref.video_id}.{EXTENSIONS[fmt]}"), render(doc, fmt).encode())
+        uris[fmt] = out.put_bytes(ref.output_key("exports", f"{ref.video_id}.{fmt}"), render(doc, fmt).encode())
     return dg.MaterializeResult(metadata={
         **{f"{fmt}_uri": dg.MetadataValue.url(u) for fmt, u in uris.items()},
         "shots": dg.IntMetadataValue(len(shot_spans(doc))),

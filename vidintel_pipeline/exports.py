@@ -21,8 +21,7 @@ from typing import Any, Callable
 
 from .contracts import MemoryDocument, TranscriptSegment, Word
 
-FORMATS = ("srt", "vtt", "json", "csv", "edl")
-EXTENSIONS = {"srt": "srt", "vtt": "vtt", "json": "json", "csv": "csv", "edl": "edl"}
+FORMATS = ("srt", "vtt", "json", "csv", "edl")  # also the file extensions
 
 
 def render(memory: MemoryDocument, fmt: str, **kw: Any) -> str:
