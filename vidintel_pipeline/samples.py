@@ -41,6 +41,7 @@ class Truth:
     flashes: list[float] = field(default_factory=list)
     pans: list[list[float]] = field(default_factory=list)
     speech: list[dict] = field(default_factory=list)          # {start_s, end_s, text, file}
+    titles: list[dict] = field(default_factory=list)          # {start_s, end_s, text}: text drawn on the picture
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -84,6 +85,18 @@ def draw_face_image(path: Path, w: int, h: int) -> Path:
     return path
 
 
+def draw_title_image(path: Path, text: str, w: int, h: int) -> Path:
+    """A transparent picture with ``text`` in white on a dark band in the lower third (OpenCV's own font)."""
+    img = np.zeros((h, w, 4), np.uint8)
+    scale = h / 300
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, max(1, int(scale * 2)))
+    x, y = max(4, (w - tw) // 2), int(h * 0.8)
+    cv2.rectangle(img, (x - 12, y - th - 12), (x + tw + 12, y + base + 12), (20, 20, 20, 230), -1)
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255, 255), max(1, int(scale * 2)), cv2.LINE_AA)
+    cv2.imwrite(str(path), img)
+    return path
+
+
 def speech_fixture(name: str) -> tuple[Path, str]:
     """(wav path, exact text) of a committed speech fixture: speech_a, speech_b, speech_c (English), speech_de."""
     base = resources.files("vidintel_pipeline") / "sample_media"
@@ -110,8 +123,12 @@ def render(
     speech: tuple[tuple[str, float], ...] = (),
     crf: int = 23,
     gop: Optional[int] = None,
+    titles: tuple[tuple[str, float, float], ...] = (),
 ) -> Truth:
-    """Render ``shots`` into an H.264/AAC MP4 at ``out`` and return its ground truth."""
+    """Render ``shots`` into an H.264/AAC MP4 at ``out`` and return its ground truth.
+
+    ``titles`` are ``(text, start_s, end_s)`` lines drawn over the picture (for OCR).
+    """
     w, h = size
     src = _sources(w, h, fps)
     frame = 1.0 / fps
@@ -167,6 +184,14 @@ def render(
         chains.append(f"[{cur}]drawbox=x=0:y=0:w=iw:h=ih:color=white@1:t=fill:enable='{enable}'[vflash]")
         video_out = "vflash"
         truth.flashes = [round(f, 6) for f in flashes]
+    title_dir = tempfile.TemporaryDirectory() if titles else None
+    for k, (text, t0, t1) in enumerate(titles):
+        png = draw_title_image(Path(title_dir.name) / f"title{k}.png", text, w, h)
+        inputs += ["-loop", "1", "-framerate", str(fps), "-t", f"{total:.3f}", "-i", str(png)]
+        chains.append(f"[{video_out}][{n_in}:v]overlay=enable='between(t,{t0:.4f},{t1 - frame / 2:.4f})',format=yuv420p[vt{k}]")
+        video_out = f"vt{k}"
+        n_in += 1
+        truth.titles.append({"start_s": round(t0, 6), "end_s": round(t1, 6), "text": text})
     # audio: silence with speech fixtures placed at given times
     a_labels = []
     for k, (name, at) in enumerate(speech):
@@ -190,7 +215,11 @@ def render(
         args += ["-g", str(gop)]
     args += ["-t", f"{total:.3f}", str(out)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    run_ffmpeg(args, what=f"rendering sample {out.name}")
+    try:
+        run_ffmpeg(args, what=f"rendering sample {out.name}")
+    finally:
+        if title_dir is not None:
+            title_dir.cleanup()
     return truth
 
 

@@ -117,6 +117,23 @@ class Frame:
             self._bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
         return self._bgr
 
+    def picture(self, max_width: int) -> np.ndarray:
+        """Upright BGR picture at most ``max_width`` wide, from the full-resolution planes (OCR, crops).
+
+        Not cached: sampled consumers call it on a few frames; after :meth:`release` it can only give
+        the analysis resolution.
+        """
+        y, u, v = self._planes
+        w = min(max_width, y.shape[1] if not self._rot % 180 else y.shape[0])
+        dw, dh = analysis_size(y.shape[1], y.shape[0], self._rot, w)
+        cw, ch = self._coded(dw, dh)
+        i420 = np.concatenate([
+            cv2.resize(y, (cw, ch), interpolation=cv2.INTER_AREA).ravel(),
+            cv2.resize(u, (cw // 2, ch // 2), interpolation=cv2.INTER_AREA).ravel(),
+            cv2.resize(v, (cw // 2, ch // 2), interpolation=cv2.INTER_AREA).ravel(),
+        ]).reshape(ch * 3 // 2, cw)
+        return self._upright(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420))
+
     def release(self) -> None:
         """Drop the full-resolution planes (kept consumers then hold only what they computed)."""
         if self._y is None:
