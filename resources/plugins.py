@@ -11,7 +11,7 @@ from vidintel_pipeline.contracts import BaseTemporalPlugin, BaseTranscriptionPlu
 from vidintel_pipeline.orchestration import RunPolicy
 from vidintel_pipeline.registry import PluginRegistry
 
-DEFAULT_TEMPORAL = ["local_shots", "local_technical_cues", "opencv_faces", "local_silence"]
+DEFAULT_TEMPORAL = ["local_shots", "local_technical_cues", "opencv_faces", "local_silence", "local_prompt"]
 
 
 class _PluginsBase(dg.ConfigurableResource):

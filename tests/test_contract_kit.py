@@ -26,8 +26,20 @@ def test_every_cloud_plugin_runs_the_kit_against_its_replay():
 def test_builtin_temporal_plugins_pass_the_kit(name, demo_video, tmp_path):
     path, truth = demo_video
     wav = extract_audio(path, tmp_path / "a.wav")
-    markers = check_temporal_plugin(REG.get_plugin(name), media_path=str(path), duration_s=truth.duration_s, audio_path=str(wav))
+    plugin = REG.get_plugin(name)
+    evidence = {}
+    if plugin.info.uses_results:  # it reads what the others found: give it the demo's spoken sentences and its bars
+        from vidintel_pipeline.contracts import AnalysisConfig, TranscriptionResult
+
+        speech = [{"start_s": s["start_s"], "end_s": s["end_s"], "text": s["text"]} for s in truth.speech]
+        evidence = {"transcript": TranscriptionResult(segments=speech),
+                    "markers": [TemporalMarker(type="technical_cue", start_s=a, end_s=b, label="color_bars", confidence=0.9,
+                                               plugin="local_technical_cues") for a, b in truth.bars],
+                    "config": AnalysisConfig(prompt="how much did sales grow")}
+    markers = check_temporal_plugin(plugin, media_path=str(path), duration_s=truth.duration_s, audio_path=str(wav), **evidence)
     assert markers, f"{name} found nothing on the demo video"
+    if plugin.info.uses_results:
+        assert "revenue" in markers[0].attributes["matched"], markers
 
 
 @pytest.mark.parametrize("name", [n for n in REG.names("transcription") if n not in CLOUD])

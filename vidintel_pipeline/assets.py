@@ -1,8 +1,9 @@
 """The per-video asset chain, one Dagster partition per (project, video).
 
     source_video -> video_chunks ----------\\
-         |      \\-> audio -> transcript -----> memory
+         |      \\-> audio -> transcript ------------------> memory -> exports, search_index
          \\-------------> keyframes + temporal_markers (one decode) --/
+                               transcript + temporal_markers -> prompt_markers --/
 
 Assets read and write through the storage resource in the seed's layout (no IO manager): each returns a
 ``MaterializeResult`` whose metadata carries cost (``cost/usd`` and one entry per plugin), seconds of
@@ -43,6 +44,7 @@ CHUNK_MANIFEST = "manifest.json"
 AUDIO = "audio_16k.wav"
 KEYFRAME_INDEX = "keyframes.json"
 MARKERS = "markers.json"
+PROMPT_MARKERS = "prompt_markers.json"
 TRANSCRIPT = "transcript.json"
 
 
@@ -223,7 +225,7 @@ def visual_analysis(
     store = storage.for_video(ref)[0]
     info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
     manifest = _need(store, ref.key("chunks", CHUNK_MANIFEST), "video_chunks' manifest")
-    plugins = _plugins(temporal_plugins)
+    plugins = [p for p in _plugins(temporal_plugins) if not p.info.uses_results]  # those run in prompt_markers
     names = [p.name for p in plugins]
     report(context, IngestionPhase.ANALYZING_TEMPORAL, 0, providers_active=",".join(names))
     audio_key = ref.key("chunks", AUDIO)
@@ -399,8 +401,57 @@ def transcript(
 
 
 @dg.asset(
+    partitions_def=videos_partitions, group_name="analysis", kinds={"python", "json"}, deps=["temporal_markers", transcript],
+    description="Moments matching the run's prompt (temporal_plugins.prompt), from plugins that read the other results "
+                "(transcript, on-screen text, labels) rather than the media.",
+)
+def prompt_markers(
+    context: dg.AssetExecutionContext, storage: VidintelStorage, temporal_plugins: TemporalPluginsResource,
+) -> dg.MaterializeResult:
+    ref = _ref(context)
+    store = storage.for_video(ref)[0]
+    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    plugins = [p for p in _plugins(temporal_plugins) if p.info.uses_results]
+    prompt = temporal_plugins.prompt or ""
+    markers: list[TemporalMarker] = []
+    runs: list[dict[str, Any]] = []
+    cost: dict[str, float] = {}
+    if plugins and prompt.strip():
+        found = _need(store, ref.key("metadata", MARKERS), "temporal_markers")["markers"]
+        tr = _need(store, ref.key("transcripts", TRANSCRIPT), "transcript")
+        source = ChunkInfo(
+            project_id=ref.project_id, video_id=ref.video_id, path=str(store.uri(info["key"])), uri=store.uri(info["key"]),
+            start_s=0.0, end_s=info["duration_s"], markers=[TemporalMarker.model_validate(m) for m in found],
+            transcript=TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")}),
+        )
+        config = AnalysisConfig(project_id=ref.project_id, video_id=ref.video_id, prompt=prompt,
+                                min_confidence=temporal_plugins.min_confidence)
+        result = analyze_video(source=source, chunks=[source], plugins=plugins, config=config,
+                               policy=temporal_plugins.policy(), make_plugin=temporal_plugins.factory())
+        for run in result.failed:
+            context.log.error(f"plugin {run.plugin} failed: {run.error}")
+        if not any(r.status == "ok" for r in result.runs):
+            raise dg.Failure(description="every prompt plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed))
+        markers, runs, cost = result.markers, [r.as_dict() for r in result.runs], result.cost_by_plugin
+    elif plugins:
+        context.log.info("no prompt given (temporal_plugins.prompt): no prompt markers")
+    uri = store.put_json(ref.key("metadata", PROMPT_MARKERS), {
+        "prompt": prompt, "markers": [m.model_dump() for m in markers], "plugins": runs,
+        "cost": CostSummary(total_usd=round(sum(cost.values()), 6), by_plugin=cost).model_dump(),
+    })
+    return dg.MaterializeResult(metadata={
+        "prompt": prompt,
+        "markers": dg.IntMetadataValue(len(markers)),
+        "best_match": dg.MetadataValue.text(markers[0].attributes.get("matched", markers[0].label) if markers else ""),
+        "plugins": dg.JsonMetadataValue(runs),
+        "markers_uri": dg.MetadataValue.url(uri),
+        **_cost_meta(cost),
+    })
+
+
+@dg.asset(
     partitions_def=videos_partitions, group_name="outputs", kinds={"json"},
-    deps=["temporal_markers", "keyframes", transcript],
+    deps=["temporal_markers", "keyframes", transcript, prompt_markers],
     description="The memory document: one merged, searchable timeline of everything found in the video.",
 )
 def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: CostControls) -> dg.MaterializeResult:
@@ -411,16 +462,21 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     markers = _need(store, ref.key("metadata", MARKERS), "temporal_markers")
     tr = _need(store, ref.key("transcripts", TRANSCRIPT), "transcript")
     kfs = _need(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")["keyframes"]
+    prompted = store.get_json(ref.key("metadata", PROMPT_MARKERS)) if store.exists(ref.key("metadata", PROMPT_MARKERS)) else None
+    if prompted is None:  # partitions ingested before prompt_markers existed
+        prompted = {"markers": [], "plugins": [], "cost": CostSummary(total_usd=0.0).model_dump()}
     by_plugin: dict[str, float] = {}
-    for part in (markers["cost"], tr["cost"]):
+    for part in (markers["cost"], tr["cost"], prompted["cost"]):
         for name, usd in part["by_plugin"].items():
             by_plugin[name] = by_plugin.get(name, 0.0) + usd
-    plugins = [{"name": r["plugin"], "version": r["version"], "kind": "temporal", "status": r["status"]} for r in markers["plugins"]]
+    plugins = [{"name": r["plugin"], "version": r["version"], "kind": "temporal", "status": r["status"]}
+               for r in markers["plugins"] + prompted["plugins"]]
     plugins += [{"name": r["plugin"], "version": r["version"], "kind": "transcription", "status": r["status"]} for r in tr["plugin_runs"]]
     doc = MemoryDocument(
         project_id=ref.project_id, video_id=ref.video_id, duration_s=info["duration_s"],
         source={k: info[k] for k in ("key", "width", "height", "fps", "video_codec", "has_audio", "rotation", "size_bytes")},
-        markers=[TemporalMarker.model_validate(m) for m in markers["markers"]],
+        markers=sorted((TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"]),
+                       key=lambda m: (m.start_s, m.type)),
         transcript=TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")}),
         keyframes=[Keyframe.model_validate(k) for k in kfs],
         cost=CostSummary(total_usd=round(sum(by_plugin.values()), 6), by_plugin=by_plugin),
@@ -510,4 +566,5 @@ def search_index(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
     })
 
 
-per_video_assets = [source_video, video_chunks, audio, visual_analysis, transcript, memory, exports, search_index]
+per_video_assets = [source_video, video_chunks, audio, visual_analysis, transcript, prompt_markers, memory, exports,
+                    search_index]

@@ -69,21 +69,32 @@ def check_markers(markers: list[Any], chunk: ChunkInfo, plugin_name: str) -> lis
 
 def check_temporal_plugin(
     plugin: BaseTemporalPlugin, *, media_path: str, duration_s: float, audio_path: Optional[str] = None,
-    config: Optional[AnalysisConfig] = None,
+    config: Optional[AnalysisConfig] = None, markers: Optional[list[TemporalMarker]] = None,
+    transcript: Optional[Any] = None,
 ) -> list[TemporalMarker]:
-    """Run every rule against ``plugin`` on one chunk spanning ``media_path``; returns its markers."""
+    """Run every rule against ``plugin`` on one chunk spanning ``media_path``; returns its markers.
+
+    Plugins that read results (``uses_results``) get ``markers`` and ``transcript`` in the chunk, and must
+    also cope with a video where nothing was found.
+    """
     info = check_plugin_info(plugin)
     check_cost_estimate(plugin)
     config = config or AnalysisConfig(project_id="contract", video_id="kit")
     end = min(duration_s, info.max_chunk_duration or duration_s)
-    chunk = ChunkInfo(project_id="contract", video_id="kit", path=media_path, start_s=0.0, end_s=end, audio_path=audio_path)
-    markers = check_markers(asyncio.run(plugin.detect_markers(chunk, config)), chunk, info.plugin_name)
+    chunk = ChunkInfo(project_id="contract", video_id="kit", path=media_path, start_s=0.0, end_s=end, audio_path=audio_path,
+                      markers=markers or [], transcript=transcript)
+    found = check_markers(asyncio.run(plugin.detect_markers(chunk, config)), chunk, info.plugin_name)
+    if info.uses_results:
+        bare = chunk.model_copy(update={"markers": [], "transcript": None})
+        assert check_markers(asyncio.run(plugin.detect_markers(bare, config)), bare, info.plugin_name) == [], \
+            "nothing found by the other plugins must give no markers"
+        return found
     # failures must surface as PluginError so the orchestrator can retry or fall back
     with tempfile.TemporaryDirectory() as tmp:
         broken = ChunkInfo(project_id="contract", video_id="kit", path=os.path.join(tmp, "missing.mp4"), start_s=0.0,
                            end_s=end, audio_path=os.path.join(tmp, "missing.wav"))
         _expect_plugin_error(lambda: plugin.detect_markers(broken, config), "a missing input file")
-    return markers
+    return found
 
 
 def _expect_plugin_error(call, what: str) -> None:
