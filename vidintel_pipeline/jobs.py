@@ -4,6 +4,7 @@ import dagster as dg
 
 from .assets import per_video_assets, project_costs
 from .partitions import videos_partitions
+from .project_assets import compilation, search_results
 
 ingest_video_job = dg.define_asset_job(
     name="ingest_video",
@@ -16,4 +17,16 @@ cost_report_job = dg.define_asset_job(
     name="cost_report",
     selection=dg.AssetSelection.assets(project_costs),
     description="Refresh the per-project cost report from the ledger.",
+)
+
+search_job = dg.define_asset_job(
+    name="search_moments",
+    selection=dg.AssetSelection.assets(search_results),
+    description="Search a project's videos (config: project_id, query); the results land in exports/ and the run's metadata.",
+)
+
+compile_job = dg.define_asset_job(
+    name="compile_reel",
+    selection=dg.AssetSelection.assets(compilation),
+    description="Cut a highlight reel from a query's moments or a marker filter (config: project_id, query or marker_type, max_seconds).",
 )
