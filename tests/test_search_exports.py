@@ -101,7 +101,7 @@ def titled_video(tmp_path_factory):
     return path, truth
 
 
-def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, capsys):
+def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_video, capsys):
     import subprocess
 
     import av
@@ -163,9 +163,33 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, capsy
     meta = _meta("compilation")
     assert meta["reel_uri"] == manifest["uri"] and meta["clips"] == 2
 
-    # by query: the spoken revenue sentence, and clear errors for a bad request
-    assert cli.main(["compile", "acme", "quarterly revenue", "--max-seconds", "4", "--json"]) == 0
-    by_query = json.loads(capsys.readouterr().out)
-    assert by_query["duration_s"] <= 4.05 and by_query["clips"][0]["video_id"] == "titled"
+    # by query, across two videos of different sizes: every clip is re-encoded to the first one's format
+    cli.ingest(str(demo_video[0]), "acme", "launch", quiet=True)
+    assert cli.main(["compile", "acme", "quarterly revenue", "--max-seconds", "9", "--json"]) == 0
+    mixed = json.loads(capsys.readouterr().out)
+    assert {c["video_id"] for c in mixed["clips"]} == {"launch", "titled"} and mixed["method"] == "reencode"
+    for c in mixed["clips"]:  # each clip holds the sentence the search found
+        spoken = [s for s in (truth.speech if c["video_id"] == "titled" else demo_video[1].speech) if "revenue" in s["text"]]
+        assert c["start_s"] <= spoken[0]["start_s"] + 0.1 and "revenue" in c["why"].lower()
+    reel = home / "data/output/projects/acme/compilations" / f"{mixed['name']}.mp4"
+    info = probe(reel)
+    assert info.duration_s <= 9.05 and abs(info.duration_s - sum(c["end_s"] - c["start_s"] for c in mixed["clips"])) <= 0.1
+    assert (info.width, info.height) == (640, 360)  # the first clip's (videos in id order: launch, then titled)
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-xerror", "-i", str(reel), "-f", "null", "-"], capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+
+    # the search job: launchpad config in, results and their URI out
+    from vidintel_pipeline.definitions import defs
+
+    run = defs.resolve_job_def("search_moments").execute_in_process(
+        instance=get_instance(), run_config={"ops": {"search_results": {"config": {"project_id": "acme", "query": "weather forecast"}}}})
+    assert run.success
+    meta = _meta("search_results")
+    saved = json.loads((home / "data/output" / meta["results_uri"].split("/data/output/", 1)[1]).read_text())
+    assert saved["moments"][0]["text"].lower().startswith("weather forecast") and meta["moments"] == len(saved["moments"])
+
+    # clear errors for a bad request
     assert cli.main(["compile", "nobody", "anything"]) == 2
     assert "no memories" in capsys.readouterr().err
+    assert cli.main(["compile", "acme", "zebra xylophone quantum", "--mode", "text"]) == 2
+    assert "no moment matched" in capsys.readouterr().err
