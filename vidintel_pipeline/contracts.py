@@ -67,7 +67,7 @@ class PluginInfo(_Model):
 
     plugin_name: str
     plugin_version: str
-    kind: Literal["temporal", "transcription"] = "temporal"
+    kind: Literal["temporal", "transcription", "diarization"] = "temporal"
     supported_events: list[str] = Field(default_factory=list, description="Capabilities, e.g. shot_detection, black_frames.")
     requires_gpu: bool = False
     requires_s3: bool = False
@@ -279,6 +279,22 @@ class BaseTranscriptionPlugin(_PluginBase):
 
     def transcribe_sync(self, audio_path: str, config: TranscriptionConfig) -> TranscriptionResult:
         return asyncio.run(self.transcribe(audio_path, config))
+
+
+class SpeakerTurn(_Model):
+    """Who spoke when: a diarization plugin's answer, merged into transcript words and segments."""
+
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    speaker: str
+
+
+class BaseDiarizationPlugin(_PluginBase):
+    """Speaker diarization: ``diarize(audio_path)`` gives speaker turns; labels are opaque but consistent."""
+
+    @abstractmethod
+    async def diarize(self, audio_path: str) -> list[SpeakerTurn]:
+        """Turns on the audio's timeline, sorted by start. Raise :class:`PluginError` on failure."""
 
 
 class Keyframe(_Model):

@@ -2,16 +2,17 @@
 
 import dagster as dg
 
-from resources import CostControls, TemporalPluginsResource, TranscriptionResource, VidintelStorage
+from resources import CostControls, GpuWorkResource, TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
 from .assets import per_video_assets, project_costs
-from .jobs import compile_job, cost_report_job, ingest_video_job, search_job
+from .gpu_assets import gpu_analysis
+from .jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
 from .project_assets import project_assets
 from .sensors import new_video_sensor, nightly_rescan
 
 defs = dg.Definitions(
-    assets=[*per_video_assets, project_costs, *project_assets],
-    jobs=[ingest_video_job, cost_report_job, search_job, compile_job],
+    assets=[*per_video_assets, gpu_analysis, project_costs, *project_assets],
+    jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job],
     sensors=[new_video_sensor],
     schedules=[nightly_rescan],
     resources={
@@ -19,5 +20,6 @@ defs = dg.Definitions(
         "storage": VidintelStorage(),
         "temporal_plugins": TemporalPluginsResource(),
         "transcription": TranscriptionResource(),
+        "gpu": GpuWorkResource(),
     },
 )

