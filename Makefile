@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GPU_STAMP := $(VENV)/.installed-gpu
 export VIDINTEL_HOME ?= $(CURDIR)/.vidintel
 export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
 
@@ -21,7 +22,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## render the sample video, ingest it through Dagster, print markers, transcript and cost
 	$(BIN)/vidintel demo
 
-test: $(STAMP)  ## the whole test suite
+# torch and the GPU plugins (CPU wheels here): the tests run them; the demo does not need them
+$(GPU_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,gpu]'
+	$(BIN)/python -m pip check
+	touch $(GPU_STAMP)
+
+test: $(GPU_STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.1:3000)

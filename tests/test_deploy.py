@@ -1,0 +1,166 @@
+"""deploy/: every config validated against the schema that reads it, the routing launcher on a real instance, the gpu pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._config import process_config
+from dagster._config.field_utils import convert_potential_field
+from dagster._core.instance.config import dagster_instance_config
+
+from vidintel_pipeline.gpu import COMPUTE_TAG, GPU_OP_TAGS, GPU_POOL
+from vidintel_pipeline.launchers import LAUNCHER_TAG, TagRoutingRunLauncher
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+
+
+def routing_config_ok(cfg: dict) -> None:
+    schema = convert_potential_field(TagRoutingRunLauncher.config_type()).config_type
+    result = process_config(schema, cfg)
+    assert result.success, result.errors
+    assert set(result.value["routes"]) == {"gpu"}
+    for spec in [*result.value["routes"].values(), result.value["default"]]:
+        assert {"module", "class"} <= set(spec)
+
+
+@pytest.mark.parametrize("path", ["dagster.yaml", "compose/dagster.yaml"])
+def test_instance_configs_validate(path, tmp_path):
+    (tmp_path / "dagster.yaml").write_text((DEPLOY / path).read_text())
+    cfg, _ = dagster_instance_config(str(tmp_path))  # Dagster's own schema and concurrency checks
+    assert cfg["run_launcher"]["module"] == "vidintel_pipeline.launchers"
+    routing_config_ok(cfg["run_launcher"]["config"])
+    assert cfg["run_coordinator"]["class"] == "QueuedRunCoordinator" and cfg["concurrency"]["pools"]["default_limit"] >= 1
+    assert {"key": COMPUTE_TAG, "value": "gpu"} in [{k: lim[k] for k in ("key", "value")}
+                                                   for lim in cfg["concurrency"]["runs"]["tag_concurrency_limits"]]
+
+
+def test_helm_values_compose_and_dockerfiles_reference_what_exists():
+    import tomllib
+
+    values = yaml.safe_load((DEPLOY / "helm/values.yaml").read_text())
+    launcher = values["runLauncher"]
+    assert launcher["type"] == "CustomRunLauncher"
+    custom = launcher["config"]["customRunLauncher"]
+    assert (custom["module"], custom["class"]) == ("vidintel_pipeline.launchers", "TagRoutingRunLauncher")
+    routing_config_ok(custom["config"])
+    deployments = {d["name"]: d for d in values["dagster-user-deployments"]["deployments"]}
+    assert set(deployments) == {"vidintel-cpu", "vidintel-gpu"}
+    for d in deployments.values():
+        assert d["dagsterApiGrpcArgs"] == ["-m", "vidintel_pipeline.definitions"]
+    assert deployments["vidintel-gpu"]["image"]["repository"].endswith("vidintel-gpu")
+    gpu_route = custom["config"]["routes"]["gpu"]["config"]["run_k8s_config"]["container_config"]["resources"]["limits"]
+    assert gpu_route["nvidia.com/gpu"] == "1"
+    limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert {"key": COMPUTE_TAG, "value": "gpu", "limit": 4} in limits
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        text = (DEPLOY / name).read_text()
+        for src in re.findall(r"^COPY (.+) \S+$", text, flags=re.M):
+            for part in src.split():
+                assert (ROOT / part).exists(), f"{name} copies {part}, which does not exist"
+        for extra in re.findall(r'"\.\[(\w+)\]"', text):
+            assert extra in extras, f"{name} installs the unknown extra {extra}"
+        assert "vidintel models fetch" in text and "vidintel_pipeline.definitions" in text
+        # Dagster libraries in lockstep with the pinned dagster
+        pins = re.findall(r"dagster-[a-z0-9]+==([0-9.]+)", text)
+        assert pins and set(pins) == {"0.29.27"}
+    assert "torch==2.13.0" in (DEPLOY / "Dockerfile.gpu").read_text()
+
+    compose = yaml.safe_load((DEPLOY / "compose/docker-compose.yaml").read_text())
+    services = compose["services"]
+    built = {s["image"] for s in services.values() if "build" in s}
+    for name, svc in services.items():
+        if "build" in svc:
+            assert (ROOT / "deploy/compose" / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve().is_file()
+        elif svc["image"] not in built:
+            assert re.search(r":[\w.-]+$", svc["image"]) and not svc["image"].endswith(":latest"), f"{name}: pin the image"
+        cmd = svc.get("command") or []
+        if cmd and cmd[0].startswith("dagster"):
+            assert (BIN / cmd[0]).exists(), f"{name} runs {cmd[0]}, which is not installed"
+        for vol in svc.get("volumes", []):
+            if vol.startswith("./"):
+                assert (DEPLOY / "compose" / vol.split(":")[0]).is_file(), vol
+    assert "-m" in services["user_code"]["command"] and "vidintel_pipeline.definitions" in services["user_code"]["command"]
+    workspace = yaml.safe_load((DEPLOY / "compose/workspace.yaml").read_text())
+    server = workspace["load_from"][0]["grpc_server"]
+    assert server["host"] == "user_code" and str(server["port"]) in services["user_code"]["command"]
+
+
+def test_gpu_asset_carries_pool_and_executor_tags():
+    from vidintel_pipeline.definitions import defs
+
+    op = defs.resolve_assets_def("gpu_analysis").op
+    assert op.pool == GPU_POOL
+    tags = {k: json.loads(v) if v.startswith("{") else v for k, v in op.tags.items()}  # Dagster stores dict tags as JSON
+    assert tags == GPU_OP_TAGS
+    assert tags["dagster-k8s/config"]["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert tags["dagster-celery/queue"] == "gpu" and "ecs/task_overrides" in tags
+    assert defs.resolve_job_def("ingest_video_gpu").tags[COMPUTE_TAG] == "gpu"
+    assert COMPUTE_TAG not in (defs.resolve_job_def("ingest_video").tags or {})
+    for name in ("temporal_markers", "transcript", "memory"):  # CPU steps hold no GPU slot
+        assert defs.resolve_assets_def(name).op.pool is None
+
+
+def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
+    """A real instance (SQLite) whose two routes are local launchers; runs launched with `dagster job launch`."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump({
+        "telemetry": {"enabled": False},
+        # launch at once (the queued coordinator would wait for a daemon)
+        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
+        "run_launcher": {"module": "vidintel_pipeline.launchers", "class": "TagRoutingRunLauncher", "config": {
+            "routes": {"gpu": {"module": "dagster", "class": "DefaultRunLauncher"}},
+            "default": {"module": "dagster", "class": "DefaultRunLauncher"}}},
+    }))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "VIDINTEL_HOME": str(tmp_path / "vi")}
+    for tags in ({COMPUTE_TAG: "gpu"}, {}):
+        proc = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(ROOT / "workspace.yaml"), "-j", "cost_report",
+                               "--tags", json.dumps(tags)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert isinstance(instance.run_launcher, TagRoutingRunLauncher)
+    deadline = time.time() + 120
+    while True:
+        runs = instance.get_runs()
+        if len(runs) == 2 and all(r.is_finished for r in runs) or time.time() > deadline:
+            break
+        time.sleep(1)
+    routed = {r.tags.get(COMPUTE_TAG, "none"): r for r in runs}
+    assert all(r.is_finished for r in runs), [(r.run_id, r.status) for r in runs]
+    assert set(routed) == {"gpu", "none"}
+    assert routed["gpu"].tags[LAUNCHER_TAG] == "gpu" and routed["none"].tags[LAUNCHER_TAG] == "default"
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.run_id, r.status) for r in runs]
+    events = [e.message for e in instance.all_logs(routed["gpu"].run_id) if e.message and "vidintel:" in e.message]
+    assert events and "the gpu launcher (DefaultRunLauncher)" in events[0]
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_gpu_pool_limit_is_respected(limit, tmp_path):
+    from pool_job import two_gpu_steps
+
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({
+        "telemetry": {"enabled": False}, "concurrency": {"pools": {"granularity": "op", "default_limit": limit}}}))
+    log = tmp_path / "steps.log"
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        result = dg.execute_job(dg.reconstructable(two_gpu_steps), instance=instance, run_config={"ops": {
+            "gpu_step_a": {"config": {"log": str(log)}}, "gpu_step_b": {"config": {"log": str(log)}}}})
+        assert result.success
+    (a0, a1), (b0, b1) = [tuple(map(float, line.split()[1:])) for line in sorted(log.read_text().splitlines())]
+    overlap = min(a1, b1) - max(a0, b0)
+    if limit == 1:
+        assert overlap <= 0, f"the two gpu steps ran together for {overlap:.2f} s under a pool limit of 1"
+    else:
+        assert overlap > 0.5, "with two slots the steps should run together (else this test could not fail)"
