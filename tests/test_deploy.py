@@ -149,13 +149,14 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
 
 @pytest.mark.parametrize("limit", [1, 2])
 def test_gpu_pool_limit_is_respected(limit, tmp_path):
-    from pool_job import two_gpu_steps
+    from dagster._core.definitions.reconstruct import ReconstructableJob
 
+    job = ReconstructableJob.for_file(str(Path(__file__).parent / "pool_job.py"), "two_gpu_steps")
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({
         "telemetry": {"enabled": False}, "concurrency": {"pools": {"granularity": "op", "default_limit": limit}}}))
     log = tmp_path / "steps.log"
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        result = dg.execute_job(dg.reconstructable(two_gpu_steps), instance=instance, run_config={"ops": {
+        result = dg.execute_job(job, instance=instance, run_config={"ops": {
             "gpu_step_a": {"config": {"log": str(log)}}, "gpu_step_b": {"config": {"log": str(log)}}}})
         assert result.success
     (a0, a1), (b0, b1) = [tuple(map(float, line.split()[1:])) for line in sorted(log.read_text().splitlines())]
