@@ -26,6 +26,44 @@ class SenkoOptions(PluginOptions):
     merge_similarity: Optional[float] = 0.8
 
 
+class _PortableFbank:
+    """senko's filterbank features from kaldi-native-fbank, called the way senko calls ``kaldifeat.Fbank``.
+
+    senko's CPU feature extractor (``libfbank_extractor.so`` in its wheel) is built with AVX-512 and dies
+    with SIGILL on CPUs without it (AMD EPYC Milan, older Intel): the whole worker goes, not one step. Its
+    CUDA path computes the same Kaldi features with kaldifeat; we hand that path this portable
+    implementation instead, with senko's own options, so features and results are the same on every CPU.
+    """
+
+    def __init__(self) -> None:
+        import kaldi_native_fbank as knf
+
+        self._knf = knf
+        o = knf.FbankOptions()
+        f = o.frame_opts
+        f.samp_freq, f.frame_shift_ms, f.frame_length_ms, f.dither = 16000, 10.0, 25.0, 0.0
+        f.preemph_coeff, f.remove_dc_offset, f.window_type = 0.97, True, "povey"
+        f.round_to_power_of_two, f.blackman_coeff, f.snip_edges = True, 0.42, True
+        m = o.mel_opts
+        m.num_bins, m.low_freq, m.high_freq, m.vtln_low, m.vtln_high = 80, 20, 0, 100, -500
+        o.use_energy, o.energy_floor, o.raw_energy, o.use_log_fbank, o.use_power = False, 1.0, True, True, True
+        self._opts = o
+
+    def __call__(self, waves: list[Any]) -> list[Any]:
+        import numpy as np
+        import torch
+
+        out = []
+        for w in waves:
+            fb = self._knf.OnlineFbank(self._opts)
+            fb.accept_waveform(16000, w.detach().cpu().numpy().astype("float32"))
+            fb.input_finished()
+            n = fb.num_frames_ready
+            rows = np.array([fb.get_frame(i) for i in range(n)], dtype=np.float32).reshape(n, 80)
+            out.append(torch.from_numpy(rows))
+        return out
+
+
 class SenkoDiarizationPlugin(BaseDiarizationPlugin):
     Options = SenkoOptions
 
@@ -47,7 +85,10 @@ class SenkoDiarizationPlugin(BaseDiarizationPlugin):
         with _LOCK:
             if key not in _MODELS:
                 try:
-                    _MODELS[key] = senko.Diarizer(device=key[0], warmup=False, quiet=True, mer_cos=key[1])
+                    diarizer = senko.Diarizer(device=key[0], warmup=False, quiet=True, mer_cos=key[1])
+                    if not getattr(diarizer, "use_gpu_fbank", False):  # no kaldifeat: never run the AVX-512 library
+                        diarizer.kaldifeat_fbank, diarizer.use_gpu_fbank = _PortableFbank(), True
+                    _MODELS[key] = diarizer
                 except Exception as exc:
                     raise PluginError(f"cannot load senko on {key[0]}: {exc}", plugin=NAME) from exc
             return _MODELS[key]
