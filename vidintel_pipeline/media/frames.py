@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable, Iterator, Optional, Protocol
 
-import av
 import cv2
 import numpy as np
 
@@ -163,6 +162,8 @@ def iter_frames(
     threads: int = 0,
 ) -> Iterator[Frame]:
     """Decode ``path`` once, yielding frames at analysis resolution on the source timeline."""
+    import av  # the decoder, only where frames are decoded: Frame and the detectors work without it
+
     name = os.path.basename(os.fspath(path))
     try:
         container = av.open(os.fspath(path))
@@ -201,7 +202,7 @@ def _thumb(plane: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
+def _plane(frame: "av.VideoFrame", i: int) -> np.ndarray:
     p = frame.planes[i]
     h = p.height
     w = p.width

@@ -6,8 +6,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-import av
-
 from .ffmpeg import MediaError
 
 
@@ -42,6 +40,8 @@ class VideoProbe:
 
 def probe(path: str | os.PathLike[str]) -> VideoProbe:
     """Read container and stream facts; raise :class:`MediaError` naming the file if it is not media."""
+    import av  # loaded on first use, so importing vidintel_pipeline.media needs no decoder
+
     path = os.fspath(path)
     name = os.path.basename(path)
     try:
@@ -100,6 +100,8 @@ def probe(path: str | os.PathLike[str]) -> VideoProbe:
 
 def _first_frame_rotation(container: Any, stream: Any, name: str) -> int:
     """Decode the first frame: proves the stream is decodable and yields its display rotation."""
+    import av
+
     try:
         for frame in container.decode(stream):
             return int(getattr(frame, "rotation", 0) or 0) % 360
