@@ -37,8 +37,12 @@ def test_bad_partition_keys(key):
 
 def test_slugify():
     assert slugify("My Clip (1).MP4") == "my-clip-1"
-    assert slugify("über straße.mov") == "ber-stra-e"
-    assert validate_id(slugify("???.mp4")) == "video"
+    assert slugify("über straße.mov") == "uber-strasse"
+    assert slugify("Fête du café — été 2026.mp4") == "fete-du-cafe-ete-2026"
+    # no ASCII form: a hash of the name keeps two such files apart instead of one replacing the other
+    assert validate_id(slugify("会議.mp4")).startswith("video-") and slugify("会議.mp4") != slugify("講演.mp4")
+    assert slugify("会議 2026.mp4").startswith("2026-") and slugify("会議 2026.mp4") != slugify("講演 2026.mp4")
+    assert validate_id(slugify("???.mp4")).startswith("video-")
 
 
 def test_store_refuses_escapes(tmp_path):

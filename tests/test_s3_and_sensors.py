@@ -206,6 +206,26 @@ def test_local_store_drop_folder_and_late_uploads(home, monkeypatch):
     assert [r.partition_key for r in _sensor_tick(get_instance(), result.cursor).run_requests] == ["acme__late"]
 
 
+def test_sensor_skips_videos_already_ingested_until_they_change(home, tmp_path, monkeypatch):
+    """A video ingested with the CLI is in storage but done: a sensor (new, or with its cursor reset) leaves it."""
+    from vidintel_pipeline import cli
+    from vidintel_pipeline.samples import Shot, render
+
+    monkeypatch.setattr(sensors, "SETTLE_S", 0.0)
+    clip = tmp_path / "done.mp4"
+    render(clip, [Shot("testsrc", 1.0), Shot("gradient", 1.0)], size=(160, 90))
+    cli.ingest(str(clip), "acme", "done", quiet=True, resources_config={"transcription": {"config": {"enabled": False}}})
+    store = VidintelStorage().ingest()
+    store.put_bytes("projects/acme/videos/fresh/source/fresh.mp4", b"x")
+    result = _sensor_tick(get_instance())
+    assert [r.partition_key for r in result.run_requests] == ["acme__fresh"]
+    # the same video uploaded again, changed: its memory is older than the object now
+    source = store.root / "projects/acme/videos/done/source/done.mp4"
+    source.write_bytes(source.read_bytes() + b"\0")
+    os.utime(source, None)
+    assert [r.partition_key for r in _sensor_tick(get_instance(), result.cursor).run_requests] == ["acme__done"]
+
+
 def test_nightly_rescan_requests_videos_without_memory(home, tmp_path):
     from vidintel_pipeline.definitions import defs
 

@@ -12,7 +12,9 @@ unambiguous, and they avoid the characters Dagster forbids in partition keys.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 ID_RE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
@@ -40,12 +42,21 @@ def validate_id(value: str, what: str = "id") -> str:
 
 
 def slugify(name: str) -> str:
-    """A valid id derived from a file name: ``My Clip (1).MP4`` -> ``my-clip-1``."""
+    """A valid id derived from a file name: ``My Clip (1).MP4`` -> ``my-clip-1``, ``Fête.mov`` -> ``fete``.
+
+    Accents are folded to ASCII. Letters with no ASCII form (``会議.mp4``) would leave nothing, or leave
+    two different names the same id, and a second upload would replace the first: such names keep a
+    short hash of the original name (``video-1a2b3c4d``, ``2026-1a2b3c4d``).
+    """
     stem = name.rsplit("/", 1)[-1]
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
-    slug = re.sub(r"-+", "-", slug)[:ID_MAX_LEN].strip("-")
-    return slug or "video"
+    folded = unicodedata.normalize("NFKD", stem.casefold())
+    slug = re.sub(r"[^a-z0-9]+", "-", folded.encode("ascii", "ignore").decode()).strip("-")
+    untranslatable = any(ch.isalnum() and not unicodedata.normalize("NFKD", ch).encode("ascii", "ignore") for ch in folded)
+    if untranslatable or not slug:
+        tag = hashlib.sha256(stem.encode()).hexdigest()[:8]
+        slug = f"{slug[:ID_MAX_LEN - 9].strip('-')}-{tag}" if slug else f"video-{tag}"
+    return re.sub(r"-+", "-", slug)[:ID_MAX_LEN].strip("-")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ DROP_PREFIX = "incoming/"
 SETTLE_S = float(os.environ.get("VIDINTEL_SENSOR_SETTLE_S", "10"))
 MAX_RUNS_PER_TICK = int(os.environ.get("VIDINTEL_SENSOR_MAX_RUNS", "50"))
 LOOKBACK_S = float(os.environ.get("VIDINTEL_SENSOR_LOOKBACK_S", "3600"))
+INTERVAL_S = int(os.environ.get("VIDINTEL_SENSOR_INTERVAL_S", "30"))
 
 
 @dataclass
@@ -129,6 +130,27 @@ def scan(store: Store, cursor: Optional[str], log, *, now: Optional[float] = Non
     return [f for f in taken if f.ref is not None], json.dumps({"since": since, "seen": seen})
 
 
+def already_ingested(instance: dg.DagsterInstance, found: list[Found]) -> set[str]:
+    """Run keys of videos whose ``memory`` was materialized after the object was last written.
+
+    A video ingested with ``vidintel ingest`` (or by an earlier sensor whose cursor was reset) is then in
+    storage but done: running it again would only cost time and provider money.
+    """
+    refs = [f for f in found if f.ref is not None]
+    if not refs:
+        return set()
+    materialized = instance.get_materialized_partitions(dg.AssetKey("memory"))
+    done = set()
+    for f in refs:
+        if f.ref.partition_key not in materialized:
+            continue
+        last = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("memory"), asset_partitions=[f.ref.partition_key]), limit=1).records
+        if last and last[0].timestamp >= f.obj.last_modified:
+            done.add(f.run_key)
+    return done
+
+
 def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
     runs, keys = [], []
     for f in found:
@@ -141,14 +163,17 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
 
 
 @dg.sensor(
-    job=ingest_video_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    job=ingest_video_job, minimum_interval_seconds=INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns new or changed videos in the ingestion store (and incoming/{project}/ drops) into partitions and runs.",
 )
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStorage) -> dg.SensorResult:
     store = storage.ingest()
     adopt_drops(store, context.log, time.time(), SETTLE_S)
     found, cursor = scan(store, context.cursor, context.log, now=time.time())
-    runs, keys = requests_for(found)
+    done = already_ingested(context.instance, found)
+    if done:
+        context.log.info(f"{len(done)} video(s) already ingested since they were last written: not run again")
+    runs, keys = requests_for([f for f in found if f.run_key not in done])
     if runs:
         context.log.info(f"{len(runs)} new or changed video(s): {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}")
     return dg.SensorResult(
