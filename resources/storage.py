@@ -20,7 +20,7 @@ from pydantic import Field
 
 from vidintel_pipeline.layout import VideoRef
 from vidintel_pipeline.s3 import S3Store
-from vidintel_pipeline.storage import LocalStore, ScopedStore, Store
+from vidintel_pipeline.storage import LocalStore, ScopedStore, StorageError, Store
 
 
 def default_home() -> str:
@@ -38,6 +38,16 @@ class VidintelStorage(dg.ConfigurableResource):
     s3_endpoint_url: Optional[str] = Field(default=None, description="S3-compatible endpoint; empty means boto3's AWS_ENDPOINT_URL(_S3).")
     region_name: Optional[str] = Field(default=None, description="AWS region; empty means AWS_DEFAULT_REGION / AWS_REGION.")
     multipart_threshold_mb: int = Field(default=64, ge=5, description="Files larger than this upload in parts.")
+    max_source_mb: Optional[int] = Field(
+        default=None, ge=1,
+        description="Videos larger than this are refused before any work; empty means $VIDINTEL_MAX_SOURCE_MB, else 51200 (50 GB).")
+
+    def check_size(self, name: str, size_bytes: int) -> None:
+        """Refuse a source over the size limit with a message naming the file, its size and the setting."""
+        limit = self.max_source_mb or int(os.environ.get("VIDINTEL_MAX_SOURCE_MB") or 51200)
+        if size_bytes > limit * 1024 * 1024:
+            raise StorageError(f"{name}: {size_bytes / 2**20:.1f} MB is over the {limit} MB limit "
+                               "(storage.max_source_mb or VIDINTEL_MAX_SOURCE_MB)")
 
     def home_dir(self) -> Path:
         return Path(self.home or default_home())

@@ -60,7 +60,8 @@ def _need(store: Store, key: str, what: str) -> Any:
     try:
         return store.get_json(key)
     except StorageError as exc:
-        raise dg.Failure(description=f"{what} is missing ({exc}); materialize the upstream assets first.") from exc
+        raise dg.Failure(description=f"{what} is missing ({exc}); materialize the upstream assets first.",
+                         allow_retries=False) from exc
 
 
 def _optional(store: Store, key: str) -> Any:
@@ -102,7 +103,10 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
     store = storage.for_video(ref)[0]
     key = find_source_key(store, ref)
     try:
+        storage.check_size(key, store.size(key))
         info = probe(store.local_path(key))
+    except StorageError as exc:
+        raise dg.Failure(description=f"Cannot use {key}: {exc}", allow_retries=False) from exc
     except MediaError as exc:
         raise dg.Failure(description=f"Cannot use {key}: {exc}", allow_retries=False) from exc
     if not info.has_video:
@@ -146,7 +150,7 @@ def video_chunks(
         try:
             files = cut_chunks(src, plans, staging, ext)
         except MediaError as exc:
-            raise dg.Failure(description=str(exc)) from exc
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         entries = []
         for plan, f in zip(plans, files):
             k = ref.key("chunks", f.name)
@@ -191,7 +195,7 @@ def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.Mat
         extract_audio(store.local_path(info["key"]), staging / AUDIO)
         uri = store.put_file(key, staging / AUDIO, move=True)
     except MediaError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dg.MaterializeResult(metadata={
@@ -268,13 +272,14 @@ def visual_analysis(
             on_progress=lambda pct, what: report(context, IngestionPhase.ANALYZING_TEMPORAL, pct * 0.95, step=what),
         )
     except MediaError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     elapsed = time.perf_counter() - t0
     for run in result.failed:
         context.log.error(f"plugin {run.plugin} failed: {run.error}")
     ok_names = {r.plugin for r in result.runs if r.status == "ok"}
     if plugins and not ok_names:
-        raise dg.Failure(description="every temporal plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed))
+        raise dg.Failure(description="every temporal plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed),
+                         allow_retries=any(r.retryable for r in result.failed))  # throttled or timed out: the step retry policy tries again
 
     # keyframes: write JPEGs, then the index, then remove stale ones
     if selector is None:
@@ -376,6 +381,7 @@ def transcript(
                 raise dg.Failure(
                     description="Transcription failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in plugin_runs),
                     metadata={"plugins": dg.JsonMetadataValue(runs)},
+                    allow_retries=any(r.retryable for r in plugin_runs),
                 )
             usd = winner.estimate_cost(info["duration_s"])
             by_plugin[winner.name] = usd
@@ -436,7 +442,8 @@ def prompt_markers(
         for run in result.failed:
             context.log.error(f"plugin {run.plugin} failed: {run.error}")
         if not any(r.status == "ok" for r in result.runs):
-            raise dg.Failure(description="every prompt plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed))
+            raise dg.Failure(description="every prompt plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed),
+                             allow_retries=any(r.retryable for r in result.failed))
         markers, runs, cost = result.markers, [r.as_dict() for r in result.runs], result.cost_by_plugin
     elif plugins:
         context.log.info("no prompt given (temporal_plugins.prompt): no prompt markers")

@@ -56,8 +56,11 @@ class ProgressBar:
 def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False,
            resources_config: Optional[dict[str, Any]] = None, gpu: bool = False) -> dict[str, Any]:
     """Copy a video into storage, register its partition and materialize every asset for it."""
+    from resources import VidintelStorage
+
     from .layout import InvalidIdError, VideoRef, slugify
     from .media import MediaError, probe
+    from .storage import StorageError
 
     src = Path(path)
     if not src.is_file():
@@ -67,13 +70,12 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
     except InvalidIdError as exc:
         raise CliError(str(exc)) from exc
     try:
+        VidintelStorage().check_size(src.name, src.stat().st_size)
         probe(src)  # refuse a broken file before it touches storage or the instance
-    except MediaError as exc:
+    except (MediaError, StorageError) as exc:
         raise CliError(f"not ingested: {exc}") from exc
 
     ensure_instance_home()
-    from resources import VidintelStorage
-
     from .definitions import defs
     from .partitions import run_tags, videos_partitions
     from .progress import listening
@@ -82,7 +84,10 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
     store = VidintelStorage().for_video(ref)[0]
     name = src.name.replace("/", "_")
     key = ref.key("source", name)
-    store.put_file(key, src)
+    try:
+        store.put_file(key, src)
+    except StorageError as exc:
+        raise CliError(f"not ingested: {exc}") from exc
     for other in [k for k in store.list(ref.prefix + "source/") if k != key]:
         store.delete(other)  # one source per video id: re-ingesting replaces it
     instance = get_instance()

@@ -1,5 +1,7 @@
 """The Dagster code location: ``dagster dev -m vidintel_pipeline.definitions`` or ``workspace.yaml``."""
 
+import os
+
 import dagster as dg
 
 from resources import CostControls, GpuWorkResource, TemporalPluginsResource, TranscriptionResource, VidintelStorage
@@ -15,6 +17,9 @@ defs = dg.Definitions(
     jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job],
     sensors=[new_video_sensor],
     schedules=[nightly_rescan],
+    # steps in their own processes (the default); VIDINTEL_EXECUTOR=in_process runs a whole run in one
+    # process, cheaper for many small videos on one machine
+    executor=dg.in_process_executor if os.environ.get("VIDINTEL_EXECUTOR") == "in_process" else dg.multiprocess_executor,
     resources={
         "costs": CostControls(),
         "storage": VidintelStorage(),

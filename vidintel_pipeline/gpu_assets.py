@@ -53,7 +53,7 @@ def gpu_analysis(context: dg.AssetExecutionContext, storage: VidintelStorage, gp
                                config=AnalysisConfig(project_id=ref.project_id, video_id=ref.video_id),
                                cache=ResultCache(store, ref, enabled=costs.use_cache), content_sha256=info["sha256"])
     except MediaError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for run in result.failed:
         context.log.error(f"plugin {run.plugin} failed: {run.error}")
     runs: list[dict[str, Any]] = [r.as_dict() for r in result.runs]
@@ -74,7 +74,8 @@ def gpu_analysis(context: dg.AssetExecutionContext, storage: VidintelStorage, gp
     elif diarizer is not None:
         context.log.info("no audio track: no speakers to label")
     if plugins and not any(r["status"] == "ok" for r in runs):
-        raise dg.Failure(description="every GPU plugin failed: " + "; ".join(f"{r['plugin']}: {r.get('error')}" for r in runs))
+        raise dg.Failure(description="every GPU plugin failed: " + "; ".join(f"{r['plugin']}: {r.get('error')}" for r in runs),
+                         allow_retries=any(r.get("retryable") for r in runs))
 
     ledger = costs.ledger()
     for name, usd in cost.items():

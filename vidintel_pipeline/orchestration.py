@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
@@ -51,6 +53,7 @@ class PluginRun:
     attempts: int = 0
     requests: int = 0
     error: Optional[str] = None
+    retryable: Optional[bool] = None   # set on failure: may trying again later succeed (throttling, timeouts)?
     fallback_for: Optional[str] = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,7 +138,7 @@ def analyze_video(
     # 2. everything else, concurrently -------------------------------------------------------------------
     others = [p for p in plugins if not isinstance(p, FramePlugin)]
     if others:
-        asyncio.run(_gather(ctx.run_with_fallbacks(p) for p in others))
+        run_async(_gather(ctx.run_with_fallbacks(p) for p in others))
 
     kept = [m for m in result.markers if m.confidence >= config.min_confidence]
     result.markers = merge_markers(kept)
@@ -219,7 +222,7 @@ class _Ctx:
 
     def fallback_sync(self, failed: BaseTemporalPlugin) -> None:
         if self.policy.fallbacks.get(failed.name):
-            asyncio.run(self._fallback(failed.name))
+            run_async(self._fallback(failed.name))
 
     async def _fallback(self, failed_name: str) -> None:
         for fb in self._fallbacks_of(failed_name):
@@ -292,7 +295,7 @@ def transcribe_with_fallbacks(
         runs.append(run)
         t0 = time.perf_counter()
         try:
-            result = asyncio.run(call_with_policy(lambda p=p: p.transcribe(audio_path, config), policy, p.name, run))
+            result = run_async(call_with_policy(lambda p=p: p.transcribe(audio_path, config), policy, p.name, run))
             run.seconds = round(time.perf_counter() - t0, 3)
             return result, runs, p
         except PluginError as exc:
@@ -324,6 +327,36 @@ def _checked(markers: Any, chunk: ChunkInfo, plugin: str) -> list[TemporalMarker
 def _fail(run: PluginRun, exc: BaseException) -> None:
     run.status = "failed"
     run.error = f"{type(exc).__name__}: {exc}"
+    run.retryable = bool(getattr(exc, "retryable", False))
+
+
+class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):  # asyncio accepts only this type as default executor
+    """Each call on its own daemon thread. A plugin stuck in a blocking call after its timeout is abandoned:
+    it cannot hold the step, or the process's exit, hostage the way a joined thread pool would."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                fut.set_exception(exc)
+
+        threading.Thread(target=work, daemon=True, name="vidintel-plugin-call").start()
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None
+
+
+def run_async(coro: Awaitable[Any]) -> Any:
+    """``asyncio.run`` for plugin calls, except that threads left blocked by timed-out plugins are not waited for."""
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_default_executor(_DaemonThreads())
+        return runner.run(coro)
 
 
 def merge_markers(markers: list[TemporalMarker], tolerance: float = MERGE_TOLERANCE_S) -> list[TemporalMarker]:

@@ -211,9 +211,9 @@ class LocalStore(Store):
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             _unlink(tmp)
-            raise
+            _raise_clear(key, exc)
         return self.uri(key)
 
     def put_file(self, key: str, src: str | os.PathLike[str], *, move: bool = False) -> str:
@@ -230,9 +230,9 @@ class LocalStore(Store):
             else:
                 shutil.copyfile(src, tmp)
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             _unlink(tmp)
-            raise
+            _raise_clear(key, exc)
         return self.uri(key)
 
     def copy(self, src_key: str, dst_key: str) -> None:
@@ -264,3 +264,10 @@ def _unlink(path: str | os.PathLike[str]) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _raise_clear(key: str, exc: BaseException) -> None:
+    """Disk full, quota, permissions: a StorageError naming the key and the reason (the partial file is gone)."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        raise StorageError(f"cannot write {key}: {exc.strerror or exc}") from exc
+    raise exc

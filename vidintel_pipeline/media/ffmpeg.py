@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
 from typing import Sequence
 
@@ -39,4 +40,21 @@ def run_ffmpeg(args: Sequence[str], *, what: str, timeout: float | None = None) 
         raise MediaError(f"{what}: ffmpeg timed out after {timeout} s") from exc
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        if proc.returncode < 0:  # killed by a signal: say which, and what it usually means
+            tail.insert(0, killed_by(-proc.returncode))
         raise MediaError(f"{what}: ffmpeg failed ({proc.returncode}): {' | '.join(tail) or 'no message'}")
+
+
+_SIGNAL_MEANING = {
+    signal.SIGXFSZ: "the file size limit was reached (disk quota or ulimit -f): free space or raise the limit",
+    signal.SIGKILL: "killed from outside, often by the out-of-memory killer",
+    signal.SIGSEGV: "ffmpeg crashed on this input",
+}
+
+
+def killed_by(signum: int) -> str:
+    try:
+        sig = signal.Signals(signum)
+    except ValueError:
+        return f"killed by signal {signum}"
+    return f"killed by {sig.name}: {_SIGNAL_MEANING.get(sig, sig.name)}"
