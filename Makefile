@@ -7,7 +7,7 @@ GPU_STAMP := $(VENV)/.installed-gpu
 export VIDINTEL_HOME ?= $(CURDIR)/.vidintel
 export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
 
-.PHONY: install demo test ui bench clean
+.PHONY: install demo test ui bench reliability clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.
 bench: $(STAMP)  ## benchmark (not a test): vidintel vs one plain decode, faster-whisper and PySceneDetect
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/ingest_vs_decode.py --minutes 5
+
+reliability: $(GPU_STAMP)  ## every reliability/security case, slow ones too (4K, 1 hour, 200 videos): prints the table
+	$(BIN)/python tests/reliability.py --json reliability.json
 
 clean:
 	rm -rf $(VENV) .vidintel .pytest_cache
