@@ -40,7 +40,7 @@ bench: $(STAMP)  ## benchmark (not a test): vidintel vs one plain decode, faster
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/ingest_vs_decode.py --minutes 5
 
-reliability: $(GPU_STAMP)  ## every reliability/security case, slow ones too (4K, 1 hour, 200 videos): prints the table
+reliability: $(GPU_STAMP)  ## every reliability/security case, slow ones too (4K, 1 hour of 1080p, 200 videos): prints the table
 	$(BIN)/python tests/reliability.py --json reliability.json
 
 clean:
