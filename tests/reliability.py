@@ -519,38 +519,51 @@ def disk_full(b: Bench, out: Outcome) -> None:
                     f"{results['audio']['reason'][:120]}; no WAV, no partial file")
 
 
-@case("fault", "S3 server stopped in the middle of a multipart upload, then restarted")
-def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
-    from moto.server import ThreadedMotoServer
-
+@contextlib.contextmanager
+def moto_s3(bucket: str):
+    """moto's S3 server on a free loopback port, with ``bucket`` created; yields (server holder, url)."""
     import socket
 
-    from vidintel_pipeline.storage import StorageError
+    import boto3
+    from moto.server import ThreadedMotoServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    holder = {"server": ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False), "port": port}
+    holder["server"].start()
     keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     old = {k: os.environ.get(k) for k in keys}
     os.environ.update(keys)
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        import boto3
+        boto3.client("s3", endpoint_url=url).create_bucket(Bucket=bucket)
+        yield holder, url
+    finally:
+        holder["server"].stop()
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
-        boto3.client("s3", endpoint_url=url).create_bucket(Bucket="media")
-        from resources import VidintelStorage
 
+@case("fault", "S3 server stopped in the middle of a multipart upload, then restarted")
+def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from resources import VidintelStorage
+    from vidintel_pipeline.storage import StorageError
+
+    with moto_s3("media") as (holder, url):
         store = VidintelStorage(s3_bucket="media", s3_endpoint_url=url, multipart_threshold_mb=5).ingest().scoped("tenant")
+        watcher = boto3.client("s3", endpoint_url=url)
         big = b.media_dir / "big.bin"
         big.write_bytes(os.urandom(120 * 2**20))
-        watcher = boto3.client("s3", endpoint_url=url)
+        key = "projects/tenant/videos/v/source/big.mp4"
         err: list[BaseException] = []
 
         def upload() -> None:
             try:
-                store.put_file("projects/tenant/videos/v/source/big.mp4", big)
+                store.put_file(key, big)
             except BaseException as exc:  # noqa: BLE001
                 err.append(exc)
 
@@ -560,21 +573,17 @@ def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
         while time.time() < deadline and not watcher.list_multipart_uploads(Bucket="media").get("Uploads"):
             time.sleep(0.005)
         time.sleep(0.05)  # a part or two in
-        server.stop()
+        holder["server"].stop()
         t.join(300)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        visible = store.exists("projects/tenant/videos/v/source/big.mp4")
+        holder["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=holder["port"], verbose=False)
+        holder["server"].start()
+        visible = store.exists(key)
         failed_clearly = bool(err) and isinstance(err[0], StorageError)
-        store.put_file("projects/tenant/videos/v/source/big.mp4", big)  # the retry after the outage
-        same = store.size("projects/tenant/videos/v/source/big.mp4") == big.stat().st_size
-        out.ok = failed_clearly and not visible and same
-        out.happened = (f"upload failed: {str(err[0])[:110] if err else 'no error'}; no partial object visible: {not visible}; "
-                        f"retry after restart stored all {big.stat().st_size >> 20} MB: {same}")
-    finally:
-        server.stop()
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        store.put_file(key, big)  # the retry after the outage
+        same = store.size(key) == big.stat().st_size
+    out.ok = failed_clearly and not visible and same
+    out.happened = (f"upload failed: {str(err[0])[:110] if err else 'no error'}; no partial object visible: {not visible}; "
+                    f"retry after restart stored all {big.stat().st_size >> 20} MB: {same}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -609,16 +618,40 @@ def tenant_isolation_local(b: Bench, out: Outcome) -> None:
     out.happened = "all refused: " + ", ".join(refused) if out.ok else f"NOT refused: {[k for k, v in refused.items() if not v]}"
 
 
-@case("security", "S3: crafted keys in bucket events and another tenant's prefix")
+@case("security", "S3: project A's scoped store reaching B's keys, and crafted keys in bucket events")
 def tenant_isolation_s3(b: Bench, out: Outcome) -> None:
+    from resources import VidintelStorage
+    from vidintel_pipeline.layout import InvalidIdError
     from vidintel_pipeline.sensors import classify
+    from vidintel_pipeline.storage import StorageError
 
+    with moto_s3("media") as (_, url):
+        bucket = VidintelStorage(s3_bucket="media", s3_endpoint_url=url).ingest()
+        secret = "projects/tenant-b/videos/v/metadata/probe.json"
+        bucket.put_bytes(secret, b"{}")
+        a = bucket.scoped("tenant-a")
+        attempts = {
+            "read B": lambda: a.get_bytes(secret),
+            "list B": lambda: list(a.list("projects/tenant-b/")),
+            "write B": lambda: a.put_bytes(secret, b"x"),
+            "copy B to A": lambda: a.copy(secret, "projects/tenant-a/videos/v/metadata/probe.json"),
+            "dot-dot key": lambda: a.get_bytes("projects/tenant-a/../tenant-b/videos/v/metadata/probe.json"),
+        }
+        refused = {}
+        for what, fn in attempts.items():
+            try:
+                fn()
+                refused[what] = False
+            except (StorageError, InvalidIdError, ValueError):
+                refused[what] = True
+        intact = bucket.get_bytes(secret) == b"{}"
     crafted = ["projects/a/videos/../../b/videos/x/source/x.mp4", "projects/a/videos/x/source/../../../b/secret.mp4",
                "projects/A B/videos/x/source/x.mp4", "projects/a/videos/x/source/sub/x.mp4", "projects//videos/x/source/x.mp4",
                "../projects/a/videos/x/source/x.mp4", "projects/a/videos/%2e%2e/source/x.mp4"]
     accepted = [k for k in crafted if classify(k)[0] is not None]
-    out.ok = not accepted
-    out.happened = f"{len(crafted)} crafted keys skipped by the sensor" if out.ok else f"accepted: {accepted}"
+    out.ok = all(refused.values()) and intact and not accepted
+    out.happened = (f"on moto's S3: {', '.join(refused)} all refused, B's object intact; {len(crafted)} crafted event keys "
+                    f"skipped by the sensor" if out.ok else f"NOT refused: {[k for k, v in refused.items() if not v]} {accepted}")
 
 
 @case("security", "secrets from the environment never reach run logs, event logs, metadata or storage")
