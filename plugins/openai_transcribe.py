@@ -149,7 +149,7 @@ def split_wav(path: str, max_bytes: int, out_dir: str, window_s: float = 0.1) ->
     frame_bytes = width * channels
     per_part = (max_bytes - 1024) // frame_bytes  # room for the header
     if per_part < rate:
-        raise PluginError(f"max_upload_mb too small: a part must hold at least 1 s of audio", plugin=NAME)
+        raise PluginError("max_upload_mb too small: a part must hold at least 1 s of audio", plugin=NAME)
     mono = pcm.reshape(-1, channels).astype(np.float32).mean(axis=1) if channels > 1 else pcm.astype(np.float32)
     win, hop = max(1, int(rate * window_s)), max(1, int(rate * 0.01))
     parts, start, i = [], 0, 0

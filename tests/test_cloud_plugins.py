@@ -27,7 +27,7 @@ from vidintel_pipeline.cloud import TokenBucket, redact
 from vidintel_pipeline.contracts import (
     AnalysisConfig, ChunkInfo, PluginError, RateLimitError, TranscriptionConfig,
 )
-from vidintel_pipeline.orchestration import RunPolicy, analyze_video, call_with_policy, transcribe_with_fallbacks
+from vidintel_pipeline.orchestration import RunPolicy, analyze_video, transcribe_with_fallbacks
 from vidintel_pipeline.registry import PluginRegistry
 from vidintel_pipeline.samples import speech_fixture
 from vidintel_pipeline.testing import check_temporal_plugin, check_transcription_plugin

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo, MemoryDocument, TranscriptionConfig
+from vidintel_pipeline.contracts import MemoryDocument, TranscriptionConfig
 from vidintel_pipeline.instance import get_instance
 from vidintel_pipeline.registry import PluginRegistry
 from vidintel_pipeline.samples import Shot, render, speech_fixture

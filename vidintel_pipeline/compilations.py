@@ -23,12 +23,12 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .contracts import MemoryDocument
 from .layout import validate_id
 from .media import probe
-from .media.ffmpeg import MediaError, run_ffmpeg
+from .media.ffmpeg import run_ffmpeg
 from .storage import Store
 
 COPYABLE = {"h264", "hevc"}

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import struct
-import sys
 from pathlib import Path
 from typing import Iterable, Optional
 

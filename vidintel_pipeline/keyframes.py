@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
 
 from .contracts import TemporalMarker
 from .media.frames import Frame

@@ -13,12 +13,15 @@ skipping it makes decoding about 10% faster than a plain full decode.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Iterator, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Protocol
 
 import cv2
 import numpy as np
 
 from .ffmpeg import MediaError
+
+if TYPE_CHECKING:
+    import av
 
 ANALYSIS_WIDTH = 320
 SMALL_SIZE = (64, 36)  # (width, height) of the shared thumbnail
