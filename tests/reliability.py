@@ -590,11 +590,25 @@ def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
 # security
 # --------------------------------------------------------------------------------------------------
 
+def refusals(attempts: dict[str, Callable[[], Any]]) -> dict[str, bool]:
+    """For each attempt, whether the store or the id rules refused it."""
+    from vidintel_pipeline.layout import InvalidIdError
+    from vidintel_pipeline.storage import StorageError
+
+    refused = {}
+    for what, fn in attempts.items():
+        try:
+            fn()
+            refused[what] = False
+        except (StorageError, InvalidIdError, ValueError):
+            refused[what] = True
+    return refused
+
+
 @case("security", "project A reaching project B's keys on the local store (crafted ids and keys)")
 def tenant_isolation_local(b: Bench, out: Outcome) -> None:
     from resources import VidintelStorage
-    from vidintel_pipeline.layout import InvalidIdError, VideoRef
-    from vidintel_pipeline.storage import StorageError
+    from vidintel_pipeline.layout import VideoRef
 
     store = VidintelStorage().ingest().scoped("tenant-a")
     attempts = {
@@ -607,13 +621,7 @@ def tenant_isolation_local(b: Bench, out: Outcome) -> None:
         "crafted project id": lambda: VideoRef("keep/../tenant-a", "v"),
         "partition key with separator": lambda: VideoRef.from_partition_key("tenant-a__x__keep"),
     }
-    refused = {}
-    for what, fn in attempts.items():
-        try:
-            fn()
-            refused[what] = False
-        except (StorageError, InvalidIdError, ValueError):
-            refused[what] = True
+    refused = refusals(attempts)
     out.ok = all(refused.values())
     out.happened = "all refused: " + ", ".join(refused) if out.ok else f"NOT refused: {[k for k, v in refused.items() if not v]}"
 
@@ -621,9 +629,7 @@ def tenant_isolation_local(b: Bench, out: Outcome) -> None:
 @case("security", "S3: project A's scoped store reaching B's keys, and crafted keys in bucket events")
 def tenant_isolation_s3(b: Bench, out: Outcome) -> None:
     from resources import VidintelStorage
-    from vidintel_pipeline.layout import InvalidIdError
     from vidintel_pipeline.sensors import classify
-    from vidintel_pipeline.storage import StorageError
 
     with moto_s3("media") as (_, url):
         bucket = VidintelStorage(s3_bucket="media", s3_endpoint_url=url).ingest()
@@ -637,13 +643,7 @@ def tenant_isolation_s3(b: Bench, out: Outcome) -> None:
             "copy B to A": lambda: a.copy(secret, "projects/tenant-a/videos/v/metadata/probe.json"),
             "dot-dot key": lambda: a.get_bytes("projects/tenant-a/../tenant-b/videos/v/metadata/probe.json"),
         }
-        refused = {}
-        for what, fn in attempts.items():
-            try:
-                fn()
-                refused[what] = False
-            except (StorageError, InvalidIdError, ValueError):
-                refused[what] = True
+        refused = refusals(attempts)
         intact = bucket.get_bytes(secret) == b"{}"
     crafted = ["projects/a/videos/../../b/videos/x/source/x.mp4", "projects/a/videos/x/source/../../../b/secret.mp4",
                "projects/A B/videos/x/source/x.mp4", "projects/a/videos/x/source/sub/x.mp4", "projects//videos/x/source/x.mp4",
