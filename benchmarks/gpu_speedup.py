@@ -53,6 +53,7 @@ def words(text: str) -> list[str]:
 
 
 def wer(ref: str, hyp: str) -> float:
+    """Word error rate by edit distance (jiwer, which the tests use, is not on the GPU machine)."""
     r, h = words(ref), words(hyp)
     d = list(range(len(h) + 1))
     for i, a in enumerate(r, 1):

@@ -103,11 +103,9 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
     store = storage.for_video(ref)[0]
     key = find_source_key(store, ref)
     try:
-        storage.check_size(key, store.size(key))
+        storage.check_size(Path(key).name, store.size(key))  # named like probe names it
         info = probe(store.local_path(key))
-    except StorageError as exc:
-        raise dg.Failure(description=f"Cannot use {key}: {exc}", allow_retries=False) from exc
-    except MediaError as exc:
+    except (StorageError, MediaError) as exc:
         raise dg.Failure(description=f"Cannot use {key}: {exc}", allow_retries=False) from exc
     if not info.has_video:
         raise dg.Failure(description=f"Cannot use {key}: it has no video stream", allow_retries=False)

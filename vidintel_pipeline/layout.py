@@ -52,7 +52,7 @@ def slugify(name: str) -> str:
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
     folded = unicodedata.normalize("NFKD", stem.casefold())
     slug = re.sub(r"[^a-z0-9]+", "-", folded.encode("ascii", "ignore").decode()).strip("-")
-    untranslatable = any(ch.isalnum() and not unicodedata.normalize("NFKD", ch).encode("ascii", "ignore") for ch in folded)
+    untranslatable = any(ch.isalnum() and not ch.isascii() for ch in folded)  # folded is NFKD: accents are split off
     if untranslatable or not slug:
         tag = hashlib.sha256(stem.encode()).hexdigest()[:8]
         slug = f"{slug[:ID_MAX_LEN - 9].strip('-')}-{tag}" if slug else f"video-{tag}"

@@ -136,12 +136,11 @@ def already_ingested(instance: dg.DagsterInstance, found: list[Found]) -> set[st
     A video ingested with ``vidintel ingest`` (or by an earlier sensor whose cursor was reset) is then in
     storage but done: running it again would only cost time and provider money.
     """
-    refs = [f for f in found if f.ref is not None]
-    if not refs:
+    if not found:
         return set()
     materialized = instance.get_materialized_partitions(dg.AssetKey("memory"))
     done = set()
-    for f in refs:
+    for f in found:  # scan() hands out only objects with a valid ref
         if f.ref.partition_key not in materialized:
             continue
         last = instance.fetch_materializations(
