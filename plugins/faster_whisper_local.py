@@ -23,6 +23,7 @@ from vidintel_pipeline.contracts import (
     BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
     TranscriptSegment, Word,
 )
+from vidintel_pipeline.cpus import usable_cpus
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,7 +35,7 @@ class FasterWhisperOptions(PluginOptions):
     model: str = "tiny.en"
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = 0
+    cpu_threads: int = 0             # 0: one per CPU this process may use (CTranslate2's own default is 4)
     beam_size: int = 5
 
 
@@ -111,14 +112,17 @@ class FasterWhisperPlugin(BaseTranscriptionPlugin):
 
     def _model(self) -> Any:
         o = self.options
-        key = (o.model, o.device, o.compute_type, o.cpu_threads)
+        # More threads than CPUs only makes them wait for each other: 4 threads on 2 CPUs took 7.2 s where 2
+        # took 6.2 s (333 s of audio, tiny.en, same words).
+        threads = o.cpu_threads or usable_cpus()
+        key = (o.model, o.device, o.compute_type, threads)
         with _LOCK:
             if key not in _MODELS:
                 from faster_whisper import WhisperModel
 
                 path = resolve_model(o.model)
                 try:
-                    _MODELS[key] = WhisperModel(path, device=o.device, compute_type=o.compute_type, cpu_threads=o.cpu_threads)
+                    _MODELS[key] = WhisperModel(path, device=o.device, compute_type=o.compute_type, cpu_threads=threads)
                 except Exception as exc:
                     raise PluginError(f"cannot load model {o.model} from {path}: {exc}", plugin="faster_whisper") from exc
             return _MODELS[key]

@@ -2,7 +2,7 @@
 
 Method (all on a 64x36 YUV thumbnail per frame, so it costs microseconds per frame):
 
-* **Frame difference** ``d[t]``: mean absolute YUV difference between frame t and t-1.
+* **Frame difference** ``d[t]``: mean absolute YUV difference between frame t and t-1 (``Frame.change``).
 * **Hard cut at t** when ``d[t]`` is a local maximum, above an absolute floor, and several times the
   *local baseline* (median of ``d`` over about a second around t, the cut itself excluded). The baseline
   is what rejects fast pans and busy motion: there every frame differs a lot, so no single frame stands
@@ -56,20 +56,22 @@ class LocalShotsPlugin(FramePlugin):
             description="Hard cuts and gradual transitions from the shared decode (CPU, no network).",
         )
 
+    @property
+    def segment_context_s(self) -> float:
+        # the longest transition, plus the 3 s window of "quiet" motion around it
+        return self.options.max_transition_s + 3.0
+
     def begin(self, chunk, config) -> None:
         super().begin(chunk, config)
-        self._prev: np.ndarray | None = None
         self._d: list[float] = []
         self._t: list[float] = []
         self._thumbs: list[np.ndarray] = []
 
     def process(self, frame: Frame) -> None:
-        s = frame.small()
-        self._d.append(0.0 if self._prev is None else float(np.abs(s - self._prev).mean()))
-        self._prev = s
+        self._d.append(frame.change)
         self._t.append(frame.time_s)
         # 32x18 copy for flash and blend checks: ~1.7 kB per frame
-        self._thumbs.append(s[::2, ::2].astype(np.uint8))
+        self._thumbs.append(frame.small()[::2, ::2].astype(np.uint8))
 
     def end(self) -> list[TemporalMarker]:
         if len(self._d) < 3:
@@ -139,8 +141,7 @@ class LocalShotsPlugin(FramePlugin):
         dd = d.copy()
         for c in cuts:
             dd[c] = np.nan
-        quiet = np.nanpercentile(sliding_window_view(np.pad(dd, win, mode="reflect"), 2 * win + 1), 20, axis=1)
-        quiet = np.nan_to_num(quiet, nan=0.0)
+        quiet = _nanpercentile_rows(sliding_window_view(np.pad(dd, win, mode="reflect"), 2 * win + 1), 20)
         active = d > np.maximum(0.4, 1.3 * quiet + 0.15)
         max_len = int(o.max_transition_s * fps)
         found: list[tuple[int, int, str, float]] = []
@@ -251,6 +252,24 @@ def _blend_fit(frames: np.ndarray) -> tuple[float, float, np.ndarray]:
     rel = float(resid[1:-1].mean() / np.abs(delta).mean()) if len(frames) > 2 else 0.0
     max_step = float(np.abs(np.diff(alpha)).max()) if len(frames) > 1 else 1.0
     return rel, max_step, alpha
+
+
+def _nanpercentile_rows(rows: np.ndarray, q: float, block: int = 4096) -> np.ndarray:
+    """``np.nanpercentile(rows, q, axis=1)`` (linear), with 0 for all-NaN rows, sorting a block of rows at a time.
+
+    numpy's own version loops over rows in Python when any NaN is present (10,000 frames took a second);
+    blocks keep the sorted copy small when ``rows`` is a sliding-window view over an hour of frames.
+    """
+    out = np.empty(len(rows))
+    for i in range(0, len(rows), block):
+        part = np.sort(rows[i : i + block], axis=1)  # NaN sorts last
+        last = np.maximum((~np.isnan(part)).sum(axis=1) - 1, 0)
+        pos = last * (q / 100.0)
+        lo = np.floor(pos).astype(int)
+        a = np.take_along_axis(part, lo[:, None], axis=1)[:, 0]
+        b = np.take_along_axis(part, np.minimum(lo + 1, last)[:, None], axis=1)[:, 0]
+        out[i : i + block] = a + (b - a) * (pos - lo)
+    return np.nan_to_num(out, nan=0.0)
 
 
 def _split_at(s: int, e: int, breaks: set[int], active: np.ndarray) -> list[tuple[int, int]]:

@@ -11,6 +11,9 @@ runs shorter than ``min_duration_s`` are ignored.
 
 from __future__ import annotations
 
+import functools
+
+import cv2
 import numpy as np
 
 from vidintel_pipeline.contracts import PluginInfo, PluginOptions, TemporalMarker
@@ -42,27 +45,30 @@ class LocalTechnicalCuesPlugin(FramePlugin):
             description="Black frames and colour bars from the shared decode (CPU, no network).",
         )
 
+    @property
+    def segment_context_s(self) -> float:
+        return self.options.freeze_min_s  # black and bars runs cut by a segment edge are joined again
+
     def begin(self, chunk, config) -> None:
         super().begin(chunk, config)
         labels = ("black_frames", "color_bars", "freeze_frame")
         self._runs: dict[str, list[list[float]]] = {k: [] for k in labels}
         self._open: dict[str, list[float] | None] = {k: None for k in labels}
-        self._prev = None
+        self._seen = False
         self._last_t = 0.0
         self._step = 0.04
 
     def process(self, frame: Frame) -> None:
         s = frame.small()
-        y = s[:, :, 0]
         # "98th percentile <= limit" is "at most 2% of pixels above it", without sorting
-        is_black = float(y.mean()) <= self.options.black_max_luma and float((y > self.options.black_max_p98).mean()) <= 0.02
+        is_black = cv2.mean(s)[0] <= self.options.black_max_luma and float((s[:, :, 0] > self.options.black_max_p98).mean()) <= 0.02
         bars = (not is_black) and _is_bars(s)
         self._mark("black_frames", is_black, frame.time_s)
         self._mark("color_bars", bars, frame.time_s)
         # a freeze is a picture that stops changing (black and bars have their own cues)
-        frozen = self._prev is not None and float(np.abs(s - self._prev).mean()) < self.options.freeze_max_diff
+        frozen = self._seen and frame.change < self.options.freeze_max_diff
         self._mark("freeze_frame", frozen and not is_black and not bars, frame.time_s - (self._step if frozen else 0))
-        self._prev = s
+        self._seen = True
         if frame.time_s > self._last_t:
             self._step = frame.time_s - self._last_t
         self._last_t = frame.time_s
@@ -101,24 +107,45 @@ def _is_bars(s: np.ndarray) -> bool:
     """Seven flat bands, luma falling left to right, with the bar colours' chroma signs."""
     h, w = s.shape[:2]
     top = s[: h * 2 // 3]
-    # cheap exit for nearly every frame: bars are strongly saturated across most of the top
-    if float(np.abs(top[:, :, 1:] - 128.0).mean()) < 25:
-        return False
-    cols = top.mean(axis=0)  # (w, 3): bars are vertical, so column means carry the structure
-    for x0, x1 in ((0, w), (w // 8, w - w // 8)):  # full width (SMPTE/EBU) or HD bars with side pillars
-        bw = (x1 - x0) / 7.0
-        lo = (x0 + np.arange(7) * bw + bw * 0.25).astype(int)
-        hi = np.maximum((x0 + np.arange(1, 8) * bw - bw * 0.25).astype(int), lo + 1)
-        means = np.array([cols[a:b].mean(axis=0) for a, b in zip(lo, hi)])
-        if not np.all(np.diff(means[:, 0]) < -6):
+    # bars are vertical, so column means carry the structure; a band's mean is a difference of cumulative sums
+    cols = cv2.reduce(top, 0, cv2.REDUCE_AVG)[0]
+    luma = cols[:, 0].tolist()
+    centres = _centres(w)
+    if not any(all(luma[a] > luma[b] for a, b in zip(c, c[1:])) for c in centres):
+        return False  # no layout's band centres fall left to right: nearly every frame stops here, cheaply
+    csum = np.concatenate([np.zeros((1, 3), np.float32), np.cumsum(cols, axis=0)])
+    lo, hi = _bands(w)  # (2 layouts, 7 bands) each
+    means = (csum[hi] - csum[lo]) / (hi - lo)[..., None]
+    # the luma staircase, for both layouts at once: almost every frame that is not bars stops here
+    for layout in np.nonzero(np.all(np.diff(means[:, :, 0], axis=1) < -6, axis=1))[0]:
+        m, a_, b_ = means[layout], lo[layout], hi[layout]
+        if max(float(top[:, a:b].reshape(-1, 3).std(axis=0).max()) for a, b in zip(a_, b_)) > 14:
             continue
-        if max(float(top[:, a:b].reshape(-1, 3).std(axis=0).max()) for a, b in zip(lo, hi)) > 14:
-            continue
-        ok = abs(means[0][1] - 128) < 16 and abs(means[0][2] - 128) < 16
-        for (cb_sign, cr_sign), (_, cb, cr) in zip(_BAR_CHROMA, means[1:]):
+        ok = abs(m[0][1] - 128) < 16 and abs(m[0][2] - 128) < 16
+        for (cb_sign, cr_sign), (_, cb, cr) in zip(_BAR_CHROMA, m[1:]):
             for sign, value in ((cb_sign, cb - 128), (cr_sign, cr - 128)):
                 if sign and (np.sign(value) != sign or abs(value) < 12):
                     ok = False
         if ok:
             return True
     return False
+
+
+@functools.lru_cache(maxsize=8)
+def _bands(w: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and end column of the inner half of each of 7 bands, for two layouts: full width (SMPTE/EBU)
+    and HD bars with side pillars."""
+    los, his = [], []
+    for x0, x1 in ((0, w), (w // 8, w - w // 8)):
+        bw = (x1 - x0) / 7.0
+        lo = (x0 + np.arange(7) * bw + bw * 0.25).astype(int)
+        los.append(lo)
+        his.append(np.maximum((x0 + np.arange(1, 8) * bw - bw * 0.25).astype(int), lo + 1))
+    return np.array(los), np.array(his)
+
+
+@functools.lru_cache(maxsize=8)
+def _centres(w: int) -> list[list[int]]:
+    """The centre column of each band, per layout (see _bands)."""
+    lo, hi = _bands(w)
+    return [[int(c) for c in (a + b - 1) // 2] for a, b in zip(lo, hi)]

@@ -1,8 +1,10 @@
 """Face appearances with OpenCV's bundled Haar cascade, sampled from the shared frame stream.
 
 Faces rarely appear for a single frame, so the detector looks at one frame per second by default
-(``sample_fps``; each look costs a few milliseconds) on the 320 px analysis luma, and joins consecutive
+(``sample_fps``; each look costs about 10 ms) on the 320 px analysis luma, and joins consecutive
 sampled hits into appearances with start and end, each within half a sample period of the truth.
+A sample whose picture has not changed since the last search (slides, static shots, freezes) reuses
+that search's faces instead of searching again.
 opencv-python-headless must stay below 5.0: 5.x ships no Haar cascades.
 """
 
@@ -21,6 +23,7 @@ class FacesOptions(PluginOptions):
     scale_factor: float = 1.2        # cascade pyramid step: 1.2 is ~2x faster than 1.1 for the same faces
     min_face_fraction: float = 0.1   # smallest face, as a fraction of the picture height
     max_gap_samples: int = 1          # missed samples tolerated inside one appearance
+    same_picture_diff: float = 1.0   # thumbnail change (0-255) under which a sample repeats the last search's faces
 
 
 class OpenCVFacesPlugin(FramePlugin):
@@ -48,17 +51,26 @@ class OpenCVFacesPlugin(FramePlugin):
             cls._cascade = c
         return cls._cascade
 
+    @property
+    def segment_context_s(self) -> float:
+        return (self.options.max_gap_samples + 1) / self.options.sample_fps
+
     def begin(self, chunk, config) -> None:
         super().begin(chunk, config)
         self.cascade()
         self._next_t = chunk.start_s
         self._hits: list[tuple[float, int, float]] = []  # (time, faces, largest face fraction)
+        self._searched: tuple | None = None  # (thumbnail, (faces, largest)) of the last search
         self._period = 1.0 / self.options.sample_fps
 
     def process(self, frame: Frame) -> None:
         if frame.time_s + 1e-6 < self._next_t:
             return
         self._next_t = frame.time_s + self._period
+        thumb = frame.small()
+        if self._searched is not None and cv2.norm(thumb, self._searched[0], cv2.NORM_L1) / thumb.size < self.options.same_picture_diff:
+            self._hits.append((frame.time_s, *self._searched[1]))  # the picture has not changed: nor have its faces
+            return
         min_side = max(16, int(frame.height * self.options.min_face_fraction))
         faces = self.cascade().detectMultiScale(
             frame.y, scaleFactor=self.options.scale_factor, minNeighbors=self.options.min_neighbors,
@@ -66,6 +78,7 @@ class OpenCVFacesPlugin(FramePlugin):
         )
         biggest = max((h for (_, _, _, h) in faces), default=0) / frame.height
         self._hits.append((frame.time_s, len(faces), biggest))
+        self._searched = (thumb, (len(faces), biggest))
 
     def end(self) -> list[TemporalMarker]:
         markers: list[TemporalMarker] = []

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from vidintel_pipeline.layout import VideoRef
@@ -63,6 +62,8 @@ class VidintelStorage(dg.ConfigurableResource):
 
     def _s3(self, bucket: str) -> S3Store:
         region = self.region_name or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        from dagster_aws.s3 import S3Resource  # only when S3 is configured: importing dagster-aws costs ~1 s
+
         client = S3Resource(endpoint_url=self.s3_endpoint_url, region_name=region).get_client()
         mb = self.multipart_threshold_mb * 1024 * 1024
         return S3Store(bucket, client, self.home_dir() / "s3-cache", multipart_threshold=mb,

@@ -326,6 +326,7 @@ def visual_analysis(
         "cache/misses": dg.IntMetadataValue(sum(1 for r in result.runs if not r.cached)),
         "cost/estimate_usd": _f(sum(estimate.values())),
         "frames_decoded": dg.IntMetadataValue(result.frames_decoded),
+        "decode_segments": dg.IntMetadataValue(result.decode_segments),
         "speed_x_realtime": _f(round(fps_x, 2)),
         "markers_uri": dg.MetadataValue.url(mk_uri),
         "video_seconds": _f(info["duration_s"]),

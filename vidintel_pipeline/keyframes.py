@@ -1,7 +1,7 @@
 """Keyframe selection on the shared frame stream: the sharpest frame of every shot.
 
 While frames stream past, the sharpest sampled frame (variance of the Laplacian of the luma) of each
-short bucket is kept as a small JPEG. Once shot boundaries are known, each shot takes the best candidate
+short bucket is kept as a small JPEG: the bucket holds its best frame so far and encodes only the winner. Once shot boundaries are known, each shot takes the best candidate
 inside its clean part (transitions excluded). Memory stays bounded: one JPEG per bucket.
 """
 
@@ -23,35 +23,42 @@ class Candidate:
 
 
 class KeyframeSelector:
-    def __init__(self, bucket_s: float = 1.0, sample_every: int = 5, jpeg_quality: int = 85):
+    def __init__(self, bucket_s: float = 1.0, samples_per_s: float = 4.0, jpeg_quality: int = 85):
         self.bucket_s = bucket_s
-        self.sample_every = sample_every
+        self.period_s = 1.0 / samples_per_s
         self.jpeg_quality = jpeg_quality
         self.candidates: list[Candidate] = []
         self._bucket = -1
         self._best: tuple[float, float, Frame] | None = None
-        self._n = 0
+        self._next_t = 0.0
 
     def process(self, frame: Frame) -> None:
         bucket = int(frame.time_s // self.bucket_s)
         if bucket != self._bucket:
             self._flush()
             self._bucket = bucket
-            self._n = 0
-        self._n += 1
-        if (self._n - 1) % self.sample_every:
+            self._next_t = frame.time_s
+        if frame.time_s + 1e-6 < self._next_t:
             return
-        sharp = float(cv2.Laplacian(frame.y, cv2.CV_32F).var())
-        if float(frame.small()[:, :, 0].mean()) < 24:  # never pick a black frame while anything else is on offer
+        self._next_t = frame.time_s + self.period_s
+        # sharpness on the cheap point-sampled luma: it ranks frames of one bucket, it is never shown
+        _, dev = cv2.meanStdDev(cv2.Laplacian(frame.luma_points(), cv2.CV_16S))
+        sharp = float(dev[0, 0]) ** 2
+        if cv2.mean(frame.small())[0] < 24:  # never pick a black frame while anything else is on offer
             sharp *= 0.001
         if self._best is not None and sharp <= self._best[1]:
             return
-        frame.release()  # keep the 320 px picture, not the decoder's full-resolution buffer
-        self._best = (frame.time_s, sharp, frame)
+        self._best = (frame.time_s, sharp, frame)  # the bucket's best so far: one decoded frame held at a time
+
+    def flush(self) -> list[Candidate]:
+        """Close the current bucket; the candidates so far."""
+        self._flush()
+        return self.candidates
 
     def _flush(self) -> None:
         if self._best is not None:
             t, sharp, frame = self._best
+            frame.release()  # keep the 320 px picture, not the decoder's full-resolution buffer
             ok, buf = cv2.imencode(".jpg", frame.bgr(), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             if ok:
                 self.candidates.append(Candidate(t, sharp, buf.tobytes()))

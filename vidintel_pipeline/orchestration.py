@@ -1,6 +1,7 @@
 """Run the selected plugins over one video: one shared decode, everything else concurrently.
 
-* Frame plugins (and the keyframe selector) ride on one decode of the whole source.
+* Frame plugins (and the keyframe selector) ride on one decode of the whole source: one pass, or, for a
+  long video on several CPUs, time segments decoded in parallel processes (:mod:`.segments`).
 * Other temporal plugins run per chunk, honouring their ``max_chunk_duration``, concurrently under asyncio,
   at most ``max_concurrency`` requests at a time per provider.
 * Each request gets a timeout; retryable errors (throttling, timeouts) are retried with exponential
@@ -29,6 +30,7 @@ from .contracts import (
 from .frame_plugins import FramePlugin
 from .keyframes import KeyframeSelector
 from .media.frames import run_frame_pipeline
+from .segments import Guarded, analyze_segments, decode_workers, margin_for, min_segment_s, plan_segments
 
 MERGE_TOLERANCE_S = 0.05
 
@@ -66,6 +68,7 @@ class AnalysisResult:
     runs: list[PluginRun] = field(default_factory=list)
     frames_decoded: int = 0
     decode_seconds: float = 0.0
+    decode_segments: int = 0           # 1: one pass; more: parallel time segments
 
     @property
     def cost_by_plugin(self) -> dict[str, float]:
@@ -113,11 +116,10 @@ def analyze_video(
                 _fail(run, exc)
                 ctx.add(run, [])
                 ctx.fallback_sync(p)
-    consumers: list[Any] = [p for p, _ in pending_frame] + ([keyframes] if keyframes is not None else [])
-    if consumers:
+    if pending_frame or keyframes is not None:
         t0 = time.perf_counter()
-        result.frames_decoded = run_frame_pipeline(
-            source.path, consumers, time_offset=source.start_s,
+        outcome, result.frames_decoded, result.decode_segments = run_frame_plugins(
+            source, [p for p, _ in pending_frame], config, keyframes=keyframes,
             on_progress=(lambda t: on_progress(100.0 * t / max(duration, 1e-6), "decode")) if on_progress else None,
         )
         result.decode_seconds = time.perf_counter() - t0
@@ -125,7 +127,10 @@ def analyze_video(
         t1 = time.perf_counter()
         run.attempts = run.requests = 1
         try:
-            markers = _checked(p.end(), source, run.plugin)
+            got = outcome[p.name]
+            if isinstance(got, BaseException):
+                raise got
+            markers = _checked(got, source, run.plugin)
             run.cost_usd = p.estimate_cost(duration)
             ctx.store(p, source, markers)
             ctx.add(run, markers)
@@ -145,6 +150,45 @@ def analyze_video(
     for run in result.runs:
         run.markers = sum(1 for m in result.markers if run.plugin in m.attributes.get("plugins", [m.plugin]))
     return result
+
+
+def run_frame_plugins(
+    source: ChunkInfo,
+    plugins: list[FramePlugin],
+    config: AnalysisConfig,
+    *,
+    keyframes: Optional[KeyframeSelector] = None,
+    on_progress: Optional[Callable[[float], None]] = None,
+) -> tuple[dict[str, Any], int, int]:
+    """Feed every frame of ``source`` to the begun ``plugins`` and the keyframe selector: in parallel time
+    segments when the video is long and the plugins allow it (:mod:`.segments`), else in one pass.
+
+    Returns ({plugin name: its markers, or the exception it raised}, frames decoded, segments). A plugin that raises
+    is left out from then on; the others and the decode go on. Decoding errors raise :class:`MediaError`.
+    """
+    workers = decode_workers()
+    margin = margin_for(plugins)
+    segments = plan_segments(source.duration_s, workers, margin, min_segment_s()) if margin is not None else []
+    if len(segments) > 1:
+        out = analyze_segments(source, plugins, config, segments, keyframes=keyframes, workers=workers, on_progress=on_progress)
+        if keyframes is not None:
+            keyframes.candidates = out.candidates
+        outcome: dict[str, Any] = {
+            p.name: PluginError(out.errors[p.name], plugin=p.name) if p.name in out.errors
+            else merge_markers(out.markers[p.name])  # a marker across a segment edge comes in two pieces
+            for p in plugins
+        }
+        return outcome, out.frames, len(segments)
+    guarded = [Guarded(p) for p in plugins]
+    frames = run_frame_pipeline(source.path, [*guarded, *([keyframes] if keyframes is not None else [])],
+                                time_offset=source.start_s, on_progress=on_progress)
+    outcome = {}
+    for g in guarded:
+        try:
+            outcome[g.plugin.name] = g.error if g.error is not None else g.plugin.end()
+        except Exception as exc:
+            outcome[g.plugin.name] = exc
+    return outcome, frames, 1
 
 
 def estimate_run_cost(

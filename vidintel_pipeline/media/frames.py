@@ -8,12 +8,19 @@ Detectors that want an even smaller picture share one cached thumbnail per frame
 Decoding runs in FFmpeg's own threads (PyAV ``thread_type="AUTO"``) with the in-loop deblocking filter
 skipped: deblocking only smooths block edges, which no detector here can tell apart at 320 px, and
 skipping it makes decoding about 10% faster than a plain full decode.
+
+:func:`run_frame_pipeline` decodes on a thread of its own, a few frames ahead of the detectors, and computes
+each frame's thumbnail and its change from the previous frame there. The decoder's threads release the
+GIL, so decoding never waits while a detector spends milliseconds on one frame (a face search), and the
+detectors never wait for a frame that could have been decoded meanwhile.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Protocol
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol
 
 import cv2
 import numpy as np
@@ -34,14 +41,19 @@ class Frame:
 
     * :meth:`small` -- a 64x36 YUV thumbnail computed straight from the full-resolution planes, once,
       and shared by every per-frame detector (shots, black, bars);
-    * ``y``/``u``/``v`` -- planar YUV 4:2:0 at the analysis resolution (320 px wide), computed on first
-      use, for sampled consumers (faces, keyframe sharpness);
+    * :attr:`change` -- mean absolute thumbnail difference from the previous frame (0-255), computed once
+      for every detector that measures motion (shots, freezes);
+    * :meth:`luma_points` -- luma point-sampled to about the analysis resolution: cheap, and aliased, so for
+      measures (keyframe sharpness), never for pictures;
+    * ``y``/``u``/``v`` -- planar YUV 4:2:0 at the analysis resolution (320 px wide, area-averaged), computed
+      on first use, for sampled consumers (faces, keyframe JPEGs);
     * :meth:`bgr` -- a BGR picture at the analysis resolution (keyframe JPEGs).
 
     Rotation metadata is applied to every view, so frames come out upright.
     """
 
-    __slots__ = ("index", "time_s", "_planes", "_size", "_rot", "_small", "_y", "_u", "_v", "_bgr", "_keep")
+    __slots__ = ("index", "time_s", "change", "_planes", "_size", "_rot", "_small", "_points", "_y", "_u", "_v",
+                 "_bgr", "_keep")
 
     def __init__(self, index: int, time_s: float, planes: tuple[np.ndarray, np.ndarray, np.ndarray],
                  size: tuple[int, int], rotation: int = 0, keep: object = None):
@@ -51,7 +63,15 @@ class Frame:
         self._size = size              # analysis (width, height) as displayed
         self._rot = rotation
         self._keep = keep              # the decoded frame the views point into
-        self._small = self._y = self._u = self._v = self._bgr = None
+        self._small = self._points = self._y = self._u = self._v = self._bgr = None
+        self.change = 0.0              # set by the decoder thread (see follow)
+
+    def follow(self, previous: Optional["Frame"]) -> "Frame":
+        """Compute the thumbnail and :attr:`change` against the frame before (None for the first frame)."""
+        s = self.small()
+        if previous is not None:
+            self.change = cv2.norm(s, previous.small(), cv2.NORM_L1) / s.size
+        return self
 
     @classmethod
     def from_planes(cls, index: int, time_s: float, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> "Frame":
@@ -67,29 +87,28 @@ class Frame:
     def _coded(self, w: int, h: int) -> tuple[int, int]:
         return (h, w) if self._rot % 180 else (w, h)
 
-    def _analysis(self) -> None:
+    def _analysis(self, i: int) -> np.ndarray:
+        """Plane i (0 Y, 1 U, 2 V) area-averaged to the analysis resolution, upright."""
         w, h = self._coded(*self._size)
-        y, u, v = self._planes
-        self._y = self._upright(cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA))
-        self._u = self._upright(cv2.resize(u, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
-        self._v = self._upright(cv2.resize(v, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+        size = (w, h) if i == 0 else (w // 2, h // 2)
+        return self._upright(cv2.resize(self._planes[i], size, interpolation=cv2.INTER_AREA))
 
     @property
     def y(self) -> np.ndarray:
         if self._y is None:
-            self._analysis()
+            self._y = self._analysis(0)
         return self._y
 
     @property
     def u(self) -> np.ndarray:
         if self._u is None:
-            self._analysis()
+            self._u = self._analysis(1)
         return self._u
 
     @property
     def v(self) -> np.ndarray:
         if self._v is None:
-            self._analysis()
+            self._v = self._analysis(2)
         return self._v
 
     @property
@@ -105,10 +124,18 @@ class Frame:
         if self._small is None:
             sw, sh = self._coded(*SMALL_SIZE)
             y, u, v = self._planes
-            # Decimate first, then average: each thumbnail pixel still averages ~100 samples of its block,
-            # at a fraction of the cost of an area resize over every full-resolution pixel.
-            self._small = self._upright(np.dstack([_thumb(p, sw, sh) for p in (y, u, v)])).astype(np.float32)
+            # Luma averages ~10x10 points per thumbnail pixel: fewer let fine moving textures (foliage, crowds)
+            # through as noise, enough to hide a dissolve between two of them. Chroma is smooth: 2x2 will do.
+            planes = [_thumb(y, sw, sh, samples=10), _thumb(u, sw, sh, samples=2), _thumb(v, sw, sh, samples=2)]
+            self._small = self._upright(cv2.merge(planes)).astype(np.float32)
         return self._small
+
+    def luma_points(self) -> np.ndarray:
+        """Upright luma point-sampled at about 5 points per thumbnail pixel each way (320x180 from HD or 4K)."""
+        if self._points is None:
+            sw, sh = self._coded(*SMALL_SIZE)
+            self._points = self._upright(_points(self._planes[0], sw, sh, 5))
+        return self._points
 
     def bgr(self) -> np.ndarray:
         """BGR picture at analysis resolution (for keyframe JPEGs and colour work)."""
@@ -138,9 +165,7 @@ class Frame:
 
     def release(self) -> None:
         """Drop the full-resolution planes (kept consumers then hold only what they computed)."""
-        if self._y is None:
-            self._analysis()
-        self._planes = (self._y, self._u, self._v)
+        self._planes = (self.y, self.u, self.v)
         self._keep = None
 
 
@@ -163,8 +188,14 @@ def iter_frames(
     time_offset: float = 0.0,
     target_width: int = ANALYSIS_WIDTH,
     threads: int = 0,
+    start_s: Optional[float] = None,
+    end_s: Optional[float] = None,
 ) -> Iterator[Frame]:
-    """Decode ``path`` once, yielding frames at analysis resolution on the source timeline."""
+    """Decode ``path`` once, yielding frames at analysis resolution on the source timeline.
+
+    ``start_s``/``end_s`` (on the file's own timeline) decode only that span: a seek to the keyframe at or
+    before ``start_s``, then frames from ``start_s`` up to, not including, ``end_s``.
+    """
     import av  # the decoder, only where frames are decoded: Frame and the detectors work without it
 
     name = os.path.basename(os.fspath(path))
@@ -185,24 +216,40 @@ def iter_frames(
         size = None
         index = 0
         try:
+            if start_s:
+                container.seek(int((start_s + start) / stream.time_base), stream=stream, backward=True)
+                index = int(round(start_s * rate))  # frame numbers stay those of the whole file at a constant rate
             for f in container.decode(stream):
+                t = float(f.time) - start if f.time is not None else index / rate
+                if start_s is not None and t < start_s - 1e-6:
+                    continue
+                if end_s is not None and t >= end_s - 1e-6:
+                    break
                 if size is None:
                     rotation = int(getattr(f, "rotation", 0) or 0) % 360
                     size = analysis_size(f.width, f.height, rotation, target_width)
                 if f.format.name not in ("yuv420p", "yuvj420p"):
                     f = f.reformat(format="yuv420p")
                 planes = (_plane(f, 0), _plane(f, 1), _plane(f, 2))
-                t = float(f.time) - start if f.time is not None else index / rate
                 yield Frame(index, round(t + time_offset, 6), planes, size, rotation, keep=f)
                 index += 1
         except av.FFmpegError as exc:
             raise MediaError(f"{name}: decoding failed at frame {index} ({exc})") from exc
 
 
-def _thumb(plane: np.ndarray, w: int, h: int) -> np.ndarray:
-    step = max(1, min(plane.shape[1] // w, plane.shape[0] // h) // 10)
-    src = np.ascontiguousarray(plane[::step, ::step]) if step > 1 else plane
-    return cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
+def _points(plane: np.ndarray, w: int, h: int, samples: int) -> np.ndarray:
+    """``plane`` point-sampled to about ``samples`` points per w x h thumbnail pixel each way (a strided copy)."""
+    step = max(1, min(plane.shape[1] // w, plane.shape[0] // h) // samples)
+    return np.ascontiguousarray(plane[step // 2 :: step, step // 2 :: step]) if step > 1 else plane
+
+
+def _thumb(plane: np.ndarray, w: int, h: int, samples: int) -> np.ndarray:
+    """``plane`` averaged down to w x h from about ``samples`` x ``samples`` points per thumbnail pixel.
+
+    Point-sampling first and averaging after costs a fraction of an area resize over every full-resolution
+    pixel, and still averages enough points that sensor and compression noise stay out of frame differences.
+    """
+    return cv2.resize(_points(plane, w, h, samples), (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _plane(frame: "av.VideoFrame", i: int) -> np.ndarray:
@@ -219,12 +266,23 @@ def run_frame_pipeline(
     time_offset: float = 0.0,
     on_progress: Optional[Callable[[float], None]] = None,
     progress_every_s: float = 2.0,
+    read_ahead: int = 8,
+    start_s: Optional[float] = None,
+    end_s: Optional[float] = None,
+    threads: int = 0,
 ) -> int:
-    """Decode once and feed every frame to every consumer. Returns the number of frames decoded."""
+    """Decode once and feed every frame to every consumer. Returns the number of frames decoded.
+
+    Frames are decoded (with their thumbnail and change) up to ``read_ahead`` frames ahead, on a thread of
+    their own; consumers see them in order, on the calling thread. ``read_ahead=0`` decodes on the calling
+    thread (a process that already keeps every core busy). ``start_s``/``end_s``: see :func:`iter_frames`.
+    """
     consumers = list(consumers)
     n = 0
-    next_report = progress_every_s
-    for frame in iter_frames(path, time_offset=time_offset):
+    next_report = (start_s or 0.0) + time_offset + progress_every_s
+    span = dict(time_offset=time_offset, start_s=start_s, end_s=end_s, threads=threads)
+    frames = decoded_ahead(path, depth=read_ahead, **span) if read_ahead > 0 else _followed(iter_frames(path, **span))
+    for frame in frames:
         for c in consumers:
             c.process(frame)
         n += 1
@@ -232,6 +290,59 @@ def run_frame_pipeline(
             on_progress(frame.time_s)
             next_report = frame.time_s + progress_every_s
     return n
+
+
+def _followed(frames: Iterator[Frame]) -> Iterator[Frame]:
+    previous = None
+    for frame in frames:
+        yield frame.follow(previous)
+        previous = frame
+
+
+def decoded_ahead(path: str | os.PathLike[str], *, depth: int = 8, **span: Any) -> Iterator[Frame]:
+    """:func:`iter_frames` (``span``: its keyword arguments) on a decoder thread, ``depth`` frames ahead,
+    each frame :meth:`~Frame.follow`-ed.
+
+    Errors in decoding re-raise here; leaving the loop early stops the decoder thread and closes the file.
+    """
+    frames: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode() -> None:
+        source = _followed(iter_frames(path, **span))
+        try:
+            for frame in source:
+                if not put(frame):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consuming thread, which raises it
+            put(exc)
+        finally:
+            source.close()
+
+    worker = threading.Thread(target=decode, name="vidintel-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = frames.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def sample_jpegs(
