@@ -62,10 +62,10 @@ def score(cuts: list[float], gradual: list[tuple[float, float]], truth) -> dict:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     detections = gradual + [(c, c) for c in cuts]
     grec = sum(1 for a, b in spans if any(s <= b and e >= a for s, e in detections))
-    # flashes and fast pans must produce no cut: count cuts within 0.5 s of a flash, or inside a pan
-    # (a true cut at a pan's first frame is not counted)
-    at_flash = sum(1 for c in cuts if any(abs(c - f) <= 0.5 for f in truth.flashes))
-    in_pan = sum(1 for c in cuts if any(a + frame < c <= b for a, b in truth.pans))
+    # flashes and fast pans must produce no cut: false cuts (no true cut within a frame) near a flash or in a pan
+    false = [c for c in hard if not any(abs(c - t) <= frame + 1e-6 for t in truth.cuts)]
+    at_flash = sum(1 for c in false if any(abs(c - f) <= 0.5 for f in truth.flashes))
+    in_pan = sum(1 for c in false if any(a <= c <= b for a, b in truth.pans))
     return {"hard_cut": {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)},
             "gradual_recall": round(grec / len(spans), 4) if spans else 1.0,
             "cuts_at_flashes": at_flash, "cuts_in_fast_pans": in_pan}

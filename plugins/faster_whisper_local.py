@@ -37,6 +37,7 @@ class FasterWhisperOptions(PluginOptions):
     compute_type: str = "int8"
     cpu_threads: int = 0             # 0: one per CPU this process may use (CTranslate2's own default is 4)
     beam_size: int = 5
+    batch_size: int = 8              # speech stretches (cut by the VAD) decoded together; 0: one after another
 
 
 def assemble_base_model() -> str:
@@ -135,17 +136,24 @@ class FasterWhisperPlugin(BaseTranscriptionPlugin):
         english_only = self.options.model.endswith(".en")
         language = config.language or ("en" if english_only else None)
         prompt_parts = [p for p in (config.prompt, ", ".join(config.vocabulary)) if p]
+        args = dict(
+            language=language,
+            beam_size=self.options.beam_size,
+            word_timestamps=config.word_timestamps,
+            vad_filter=config.vad,
+            initial_prompt=". ".join(prompt_parts) or None,
+            hotwords=" ".join(config.vocabulary) or None,
+            condition_on_previous_text=False,
+        )
         try:
-            segments, info = model.transcribe(
-                audio_path,
-                language=language,
-                beam_size=self.options.beam_size,
-                word_timestamps=config.word_timestamps,
-                vad_filter=config.vad,
-                initial_prompt=". ".join(prompt_parts) or None,
-                hotwords=" ".join(config.vocabulary) or None,
-                condition_on_previous_text=False,
-            )
+            if self.options.batch_size > 0 and config.vad:
+                # Batched decoding needs the VAD's speech stretches; with timestamps on, segments stay sentence-sized.
+                from faster_whisper import BatchedInferencePipeline
+
+                segments, info = BatchedInferencePipeline(model).transcribe(
+                    audio_path, batch_size=self.options.batch_size, without_timestamps=False, **args)
+            else:
+                segments, info = model.transcribe(audio_path, **args)
             out = []
             for s in segments:
                 words = [
