@@ -52,7 +52,7 @@ class LocalShotsPlugin(FramePlugin):
             plugin_version="1.0.0",
             supported_events=["shot_detection", "shot_boundary", "dissolve", "fade"],
             accuracy={"shot_detection": 1.0, "shot_boundary": 1.0, "dissolve": 1.0, "fade": 1.0},
-            accuracy_source="make bench (benchmarks/ingest_vs_decode.py), rendered 5-minute 720p30 set with known truth: hard-cut F1 1.00 at +-1 frame, gradual recall 1.00 (synthetic media)",
+            accuracy_source="make bench (benchmarks/ingest_vs_decode.py), rendered 5-minute 720p30 set with known truth: hard-cut F1 1.00 at +-1 frame, gradual recall 1.00, no false cut at flashes or fast pans (synthetic media, 2026-11-26)",
             description="Hard cuts and gradual transitions from the shared decode (CPU, no network).",
         )
 

@@ -269,8 +269,8 @@ def visual_analysis(
             policy=temporal_plugins.policy(), cache=cache, content_sha256=sha, make_plugin=temporal_plugins.factory(),
             on_progress=lambda pct, what: report(context, IngestionPhase.ANALYZING_TEMPORAL, pct * 0.95, step=what),
         )
-    except MediaError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except MediaError as exc:  # unreadable media is permanent; a decoding process that died may not be
+        raise dg.Failure(description=str(exc), allow_retries=getattr(exc, "retryable", False)) from exc
     elapsed = time.perf_counter() - t0
     for run in result.failed:
         context.log.error(f"plugin {run.plugin} failed: {run.error}")

@@ -45,6 +45,12 @@ MIN_SEGMENT_S = 120.0    # shorter segments would spend too much of their decode
 TARGET_SEGMENT_S = 600.0  # long videos get more segments than workers, so that workers finish together
 
 
+class SegmentProcessDied(MediaError):
+    """A segment's process ended without an answer (killed, out of memory): trying again may succeed."""
+
+    retryable = True
+
+
 @dataclass(frozen=True)
 class Segment:
     core_start: float
@@ -164,7 +170,8 @@ def analyze_segments(
             if code != 0 or not os.path.exists(answer):
                 tail = " ".join(err.strip().splitlines()[-3:]) or "no message"
                 why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-                raise MediaError(f"decoding segment {seg.core_start:.0f}-{min(seg.core_end, source.duration_s):.0f} s failed ({why}): {tail}")
+                raise SegmentProcessDied(
+                    f"decoding segment {seg.core_start:.0f}-{min(seg.core_end, source.duration_s):.0f} s failed ({why}): {tail}")
             with open(answer, "rb") as f:
                 result = pickle.load(f)
         if isinstance(result, BaseException):
