@@ -116,7 +116,7 @@ def _is_bars(s: np.ndarray) -> bool:
     csum = np.concatenate([np.zeros((1, 3), np.float32), np.cumsum(cols, axis=0)])
     lo, hi = _bands(w)  # (2 layouts, 7 bands) each
     means = (csum[hi] - csum[lo]) / (hi - lo)[..., None]
-    # the luma staircase, for both layouts at once: almost every frame that is not bars stops here
+    # the full luma staircase on band means, for both layouts at once (few frames get this far)
     for layout in np.nonzero(np.all(np.diff(means[:, :, 0], axis=1) < -6, axis=1))[0]:
         m, a_, b_ = means[layout], lo[layout], hi[layout]
         if max(float(top[:, a:b].reshape(-1, 3).std(axis=0).max()) for a, b in zip(a_, b_)) > 14:
