@@ -41,6 +41,16 @@ class VidintelStorage(dg.ConfigurableResource):
         default=None, ge=1,
         description="Videos larger than this are refused before any work; empty means $VIDINTEL_MAX_SOURCE_MB, else 51200 (50 GB).")
 
+    strict_media: Optional[bool] = Field(
+        default=None,
+        description="Refuse truncated or damaged sources (a permanent failure) instead of analysing what is readable "
+                    "and warning; empty means $VIDINTEL_STRICT (1/true), else off. `vidintel ingest --strict` sets it.")
+
+    def strict(self) -> bool:
+        if self.strict_media is not None:
+            return self.strict_media
+        return os.environ.get("VIDINTEL_STRICT", "").strip().lower() in ("1", "true", "yes")
+
     def check_size(self, name: str, size_bytes: int) -> None:
         """Refuse a source over the size limit with a message naming the file, its size and the setting."""
         limit = self.max_source_mb or int(os.environ.get("VIDINTEL_MAX_SOURCE_MB") or 51200)

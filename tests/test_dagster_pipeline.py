@@ -51,7 +51,7 @@ def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
     for m in memory["markers"]:
         assert set(m) >= {"type", "start_s", "end_s", "label", "confidence", "plugin", "attributes"}
     labels = {m["label"] for m in memory["markers"]}
-    assert {"cut", "dissolve", "fade", "black_frames", "color_bars", "silence", "face"} <= labels
+    assert {"cut", "dissolve", "fade_out", "fade_in", "black_frames", "color_bars", "silence", "face"} <= labels
     assert len([m for m in memory["markers"] if m["label"] == "cut"]) == len(truth.cuts)
     seg = memory["transcript"]["segments"][0]
     assert set(seg) >= {"start_s", "end_s", "text", "speaker", "words"}

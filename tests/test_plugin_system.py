@@ -122,7 +122,7 @@ def test_fallback_on_error_rate_limit_and_timeout(folder, tmp_path):
     assert ("ticker", "ok", "hangs", 1) in runs
     errors = {(r.plugin, r.fallback_for): r.error for r in result.failed}
     assert "provider outage" in errors[("broken", None)] and "timed out" in errors[("hangs", None)]
-    assert "outside chunk" in errors[("malformed", None)]
+    assert "lies outside" in errors[("malformed", None)]  # every marker out of range: the plugin failed
     assert not [m for m in result.markers if m.plugin == "malformed"]  # rejected, not written
     ticks = [m for m in result.markers if m.label == "tick"]
     assert len(ticks) == 5 and ticks[0].attributes.get("plugins") is None  # the two fallback runs merged into one set
@@ -157,6 +157,25 @@ def test_chunked_plugin_results_join_across_chunks(folder):
     result = analyze_video(source=_source(), chunks=_chunks(), config=AnalysisConfig(), plugins=[reg.get_plugin("spans")])
     assert [(m.start_s, m.end_s) for m in result.markers] == [(0.0, 10.0)]
     assert result.runs[0].requests == 2
+
+
+def test_one_bad_marker_costs_only_itself(folder):
+    """A marker half a frame before 0 is clamped, a malformed or far-out one dropped: the rest of the result stays."""
+    reg = _registry(folder, sloppy=plugin_src("sloppy", events=("custom_prompt",), body="""
+        return [
+            {'type': 'custom_prompt', 'start_s': chunk.start_s - 0.006667, 'end_s': chunk.start_s + 1, 'label': 'early', 'confidence': 1, 'plugin': 'sloppy'},
+            {'type': 'custom_prompt', 'start_s': 'soon', 'end_s': 1, 'label': 'garbage', 'confidence': 1, 'plugin': 'sloppy'},
+            {'type': 'custom_prompt', 'start_s': chunk.end_s + 30, 'end_s': chunk.end_s + 31, 'label': 'far', 'confidence': 1, 'plugin': 'sloppy'},
+            {'type': 'custom_prompt', 'start_s': chunk.start_s + 2, 'end_s': chunk.end_s + 0.01, 'label': 'late', 'confidence': 1, 'plugin': 'sloppy'},
+        ]
+    """))
+    result = analyze_video(source=_source(), chunks=_chunks(), config=AnalysisConfig(), plugins=[reg.get_plugin("sloppy")])
+    run = result.runs[0]
+    assert run.status == "ok", run.error
+    assert (run.clamped, run.dropped) == (2, 2)
+    assert any("soon" in w for w in run.warnings) and any("far@" in w for w in run.warnings)
+    spans = sorted((m.label, m.start_s, m.end_s) for m in result.markers)
+    assert spans == [("early", 0.0, 1.0), ("late", 2.0, 10.0)]
 
 
 # cost ---------------------------------------------------------------------------------------------------

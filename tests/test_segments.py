@@ -90,7 +90,7 @@ def test_segments_split_mid_event_match_one_pass(demo_video, monkeypatch):
             assert g.start_s == pytest.approx(e.start_s, abs=frame + 1e-6), (name, g, e)
             assert g.end_s == pytest.approx(e.end_s, abs=frame + 1e-6), (name, g, e)
     labels = {m.label for ms in out.markers.values() for m in ms}
-    assert {"cut", "dissolve", "fade", "face", "black_frames", "color_bars"} <= labels
+    assert {"cut", "dissolve", "fade_out", "fade_in", "face", "black_frames", "color_bars"} <= labels
     # one keyframe candidate per 1 s bucket, as in one pass (a bucket split by a boundary gives two)
     serial = one_kf.flush()
     assert {int(c.time_s) for c in out.candidates} == {int(c.time_s) for c in serial}

@@ -14,7 +14,7 @@ video processed, plugin names and versions, counts, and the URIs it wrote.
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
 import dagster as dg
@@ -84,6 +84,36 @@ def _f(value: float) -> dg.FloatMetadataValue:
     return dg.FloatMetadataValue(float(value))
 
 
+def run_warnings(runs: list[dict[str, Any]], kind: str = "plugin") -> list[str]:
+    """One line per problem a user must see: a failed plugin with its error, markers clamped or dropped."""
+    out = []
+    for r in runs:
+        if r.get("status", "ok") != "ok":
+            out.append(f"{kind} {r['plugin']} failed: {r.get('error', 'no reason given')}")
+        if r.get("dropped"):
+            out.append(f"{kind} {r['plugin']}: {r['dropped']} marker(s) dropped ({'; '.join(r.get('warnings', [])[:1])})")
+        if r.get("clamped"):
+            out.append(f"{kind} {r['plugin']}: {r['clamped']} marker(s) clamped into the video's time range")
+    return out
+
+
+def source_warnings(info: dict[str, Any], decode: Optional[dict[str, Any]] = None) -> list[str]:
+    """A truncated or damaged source, in words: what the header promised against what could be read."""
+    out = []
+    if info.get("truncated"):
+        out.append(f"source truncated: {info.get('readable_video_s') or 0:.2f} s of video and "
+                   f"{info.get('readable_audio_s') or 0:.2f} s of audio readable of {info.get('declared_duration_s', 0):.2f} s "
+                   "declared; everything after is missing")
+    if decode and (decode.get("errors") or decode.get("corrupt")):
+        out.append(f"source damaged: {decode.get('errors', 0)} undecodable packet(s) and {decode.get('corrupt', 0)} "
+                   f"corrupt frame(s), first at {decode.get('first_error_s', 0) or 0:.2f} s")
+    return out
+
+
+def _warnings_md(warnings: list[str]) -> dg.MarkdownMetadataValue:
+    return dg.MetadataValue.md("\n".join(f"- **{w}**" for w in warnings) if warnings else "none")
+
+
 def _cost_meta(by_plugin: dict[str, float]) -> dict[str, Any]:
     meta: dict[str, Any] = {"cost/usd": _f(round(sum(by_plugin.values()), 6))}
     for name, usd in sorted(by_plugin.items()):
@@ -109,6 +139,11 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
         raise dg.Failure(description=f"Cannot use {key}: {exc}", allow_retries=False) from exc
     if not info.has_video:
         raise dg.Failure(description=f"Cannot use {key}: it has no video stream", allow_retries=False)
+    warnings = source_warnings(info.as_dict())
+    if warnings and storage.strict():
+        raise dg.Failure(description=f"Cannot use {key} (strict): {warnings[0]}", allow_retries=False)
+    for w in warnings:
+        context.log.warning(f"{key}: {w}")
     doc = info.as_dict() | {"key": key, "path": None, "sha256": file_sha256(str(store.local_path(key)))}
     uri = store.put_json(ref.key("metadata", PROBE), doc)
     report(context, IngestionPhase.INITIALIZING, 100, duration_s=info.duration_s)
@@ -122,6 +157,9 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
         "video_codec": info.video_codec or "",
         "has_audio": dg.BoolMetadataValue(info.has_audio),
         "rotation": dg.IntMetadataValue(info.rotation),
+        "truncated": dg.BoolMetadataValue(info.truncated),
+        "declared_seconds": _f(info.declared_duration_s),
+        "warnings": _warnings_md(warnings),
         "sha256": doc["sha256"],
         **_cost_meta({}),
     })
@@ -190,7 +228,7 @@ def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.Mat
         return dg.MaterializeResult(metadata={"has_audio": dg.BoolMetadataValue(False), **_cost_meta({})})
     staging = store.staging_dir(ref.prefix + "chunks/")
     try:
-        extract_audio(store.local_path(info["key"]), staging / AUDIO)
+        extract_audio(store.local_path(info["key"]), staging / AUDIO, offset_s=info.get("audio_offset_s", 0.0))
         uri = store.put_file(key, staging / AUDIO, move=True)
     except MediaError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
@@ -272,6 +310,9 @@ def visual_analysis(
     except MediaError as exc:  # unreadable media is permanent; a decoding process that died may not be
         raise dg.Failure(description=str(exc), allow_retries=getattr(exc, "retryable", False)) from exc
     elapsed = time.perf_counter() - t0
+    if storage.strict() and (result.decode.errors or result.decode.corrupt):
+        raise dg.Failure(description=f"Cannot use {info['key']} (strict): " + source_warnings(info, result.decode.as_dict())[0],
+                         allow_retries=False)
     for run in result.failed:
         context.log.error(f"plugin {run.plugin} failed: {run.error}")
     ok_names = {r.plugin for r in result.runs if r.status == "ok"}
@@ -303,6 +344,7 @@ def visual_analysis(
         "markers": [m.model_dump() for m in result.markers],
         "plugins": [r.as_dict() for r in result.runs],
         "cost": CostSummary(total_usd=round(sum(cost.values()), 6), by_plugin=cost).model_dump(),
+        "decode": result.decode.as_dict(),
     }
     mk_uri = store.put_json(ref.key("metadata", MARKERS), doc)
     by_type: dict[str, int] = {}
@@ -321,6 +363,10 @@ def visual_analysis(
         "markers_by_type": dg.JsonMetadataValue(by_type),
         "plugins": dg.JsonMetadataValue([r.as_dict() for r in result.runs]),
         "plugins_failed": dg.IntMetadataValue(len(result.failed)),
+        "warnings": _warnings_md(source_warnings(info, result.decode.as_dict()) + run_warnings([r.as_dict() for r in result.runs])),
+        "decode_errors": dg.IntMetadataValue(result.decode.errors + result.decode.corrupt),
+        "markers_clamped": dg.IntMetadataValue(sum(r.clamped for r in result.runs)),
+        "markers_dropped": dg.IntMetadataValue(sum(r.dropped for r in result.runs)),
         "plugins_fell_back": dg.JsonMetadataValue({r.plugin: r.fallback_for for r in result.runs if r.fallback_for}),
         "cache/hits": dg.IntMetadataValue(sum(1 for r in result.runs if r.cached)),
         "cache/misses": dg.IntMetadataValue(sum(1 for r in result.runs if not r.cached)),
@@ -490,16 +536,23 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     plugins += [{"name": r["plugin"], "version": r.get("version", ""), "kind": r.get("kind", "transcription"), "status": r["status"]}
                 for r in tr["plugin_runs"]]
     transcript_doc = TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")})
+    warnings = source_warnings(info, markers.get("decode")) + run_warnings(markers["plugins"] + prompted["plugins"] + gpu["plugins"]) \
+        + run_warnings(tr["plugin_runs"], "transcription plugin")
+    for w in warnings:
+        context.log.warning(w)
     if turns and not any(seg.speaker for seg in transcript_doc.segments):
         transcript_doc = assign_speakers(transcript_doc, turns)
     doc = MemoryDocument(
         project_id=ref.project_id, video_id=ref.video_id, duration_s=info["duration_s"],
-        source={k: info[k] for k in ("key", "width", "height", "fps", "video_codec", "has_audio", "rotation", "size_bytes")},
+        source={k: info.get(k) for k in ("key", "width", "height", "fps", "video_codec", "has_audio", "rotation", "size_bytes",
+                                        "truncated", "declared_duration_s", "readable_video_s", "readable_audio_s",
+                                        "video_start_s", "audio_offset_s")},
         markers=merge_markers([TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"] + gpu["markers"]]),
         transcript=transcript_doc,
         keyframes=[Keyframe.model_validate(k) for k in kfs],
         cost=CostSummary(total_usd=round(sum(by_plugin.values()), 6), by_plugin=by_plugin),
         plugins=plugins,
+        warnings=warnings,
     )
     report(context, IngestionPhase.FINALIZING, 50)
     ledger = costs.ledger()
@@ -511,6 +564,8 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
         "words": dg.IntMetadataValue(doc.transcript.word_count),
         "keyframes": dg.IntMetadataValue(len(doc.keyframes)),
         "plugins": dg.JsonMetadataValue(plugins),
+        "warnings": _warnings_md(warnings),
+        "warning_count": dg.IntMetadataValue(len(warnings)),
         "video_seconds": _f(info["duration_s"]),
         "cost/video_total_usd": _f(ledger.get_total_cost(video_id=ref.video_id, project_id=ref.project_id)),
         "cost/project_total_usd": _f(ledger.get_total_cost(project_id=ref.project_id)),

@@ -324,3 +324,5 @@ class MemoryDocument(_Model):
     keyframes: list[Keyframe] = Field(default_factory=list)
     cost: CostSummary = Field(default_factory=CostSummary)
     plugins: list[dict[str, str]] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="What a user must know: failed plugins, "
+                                "clamped or dropped markers, a truncated or damaged source.")

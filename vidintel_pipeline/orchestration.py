@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import concurrent.futures
 import random
 import threading
@@ -29,10 +30,11 @@ from .contracts import (
 )
 from .frame_plugins import FramePlugin
 from .keyframes import KeyframeSelector
-from .media.frames import run_frame_pipeline
+from .media.frames import DecodeStats, run_frame_pipeline
 from .segments import Guarded, analyze_segments, decode_workers, margin_for, min_segment_s, plan_segments
 
 MERGE_TOLERANCE_S = 0.05
+CLAMP_SLACK_S = 0.5  # a marker this far outside its chunk is clamped into it, further out it is dropped
 
 
 @dataclass
@@ -57,9 +59,12 @@ class PluginRun:
     error: Optional[str] = None
     retryable: Optional[bool] = None   # set on failure: may trying again later succeed (throttling, timeouts)?
     fallback_for: Optional[str] = None
+    clamped: int = 0                   # markers moved into [chunk start, chunk end] (see _checked)
+    dropped: int = 0                   # markers dropped alone: malformed or far outside the chunk
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v != []}
 
 
 @dataclass
@@ -69,6 +74,7 @@ class AnalysisResult:
     frames_decoded: int = 0
     decode_seconds: float = 0.0
     decode_segments: int = 0           # 1: one pass; more: parallel time segments
+    decode: DecodeStats = field(default_factory=DecodeStats)  # packets refused, frames flagged corrupt
 
     @property
     def cost_by_plugin(self) -> dict[str, float]:
@@ -121,6 +127,7 @@ def analyze_video(
         outcome, result.frames_decoded, result.decode_segments = run_frame_plugins(
             source, [p for p, _ in pending_frame], config, keyframes=keyframes,
             on_progress=(lambda t: on_progress(100.0 * t / max(duration, 1e-6), "decode")) if on_progress else None,
+            stats=result.decode,
         )
         result.decode_seconds = time.perf_counter() - t0
     for p, run in pending_frame:
@@ -130,7 +137,8 @@ def analyze_video(
             got = outcome[p.name]
             if isinstance(got, BaseException):
                 raise got
-            markers = _checked(got, source, run.plugin)
+            markers = _checked(got, source, run.plugin, run)
+            _unusable(run, len(markers))
             run.cost_usd = p.estimate_cost(duration)
             ctx.store(p, source, markers)
             ctx.add(run, markers)
@@ -159,6 +167,7 @@ def run_frame_plugins(
     *,
     keyframes: Optional[KeyframeSelector] = None,
     on_progress: Optional[Callable[[float], None]] = None,
+    stats: Optional[DecodeStats] = None,
 ) -> tuple[dict[str, Any], int, int]:
     """Feed every frame of ``source`` to the begun ``plugins`` and the keyframe selector: in parallel time
     segments when the video is long and the plugins allow it (:mod:`.segments`), else in one pass.
@@ -173,6 +182,8 @@ def run_frame_plugins(
         out = analyze_segments(source, plugins, config, segments, keyframes=keyframes, workers=workers, on_progress=on_progress)
         if keyframes is not None:
             keyframes.candidates = out.candidates
+        if stats is not None:
+            stats.add(out.decode)
         outcome: dict[str, Any] = {
             p.name: PluginError(out.errors[p.name], plugin=p.name) if p.name in out.errors
             else merge_markers(out.markers[p.name])  # a marker across a segment edge comes in two pieces
@@ -181,7 +192,7 @@ def run_frame_plugins(
         return outcome, out.frames, len(segments)
     guarded = [Guarded(p) for p in plugins]
     frames = run_frame_pipeline(source.path, [*guarded, *([keyframes] if keyframes is not None else [])],
-                                time_offset=source.start_s, on_progress=on_progress)
+                                time_offset=source.start_s, on_progress=on_progress, stats=stats)
     outcome = {}
     for g in guarded:
         try:
@@ -293,7 +304,7 @@ class _Ctx:
         async def one(c: ChunkInfo) -> list[TemporalMarker]:
             async with sem:
                 out = await call_with_policy(lambda: p.detect_markers(c, self.config), self.policy, p.name, run)
-            markers = _checked(out, c, p.name)
+            markers = _checked(out, c, p.name, run)
             self.store(p, c, markers)
             return markers
 
@@ -301,6 +312,7 @@ class _Ctx:
             outs = await asyncio.gather(*(one(c) for c in targets))
             run.cost_usd = round(sum(p.estimate_cost(c.duration_s) for c in targets), 6)
             markers = [m for o in outs for m in o]
+            _unusable(run, len(markers))
         except Exception as exc:
             _fail(run, exc)
             markers = []
@@ -348,24 +360,52 @@ def transcribe_with_fallbacks(
     return None, runs, None
 
 
-def _checked(markers: Any, chunk: ChunkInfo, plugin: str) -> list[TemporalMarker]:
-    """Validate a plugin's output: right types, inside the chunk (0.1 s of slack). Bad output is an error."""
-    out = []
-    slack = 0.1
-    for m in markers or []:
+def _checked(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRun] = None) -> list[TemporalMarker]:
+    """Validate a plugin's output marker by marker: one bad value never costs the plugin its whole result.
+
+    A marker that spills over the chunk by at most ``CLAMP_SLACK_S`` is clamped into it (a detector that puts a
+    run's start half a frame before 0 is measured, not hypothetical); one that is malformed or lies further out is
+    dropped alone. Both are counted on ``run`` (``clamped``/``dropped``) with the first reasons in its warnings.
+    Output that is not a list raises here; every marker dropped fails the plugin too (see :func:`_unusable`).
+    """
+    if markers is None:
+        return []
+    if not isinstance(markers, (list, tuple)):
+        raise PluginError(f"returned {type(markers).__name__}, not a list of markers", plugin=plugin)
+    out: list[TemporalMarker] = []
+    clamped = dropped = 0
+    reasons: list[str] = []
+    for raw in markers:
         try:
-            m = m if isinstance(m, TemporalMarker) else TemporalMarker.model_validate(m)
+            data = raw.model_dump() if isinstance(raw, TemporalMarker) else dict(raw)
+            start, end = float(data["start_s"]), float(data["end_s"])
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise ValueError(f"non-finite time {start}-{end}")
+            lo, hi = chunk.start_s - CLAMP_SLACK_S, chunk.end_s + CLAMP_SLACK_S
+            if end < lo or start > hi or start < lo or end > hi:
+                raise ValueError(f"{data.get('label', '?')}@{start:.3f}-{end:.3f}s lies outside "
+                                 f"{chunk.start_s:.3f}-{chunk.end_s:.3f}s")
+            s2, e2 = min(max(start, chunk.start_s), chunk.end_s), min(max(end, chunk.start_s), chunk.end_s)
+            if (s2, e2) != (start, end):
+                clamped += 1
+            data["start_s"], data["end_s"] = s2, max(s2, e2)
+            out.append(TemporalMarker.model_validate(data))
         except Exception as exc:
-            raise PluginError(f"returned a malformed marker: {exc}", plugin=plugin) from exc
-        if m.start_s < chunk.start_s - slack or m.end_s > chunk.end_s + slack:
-            raise PluginError(
-                f"marker {m.label}@{m.start_s:.3f}-{m.end_s:.3f}s lies outside chunk "
-                f"{chunk.start_s:.3f}-{chunk.end_s:.3f}s", plugin=plugin,
-            )
-        m.end_s = min(m.end_s, chunk.end_s)
-        m.start_s = min(m.start_s, m.end_s)
-        out.append(m)
+            dropped += 1
+            if len(reasons) < 3:
+                reasons.append(f"dropped a marker: {exc}".splitlines()[0][:200])
+    if run is not None:
+        run.clamped += clamped
+        run.dropped += dropped
+        run.warnings.extend(reasons)
     return out
+
+
+def _unusable(run: PluginRun, kept: int) -> None:
+    """Every marker a plugin returned was dropped: that is a failed plugin, not an empty result."""
+    if run.dropped and not kept:
+        raise PluginError(f"every one of its {run.dropped} markers was malformed or out of range "
+                          f"({run.warnings[0] if run.warnings else 'no reason'})", plugin=run.plugin)
 
 
 def _fail(run: PluginRun, exc: BaseException) -> None:

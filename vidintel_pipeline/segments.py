@@ -39,7 +39,7 @@ from .cpus import usable_cpus
 from .frame_plugins import FramePlugin
 from .keyframes import Candidate, KeyframeSelector
 from .media.ffmpeg import MediaError
-from .media.frames import run_frame_pipeline
+from .media.frames import DecodeStats, run_frame_pipeline
 
 MIN_SEGMENT_S = 120.0    # shorter segments would spend too much of their decode on margins
 TARGET_SEGMENT_S = 600.0  # long videos get more segments than workers, so that workers finish together
@@ -70,6 +70,7 @@ class SegmentOutput:
     errors: dict[str, str] = field(default_factory=dict)                    # plugin name -> error text
     candidates: list[Candidate] = field(default_factory=list)
     frames: int = 0
+    decode: DecodeStats = field(default_factory=DecodeStats)  # margins decoded twice count twice: an upper bound
 
 
 def decode_workers() -> int:
@@ -196,6 +197,7 @@ def analyze_segments(
                     out.errors.setdefault(name, error)
                 out.candidates.extend(c for c in part.candidates if seg.core_start <= c.time_s < seg.core_end)
                 out.frames += part.frames
+                out.decode.add(part.decode)
     except BaseException:
         stopping.set()
         with lock:
@@ -286,7 +288,7 @@ def _run_segment(source: ChunkInfo, seg: Segment, recipes: list, config: Analysi
     out.frames = run_frame_pipeline(
         source.path, [*guarded, *([kf] if kf else [])], time_offset=source.start_s, read_ahead=0, threads=threads,
         start_s=seg.decode_start or None, end_s=None if math.isinf(seg.decode_end) else seg.decode_end,
-        on_progress=progress,
+        on_progress=progress, stats=out.decode,
     )
     progress(math.inf)
     for g in guarded:

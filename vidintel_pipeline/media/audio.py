@@ -13,9 +13,20 @@ from .ffmpeg import run_ffmpeg
 SAMPLE_RATE = 16_000
 
 
-def extract_audio(src: str | os.PathLike[str], dst: Path) -> Path:
+def extract_audio(src: str | os.PathLike[str], dst: Path, *, offset_s: float = 0.0) -> Path:
+    """``offset_s``: where the first audio sample lies on the video's timeline (probe's ``audio_offset_s``).
+
+    The WAV always starts at video frame 0, so transcript words and silences share the markers' clock: audio
+    that starts later is preceded by silence, audio that starts earlier (an edit list delaying the video) loses
+    its lead-in, which plays before any picture.
+    """
+    shift = []
+    if offset_s > 0.001:
+        shift = ["-af", f"adelay=delays={int(round(offset_s * 1000))}:all=1"]
+    elif offset_s < -0.001:
+        shift = ["-af", f"atrim=start={-offset_s:.6f},asetpts=PTS-STARTPTS"]
     run_ffmpeg(
-        ["-i", os.fspath(src), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+        ["-i", os.fspath(src), "-map", "0:a:0", "-vn", *shift, "-ac", "1", "-ar", str(SAMPLE_RATE),
          "-c:a", "pcm_s16le", "-f", "wav", dst.as_posix()],
         what=f"extracting audio from {Path(src).name}",
     )

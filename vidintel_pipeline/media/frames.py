@@ -18,9 +18,11 @@ detectors never wait for a frame that could have been decoded meanwhile.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol
 
 import cv2
@@ -183,6 +185,49 @@ def analysis_size(width: int, height: int, rotation: int = 0, target_width: int 
     return tw, th
 
 
+@dataclass
+class DecodeStats:
+    """What one decode met: packets the decoder refused, frames it flagged corrupt, the last frame's time."""
+
+    errors: int = 0
+    corrupt: int = 0
+    packets: int = 0
+    first_error_s: Optional[float] = None
+    last_frame_s: Optional[float] = None
+
+    def add(self, other: "DecodeStats") -> None:
+        self.errors += other.errors
+        self.corrupt += other.corrupt
+        self.packets += other.packets
+        if other.first_error_s is not None:
+            self.first_error_s = min(other.first_error_s, self.first_error_s or other.first_error_s)
+        if other.last_frame_s is not None:
+            self.last_frame_s = max(other.last_frame_s, self.last_frame_s or other.last_frame_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+# A decode that loses more than this share of its packets is a broken file (a permanent error), not a
+# damaged one: one bad packet in a long file (a truncated tail, a dropped network chunk) is counted, reported
+# and skipped, so the rest of the file is still analysed.
+MAX_BAD_PACKET_SHARE = 0.1
+
+
+@functools.lru_cache(maxsize=16)
+def video_origin(path: str) -> float:
+    """Presentation time of the first decoded frame: time 0 of every output (see :mod:`.probe`)."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            for f in c.decode(c.streams.video[0]):
+                return float(f.time) if f.time is not None else 0.0
+    except (av.FFmpegError, IndexError):
+        pass
+    return 0.0
+
+
 def iter_frames(
     path: str | os.PathLike[str],
     *,
@@ -191,15 +236,19 @@ def iter_frames(
     threads: int = 0,
     start_s: Optional[float] = None,
     end_s: Optional[float] = None,
+    stats: Optional[DecodeStats] = None,
 ) -> Iterator[Frame]:
-    """Decode ``path`` once, yielding frames at analysis resolution on the source timeline.
+    """Decode ``path`` once, yielding frames at analysis resolution on the source timeline (frame 0 at 0.0).
 
-    ``start_s``/``end_s`` (on the file's own timeline) decode only that span: a seek to the keyframe at or
-    before ``start_s``, then frames from ``start_s`` up to, not including, ``end_s``.
+    ``start_s``/``end_s`` (on that timeline) decode only that span: a seek to the keyframe at or before
+    ``start_s``, then frames from ``start_s`` up to, not including, ``end_s``. Frames an edit list places before
+    the first shown frame are skipped. A packet the decoder refuses is counted in ``stats`` and skipped; more
+    than :data:`MAX_BAD_PACKET_SHARE` of them is a :class:`MediaError`.
     """
     import av  # the decoder, only where frames are decoded: Frame and the detectors work without it
 
     name = os.path.basename(os.fspath(path))
+    stats = stats if stats is not None else DecodeStats()
     try:
         container = av.open(os.fspath(path))
     except av.FFmpegError as exc:
@@ -212,16 +261,37 @@ def iter_frames(
         if threads:
             stream.thread_count = threads
         stream.codec_context.options = {"skip_loop_filter": "all"}
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        start = video_origin(os.fspath(path))
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         size = None
         index = 0
+        if start_s:
+            container.seek(int((start_s + start) / stream.time_base), stream=stream, backward=True)
+            index = int(round(start_s * rate))  # frame numbers stay those of the whole file at a constant rate
+
+        def frames_of(packet: "av.Packet") -> list:
+            stats.packets += 1
+            try:
+                return packet.decode()
+            except av.FFmpegError:
+                stats.errors += 1
+                if stats.first_error_s is None:
+                    stats.first_error_s = round(float(packet.pts * packet.time_base) - start, 3) if packet.pts is not None \
+                        else (stats.last_frame_s or 0.0)
+                if stats.errors > 5 and stats.errors > MAX_BAD_PACKET_SHARE * stats.packets:
+                    raise MediaError(f"{name}: decoding failed at frame {index} ({stats.errors} of {stats.packets} "
+                                     "packets undecodable: the file is corrupt)") from None
+                return []
+
+        def decoded() -> Iterator:
+            for packet in container.demux(stream):
+                yield from frames_of(packet)  # the last, empty packet flushes the decoder
+
         try:
-            if start_s:
-                container.seek(int((start_s + start) / stream.time_base), stream=stream, backward=True)
-                index = int(round(start_s * rate))  # frame numbers stay those of the whole file at a constant rate
-            for f in container.decode(stream):
+            for f in decoded():
                 t = float(f.time) - start if f.time is not None else index / rate
+                if t < -1e-6:
+                    continue  # before the first shown frame: an edit list's lead-in
                 if start_s is not None and t < start_s - 1e-6:
                     continue
                 if end_s is not None and t >= end_s - 1e-6:
@@ -229,9 +299,12 @@ def iter_frames(
                 if size is None:
                     rotation = int(getattr(f, "rotation", 0) or 0) % 360
                     size = analysis_size(f.width, f.height, rotation, target_width)
+                if f.is_corrupt:
+                    stats.corrupt += 1
                 if f.format.name not in ("yuv420p", "yuvj420p"):
                     f = f.reformat(format="yuv420p")
                 planes = (_plane(f, 0), _plane(f, 1), _plane(f, 2))
+                stats.last_frame_s = round(t, 6)
                 yield Frame(index, round(t + time_offset, 6), planes, size, rotation, keep=f)
                 index += 1
         except av.FFmpegError as exc:
@@ -271,6 +344,7 @@ def run_frame_pipeline(
     start_s: Optional[float] = None,
     end_s: Optional[float] = None,
     threads: int = 0,
+    stats: Optional[DecodeStats] = None,
 ) -> int:
     """Decode once and feed every frame to every consumer. Returns the number of frames decoded.
 
@@ -281,7 +355,7 @@ def run_frame_pipeline(
     consumers = list(consumers)
     n = 0
     next_report = (start_s or 0.0) + time_offset + progress_every_s
-    span = dict(time_offset=time_offset, start_s=start_s, end_s=end_s, threads=threads)
+    span = dict(time_offset=time_offset, start_s=start_s, end_s=end_s, threads=threads, stats=stats)
     frames = decoded_ahead(path, depth=read_ahead, **span) if read_ahead > 0 else _followed(iter_frames(path, **span))
     for frame in frames:
         for c in consumers:

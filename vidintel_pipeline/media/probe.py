@@ -1,4 +1,12 @@
-"""Probe a media file in-process with PyAV (the imageio-ffmpeg binary ships no ffprobe)."""
+"""Probe a media file in-process with PyAV (the imageio-ffmpeg binary ships no ffprobe).
+
+The timeline every output uses starts at the **first decoded video frame** (time 0, as PySceneDetect counts),
+not at the container's presentation time: an MP4 whose edit list starts the video 0.5 s after the audio has
+frame 0 at 0.0 and its audio shifted by the same 0.5 s (``audio_offset_s``, applied when the audio is extracted).
+``duration_s`` is the video stream's *readable* duration on that timeline: the end of the last video packet
+actually present in the file, found by demuxing it whole (no decoding; about 1 s per GB here). A file whose
+index promises more than its data holds (an interrupted download) is ``truncated``, with both durations kept.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +36,12 @@ class VideoProbe:
     sample_rate: Optional[int] = None
     channels: Optional[int] = None
     streams: list[dict[str, Any]] = field(default_factory=list)
+    declared_duration_s: float = 0.0       # what the container's header promises (longest stream)
+    video_start_s: float = 0.0             # first decoded frame's presentation time: the timeline's origin
+    audio_offset_s: float = 0.0            # where the first audio sample lies on that timeline (<0: before frame 0)
+    readable_video_s: Optional[float] = None
+    readable_audio_s: Optional[float] = None
+    truncated: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,9 +76,11 @@ def probe(path: str | os.PathLike[str]) -> VideoProbe:
         duration = 0.0
         if container.duration is not None:
             duration = container.duration / 1_000_000
+        declared: dict[str, float] = {}
         for s in (vs, aus):
             if s is not None and s.duration is not None and s.time_base is not None:
-                duration = max(duration, float(s.duration * s.time_base))
+                declared[s.type] = float(s.duration * s.time_base)
+                duration = max(duration, declared[s.type])
         streams = [
             {"index": s.index, "type": s.type, "codec": s.codec_context.name if s.codec_context else None}
             for s in container.streams
@@ -73,6 +89,7 @@ def probe(path: str | os.PathLike[str]) -> VideoProbe:
             path=path,
             size_bytes=size,
             duration_s=round(duration, 6),
+            declared_duration_s=round(duration, 6),
             format_name=container.format.name,
             has_video=vs is not None,
             has_audio=aus is not None,
@@ -88,23 +105,80 @@ def probe(path: str | os.PathLike[str]) -> VideoProbe:
             result.pixel_format = cc.format.name if cc.format else None
             if not result.width or not result.height:
                 raise MediaError(f"{name}: video stream has no frame size (corrupt or truncated?)")
-            result.rotation = _first_frame_rotation(container, vs, name)
+            result.rotation, result.video_start_s = _first_frame(container, vs, name)
         if aus is not None:
             result.audio_codec = aus.codec_context.name
             result.sample_rate = aus.codec_context.sample_rate
             result.channels = aus.codec_context.channels
-        if result.duration_s <= 0:
-            raise MediaError(f"{name}: duration is unknown or zero (truncated file?)")
-        return result
+    _measure_readable(path, result, declared)
+    if result.duration_s <= 0:
+        raise MediaError(f"{name}: duration is unknown or zero (truncated file?)")
+    return result
 
 
-def _first_frame_rotation(container: Any, stream: Any, name: str) -> int:
-    """Decode the first frame: proves the stream is decodable and yields its display rotation."""
+# A stream is truncated when its data ends this much before its header says (and by more than 2 % of it):
+# container durations are rounded and the last frame's duration is sometimes missing, by a frame at most.
+TRUNCATION_SLACK_S = 0.5
+
+
+def _measure_readable(path: str, result: VideoProbe, declared: dict[str, float]) -> None:
+    """Demux the whole file (no decoding): where each stream's data really ends, and the audio's offset."""
+    import av
+
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    try:
+        with av.open(path) as c:
+            wanted = [s for s in (c.streams.video[:1] + c.streams.audio[:1])]
+            for pkt in c.demux(wanted):
+                if pkt.pts is None or pkt.size == 0:
+                    continue
+                kind = pkt.stream.type
+                t = float(pkt.pts * pkt.time_base)
+                if not pkt.is_discard:
+                    first[kind] = min(first.get(kind, t), t)
+                last[kind] = max(last.get(kind, t), t + float((pkt.duration or 0) * pkt.time_base))
+    except (av.FFmpegError, OSError):
+        pass  # the packets read so far are what is readable: a damaged tail is what we measure here
+    origin = result.video_start_s
+    if "video" in last:  # spans are each stream's own, like the header's durations they are checked against
+        result.readable_video_s = round(max(0.0, last["video"] - origin), 6)
+    if "audio" in last:
+        a0 = _first_audio_time(path, first.get("audio", 0.0))
+        result.readable_audio_s = round(max(0.0, last["audio"] - a0), 6)
+        result.audio_offset_s = round(a0 - origin, 6)
+    for kind, readable in (("video", result.readable_video_s), ("audio", result.readable_audio_s)):
+        want = declared.get(kind)
+        if readable is not None and want and want - readable > max(TRUNCATION_SLACK_S, 0.02 * want):
+            result.truncated = True
+    if result.has_video and result.readable_video_s:
+        # the video stream's own duration on our timeline, never past its data: what every marker lives within
+        result.duration_s = result.readable_video_s
+
+
+def _first_audio_time(path: str, fallback: float) -> float:
+    """The first *decoded* audio sample's time: an AAC packet's pts counts encoder priming (1024 samples,
+    23 ms at 44.1 kHz) that the decoder drops."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            for f in c.decode(c.streams.audio[0]):
+                if f.time is not None:
+                    return float(f.time)
+    except (av.FFmpegError, IndexError):
+        pass
+    return max(fallback, 0.0)
+
+
+def _first_frame(container: Any, stream: Any, name: str) -> tuple[int, float]:
+    """Decode the first frame: proves the stream is decodable; yields its display rotation and its time."""
     import av
 
     try:
         for frame in container.decode(stream):
-            return int(getattr(frame, "rotation", 0) or 0) % 360
+            t = float(frame.time) if frame.time is not None else 0.0
+            return int(getattr(frame, "rotation", 0) or 0) % 360, t
     except (av.FFmpegError, ValueError) as exc:
         raise MediaError(f"{name}: video stream cannot be decoded ({exc})") from exc
     raise MediaError(f"{name}: video stream holds no decodable frame (corrupt or truncated?)")
