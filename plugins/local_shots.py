@@ -53,6 +53,7 @@ class LocalShotsOptions(PluginOptions):
     max_transition_s: float = 4.0           # longer ones neither (and no fade walks further)
     min_transition_change: float = 12.0     # a dissolve's two ends differ at least this much
     max_blend_residual: float = 0.3         # how far frames may stray from a linear blend of the two ends
+    max_midpoint_residual: float = 0.36     # a slow dissolve's frames are this close to their neighbours' mean
 
 
 class LocalShotsPlugin(FramePlugin):
@@ -179,7 +180,25 @@ class LocalShotsPlugin(FramePlugin):
                 for lo, hi in zip(bounds, bounds[1:]):
                     if hi - 1 - lo >= o.min_transition_frames:
                         pieces += self._classify(th, max(0, lo), hi - 1)
+            if not pieces and not inner:  # a dissolve inside a longer busy stretch: look for it inside
+                pieces = self._search(th, max(0, s - 1), e)
             found.extend(self._grow(d, a, b, fps, max_len, cuts) + (kind, conf) for a, b, kind, conf in pieces)
+        # slow dissolves between moving shots change no faster than the motion around them: no run finds
+        # them, but each of their frames is the mean of the frames k before and k after it (motion is not)
+        taken = fades + found
+        for lo, hi in _midpoint_windows(th, o.max_midpoint_residual, o.min_transition_change * 0.66):
+            lo, hi = max(0, lo - 2), min(n - 1, hi + 2)
+            # what is already explained (a fade, a dissolve, a cut) bounds the window
+            for a, b in sorted([(a, b) for a, b, _, _ in taken] + [(c - 1, c) for c in cuts]):
+                if a <= lo <= b:
+                    lo = b
+                elif lo < a <= hi:
+                    hi = a
+            if hi - lo > max_len or hi - lo < o.min_transition_frames + 2:
+                continue
+            pieces = [p for p in self._search(th, lo, hi, limit=o.max_blend_residual * 1.35) if p[2] == "dissolve"]
+            taken += pieces
+            found += pieces
         merged = sorted(fades + found)
         for a, b, _, _ in merged:
             for c in [c for c in cuts if a <= c <= b + 1]:
@@ -257,7 +276,33 @@ class LocalShotsPlugin(FramePlugin):
             a -= 1
         return a, b
 
-    def _classify(self, th: np.ndarray, a: int, b: int) -> list[tuple[int, int, str, float]]:
+    def _search(self, th: np.ndarray, a: int, b: int, depth: int = 0, limit: float = 0.0) -> list[tuple[int, int, str, float]]:
+        """The longest window of [a, b] that is a clean cross-fade (see :meth:`_classify`), then the same on
+        either side of it. Camera motion before or after a dissolve joins it into one busy run, whose ends are
+        then no blend of each other: a dissolve between two moving shots is found only this way."""
+        o = self.options
+        if b - a < o.min_transition_frames + 2 or depth > 3:
+            return []
+        best = None
+        for length in range(b - a, o.min_transition_frames + 1, -2):
+            for lo in range(a, b - length + 1, 2):
+                hi = lo + length
+                if float(np.abs(th[hi] - th[lo]).mean()) < o.min_transition_change:
+                    continue
+                residual, max_step, alpha = _blend_fit(th[lo : hi + 1])
+                # the blend must fill the window: it starts moving at once and ends just then
+                if residual <= (limit or o.max_blend_residual) and max_step <= 0.4 and alpha[1] < 0.25 and alpha[-2] > 0.75:
+                    if best is None or residual < best[2]:
+                        best = (lo, hi, residual)
+            if best is not None:
+                break
+        if best is None:
+            return []
+        lo, hi, _ = best
+        pieces = self._classify(th, lo, hi, limit)
+        return self._search(th, a, lo, depth + 1, limit) + pieces + self._search(th, hi, b, depth + 1, limit)
+
+    def _classify(self, th: np.ndarray, a: int, b: int, limit: float = 0.0) -> list[tuple[int, int, str, float]]:
         """(before, last, kind, confidence) for the run between frames a (before) and b (last changing)."""
         o = self.options
         if b - a < o.min_transition_frames:
@@ -268,19 +313,19 @@ class LocalShotsPlugin(FramePlugin):
         dark = int(np.argmin(luma))
         if 0 < dark < len(luma) - 1 and black[dark] and not black[0] and not black[-1]:
             m = a + dark
-            return self._classify(th, a, m) + self._classify(th, m, b)
+            return self._classify(th, a, m, limit) + self._classify(th, m, b, limit)
         change = float(np.abs(th[b] - th[a]).mean())
         if change < o.min_transition_change:
             return []
         residual, max_step, alpha = _blend_fit(th[a : b + 1])
-        if residual > o.max_blend_residual or max_step > 0.4:
+        if residual > (limit or o.max_blend_residual) or max_step > 0.4:
             return []
         # A cross-fade ramps alpha across the whole run. A run that is mostly plateau (the blend done early,
         # then one shot's own motion) is trimmed to its ramp, which is then judged on its own.
         lo = int(np.nonzero(alpha <= 0.05)[0].max()) if np.any(alpha <= 0.05) else 0
         hi = int(np.nonzero(alpha >= 0.95)[0].min()) if np.any(alpha >= 0.95) else len(alpha) - 1
         if (hi - lo) < 0.6 * (len(alpha) - 1) and (lo > 0 or hi < len(alpha) - 1):
-            return self._classify(th, a + lo, a + hi) if hi - lo >= o.min_transition_frames else []
+            return self._classify(th, a + lo, a + hi, limit) if hi - lo >= o.min_transition_frames else []
         if black[-1] and not black[0]:
             kind = "fade_out"
         elif black[0] and not black[-1]:
@@ -289,6 +334,32 @@ class LocalShotsPlugin(FramePlugin):
             kind = "dissolve"
         conf = round(float(np.clip(1.0 - residual, 0.5, 1.0)), 3)
         return [(a, b, kind, conf)]
+
+
+def _midpoint_windows(th: np.ndarray, max_residual: float, min_span: float,
+                      ks: tuple[int, ...] = (3, 6, 12), block: int = 2048) -> list[tuple[int, int]]:
+    """Frame windows where each frame is close to the mean of the frames k before and after it (a linear
+    blend's signature), merged over several k; computed a block of frames at a time to bound memory."""
+    n = len(th)
+    windows = []
+    for k in ks:
+        if n <= 2 * k:
+            continue
+        ok = np.zeros(n, bool)
+        for i in range(k, n - k, block):
+            j = min(n - k, i + block)
+            before, mid, after = th[i - k : j - k], th[i:j], th[i + k : j + k]
+            span = np.abs(after - before).mean(axis=(1, 2, 3))
+            resid = np.abs(before + after - 2 * mid).mean(axis=(1, 2, 3)) / 2
+            ok[i:j] = (span >= min_span) & (resid < max_residual * np.maximum(span, 1e-6))
+        windows += [(s - k, e + k) for s, e in _runs(ok, max_gap=1) if e - s >= 1]
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(windows):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def _layout_r(a: np.ndarray, b: np.ndarray) -> float:

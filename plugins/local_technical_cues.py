@@ -114,15 +114,21 @@ def _is_bars(s: np.ndarray) -> bool:
     """
     h, w = s.shape[:2]
     top = s[: h * 2 // 3]
-    cols = np.median(top, axis=0)  # (w, 3)
-    luma = cols[:, 0]
+    # the cheap look first, on the median of every third row's luma (about 10 us): nearly every frame ends here
+    rows = top[::3, :, 0]
+    luma = np.sort(rows, axis=0)[len(rows) // 2]  # a median, without np.median's overhead on tiny arrays
     lit = np.nonzero(luma > 24)[0]
     if len(lit) < w // 2:
         return False
     x0, x1 = int(lit[0]), int(lit[-1]) + 1  # inside a black pillarbox
-    for layout in _layouts(x1 - x0):
+    layouts = [(lo + x0, hi + x0, n) for lo, hi, n in _layouts(x1 - x0)
+               if np.all(np.diff(luma[((lo + hi - 1) // 2)[:7] + x0]) < -6)]
+    if not layouts:
+        return False
+    cols = np.sort(top, axis=0)[len(top) // 2]  # column medians, (w, 3)
+    luma = cols[:, 0]
+    for layout in layouts:
         lo, hi, bands = layout
-        lo, hi = lo + x0, hi + x0
         centres = ((lo + hi - 1) // 2)[:7]
         if not np.all(np.diff(luma[centres]) < -6):
             continue  # nearly every frame stops here, cheaply

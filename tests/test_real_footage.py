@@ -25,7 +25,7 @@ from vidintel_pipeline.orchestration import run_frame_plugins  # noqa: E402
 
 
 def score(clip, markers) -> dict:
-    """Hard cuts at +-1 frame, gradual transitions found (overlap within 2 frames) and named, bars frames."""
+    """Hard cuts at +-1 frame, gradual transitions found (overlapping the truth) and named, bars frames."""
     fps = clip.fps
     cuts = [round(m.start_s * fps) for m in markers if m.label == "cut"]
     grads = [(m.label, round(m.start_s * fps), round(m.end_s * fps)) for m in markers
@@ -34,7 +34,7 @@ def score(clip, markers) -> dict:
     missed = [t for t in clip.cuts if not any(abs(c - t) <= 1 for c in cuts)]
 
     def overlaps(g, x):
-        return x[1] <= g["end_frame"] + 2 and x[2] >= g["start_frame"] - 2
+        return x[1] <= g["end_frame"] and x[2] >= g["start_frame"]
 
     found = [next((x for x in grads if overlaps(g, x)), None) for g in clip.gradual]
     bars = {f for m in markers if m.label == "color_bars" for f in range(round(m.start_s * fps), round(m.end_s * fps))}

@@ -123,6 +123,25 @@ def build(out: Path, bikes: Path, bbb: Path, carphone: Path) -> list[Clip]:
         {"type": "dissolve", "start_frame": xoff + 1, "end_frame": xoff + 14},
     ]))
 
+    # 1b. two dissolves of different lengths between moving shots, and a fade through black with no hold
+    p = out / "dissolves.mp4"
+    if not p.exists():
+        graph = ";".join([
+            _seg(1, *s[1]), _seg(2, *s[2]), _seg(3, *s[3]), _seg(4, *s[4]),
+            "[s1][s2]xfade=transition=fade:duration=0.4:offset=1.2[x1]",        # 10 frames
+            "[x1][s3]xfade=transition=fade:duration=1.2:offset=2.4[x2]",        # 30 frames
+            "[x2][s4]xfade=transition=fadeblack:duration=0.8:offset=3.6[v]",    # 20 frames, through black
+        ])
+        _run(["-i", str(bikes), "-filter_complex", graph, "-map", "[v]", *enc, str(p)])
+    # xfade at offset o (O = 25 o frames) keeps a's frames < O+1, blends O+1..O+D-1 and is O + len(b) long
+    clips.append(Clip("dissolves", p, FPS, 90 + (s[4][1] - s[4][0] + 1), gradual=[
+        {"type": "dissolve", "start_frame": 31, "end_frame": 39},
+        {"type": "dissolve", "start_frame": 61, "end_frame": 89},
+        # fadeblack (ffmpeg 9, as looked at frame by frame): black from 94 to 96, a slow rise after
+        {"type": "fade_out", "start_frame": 91, "end_frame": 93},
+        {"type": "fade_in", "start_frame": 97, "end_frame": 109},
+    ]))
+
     # 2. I-frame pumping: bikes at low quality with a keyframe every 6 frames (VP8-like pops on every I-frame)
     p = out / "pumping.mp4"
     if not p.exists():
