@@ -81,7 +81,11 @@ class KeyframeSelector:
         shots = shot_spans(markers, duration_s)
         chosen: list[tuple[int, Candidate]] = []
         used: set[float] = set()
+        # a transition's end_s is its last blended frame: the shot after it starts one frame later
+        blended = {round(m.end_s, 6) for m in markers if m.type == "shot_boundary" and m.end_s > m.start_s}
         for i, (start, end) in enumerate(shots):
+            if round(start, 6) in blended:
+                start += 1e-3
             # only a picture from inside the shot, and never one another shot already shows: a shot too short
             # for any candidate gets no keyframe rather than its neighbour's
             inside = [c for c in self.candidates if start - 1e-6 <= c.time_s < end and c.time_s not in used]
