@@ -84,6 +84,19 @@ def _f(value: float) -> dg.FloatMetadataValue:
     return dg.FloatMetadataValue(float(value))
 
 
+def clamp_transcript(result: TranscriptionResult, end_s: float) -> int:
+    """Move every word and segment end past ``end_s`` back to it (speech models extrapolate the last word's end
+    beyond the audio, by 0.7 s on a truncated file here); returns how many times were moved."""
+    n = 0
+    for seg in result.segments:
+        for item in [seg, *seg.words]:
+            if item.end_s > end_s:
+                item.end_s, n = end_s, n + 1
+            if item.start_s > item.end_s:
+                item.start_s, n = item.end_s, n + 1
+    return n
+
+
 def run_warnings(runs: list[dict[str, Any]], kind: str = "plugin") -> list[str]:
     """One line per problem a user must see: a failed plugin with its error, markers clamped or dropped."""
     out = []
@@ -435,6 +448,9 @@ def transcript(
             for r in plugin_runs:
                 if r.status != "ok":
                     context.log.error(f"transcription plugin {r.plugin} failed: {r.error}")
+        clamped = clamp_transcript(result, info["duration_s"])
+        if clamped:
+            context.log.warning(f"{clamped} word or segment time(s) past the video's end ({info['duration_s']:.2f} s) clamped to it")
         report(context, IngestionPhase.TRANSCRIBING_AUDIO, 100, words=result.word_count)
         ledger = costs.ledger()
         for name, usd in by_plugin.items():

@@ -1,0 +1,97 @@
+"""Damaged and unusual sources through the real CLI and Dagster job: truncated files are flagged (or refused
+with --strict), failures are loud, and a file whose edit list starts the video late keeps one timeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vidintel_pipeline import cli
+from vidintel_pipeline.media.ffmpeg import run_ffmpeg
+
+
+def _memory(home: Path, project: str, video: str) -> dict:
+    return json.loads((home / f"data/output/projects/{project}/memories/{video}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def faststart(demo_video, tmp_path_factory) -> Path:
+    """The 24 s demo with its index up front: cut short, it still opens (an interrupted download)."""
+    out = tmp_path_factory.mktemp("damaged") / "faststart.mp4"
+    run_ffmpeg(["-i", str(demo_video[0]), "-c", "copy", "-movflags", "+faststart", str(out)], what="remux")
+    return out
+
+
+def test_a_truncated_file_is_flagged_and_nothing_runs_past_its_end(home, faststart, tmp_path, capsys):
+    cut = tmp_path / "cut short.mp4"
+    data = faststart.read_bytes()
+    cut.write_bytes(data[: len(data) * 35 // 100])
+    assert cli.main(["ingest", str(cut), "--project", "acme", "--video-id", "partial", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: source truncated" in err, err
+    memory = _memory(home, "acme", "partial")
+    src = memory["source"]
+    assert src["truncated"] is True and src["declared_duration_s"] == pytest.approx(24.0, abs=0.3)
+    assert memory["duration_s"] == pytest.approx(src["readable_video_s"]) and memory["duration_s"] < 12
+    assert any(w.startswith("source truncated") for w in memory["warnings"])
+    assert memory["markers"] and all(m["end_s"] <= memory["duration_s"] + 1e-6 for m in memory["markers"])
+    assert all(w["end_s"] <= memory["duration_s"] + 0.5 for s in memory["transcript"]["segments"] for w in s["words"])
+
+    # --strict refuses it, with the reason, and leaves the earlier result alone
+    assert cli.main(["ingest", str(cut), "--project", "acme", "--video-id", "partial", "--quiet", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "strict" in err and "truncated" in err, err
+    assert _memory(home, "acme", "partial") == memory
+
+
+def test_a_failed_plugin_is_a_warning_and_strict_makes_it_an_error(home, demo_video, tmp_path, monkeypatch, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "outage.py").write_text(
+        "from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginError\n"
+        "class Outage(BaseTemporalPlugin):\n"
+        "    def get_plugin_info(self):\n"
+        "        return {'plugin_name': 'outage', 'plugin_version': '1.0.0', 'supported_events': ['custom_prompt']}\n"
+        "    async def detect_markers(self, chunk, config):\n"
+        "        raise PluginError('provider outage (HTTP 503)', plugin='outage')\n")
+    monkeypatch.setenv("VIDINTEL_PLUGIN_PATH", str(plugins))
+    args = ["ingest", str(demo_video[0]), "--project", "acme", "--video-id", "loud", "--quiet", "--plugins", "local_shots,outage"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "vidintel: warning: plugin outage failed: PluginError: [outage] provider outage (HTTP 503)" in err, err
+    memory = _memory(home, "acme", "loud")
+    assert any(m["plugin"] == "local_shots" for m in memory["markers"])  # the other plugin's result is kept
+    assert cli.main(args + ["--strict"]) == 3
+    assert "--strict: 1 warning(s)" in capsys.readouterr().err
+
+
+def test_an_edit_list_keeps_pictures_words_and_cuts_on_one_timeline(home, demo_video, tmp_path, capsys):
+    """The same demo, its video placed 0.6 s after its audio by an edit list: frame 0 is still 0.0, so cuts
+    stay where they were and every word moves 0.6 s earlier (the audio before the first picture is cut)."""
+    late = tmp_path / "late.mp4"
+    run_ffmpeg(["-itsoffset", "0.6", "-i", str(demo_video[0]), "-i", str(demo_video[0]), "-map", "0:v", "-map", "1:a",
+                "-c", "copy", str(late)], what="remux with an edit list")
+    assert cli.main(["ingest", str(demo_video[0]), "--project", "acme", "--video-id", "plain", "--quiet"]) == 0
+    assert cli.main(["ingest", str(late), "--project", "acme", "--video-id", "late", "--quiet"]) == 0
+    capsys.readouterr()
+    plain, shifted = _memory(home, "acme", "plain"), _memory(home, "acme", "late")
+    assert shifted["source"]["audio_offset_s"] == pytest.approx(-0.6, abs=0.03)
+    assert shifted["duration_s"] == pytest.approx(plain["duration_s"], abs=0.05)
+
+    def cuts(m):
+        return [x["start_s"] for x in m["markers"] if x["label"] == "cut"]
+
+    assert cuts(shifted) == pytest.approx(cuts(plain), abs=0.041)
+    # words that start after the first picture: the same words, 0.6 s earlier (those before it are cut off)
+    a = [w for s in plain["transcript"]["segments"] for w in s["words"] if w["start_s"] > 1.0 and w["probability"] > 0.5]
+    b = [w for s in shifted["transcript"]["segments"] for w in s["words"]]
+    assert len(a) >= 10
+    moved = []
+    for x in a:  # the same word, nearest in time to where it should now be
+        want = x["start_s"] - 0.6
+        got = min((w["start_s"] for w in b if w["word"] == x["word"]), key=lambda t: abs(t - want), default=None)
+        moved.append(got is not None and abs(got - want) <= 0.1)
+    assert sum(moved) >= 0.9 * len(a), list(zip([x["word"] for x in a], moved))
+    assert min(k["time_s"] for k in shifted["keyframes"]) >= 0.0
