@@ -28,16 +28,19 @@ $(GPU_STAMP): $(STAMP)
 	$(BIN)/python -m pip check
 	touch $(GPU_STAMP)
 
+# tests/old_ffmpeg_bin holds an "ffmpeg 5.1" (Debian 12's) that fails every real call: first on PATH, it
+# proves the suite runs the bundled imageio-ffmpeg build, never whatever ffmpeg the machine has
 test: $(GPU_STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q
 
 ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.1:3000)
 	@mkdir -p $(DAGSTER_HOME)
 	@$(BIN)/python -c "from vidintel_pipeline.instance import ensure_instance_home; ensure_instance_home()"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: $(STAMP)  ## benchmark (not a test): vidintel vs one plain decode, faster-whisper and PySceneDetect
+bench: $(STAMP)  ## benchmark (not a test): the real-footage table, then vidintel vs one plain decode, faster-whisper and PySceneDetect
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/real_footage.py --json bench-results/real_footage.json
 	$(BIN)/python benchmarks/ingest_vs_decode.py --minutes 5
 
 reliability: $(GPU_STAMP)  ## every reliability/security case, slow ones too (4K, 1 hour of 1080p, 200 videos): prints the table
