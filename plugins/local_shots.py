@@ -48,6 +48,8 @@ class LocalShotsOptions(PluginOptions):
     cut_ratio: float = 3.0                  # ...and this many times the local baseline (plus 1)
     flash_frames: int = 6                   # a picture that returns within this many frames was a flash
     min_cut_content: float = 0.6            # (1 - layout correlation) + histogram distance a cut must reach
+    min_cut_content_inter: float = 0.3      # the same on frames that are not intra-coded (no keyframe pop there),
+    min_cut_local: float = 0.12             # ...or this share of the picture changed by more than 12 (a jump cut)
     flat_max_std: float = 4.0               # luma and chroma spread (0-255) under which a frame is a flat field
     min_transition_frames: int = 4          # shorter changing runs are not dissolves
     max_transition_s: float = 4.0           # longer ones neither (and no fade walks further)
@@ -78,13 +80,20 @@ class LocalShotsPlugin(FramePlugin):
         super().begin(chunk, config)
         self._d: list[float] = []
         self._t: list[float] = []
+        self._intra: list[bool] = []
+        self._spread: list[tuple[float, float]] = []
         self._thumbs: list[np.ndarray] = []
 
     def process(self, frame: Frame) -> None:
         self._d.append(frame.change)
         self._t.append(frame.time_s)
         # 32x18 copy for flash and blend checks: ~1.7 kB per frame
-        self._thumbs.append(frame.small()[::2, ::2].astype(np.uint8))
+        thumb = frame.small()[::2, ::2].astype(np.uint8)
+        self._thumbs.append(thumb)
+        self._intra.append(frame.intra)
+        # the spread of luma and of chroma: a flat field has neither (fades); two floats, not a copy per frame
+        _, dev = cv2.meanStdDev(thumb)
+        self._spread.append((float(dev[0, 0]), float(max(dev[1, 0], dev[2, 0]))))
 
     def end(self) -> list[TemporalMarker]:
         if len(self._d) < 3:
@@ -141,7 +150,9 @@ class LocalShotsPlugin(FramePlugin):
                 flashes.add(int(i))
                 continue  # the picture from before a flash comes back: a flash ending
             r, hd = _content_change(th[i - 1], th[i])
-            if (1.0 - r) + hd < o.min_cut_content:
+            content = (1.0 - r) + hd
+            if content < o.min_cut_content if self._intra[i] else (content < o.min_cut_content_inter
+                                                                    and _local_change(th[i - 1], th[i]) < o.min_cut_local):
                 pops.add(int(i))
                 continue  # the same picture, re-rendered: a keyframe's quality pop, a tint, a flicker
             ratio = d[i] / (baseline[i] + 1.0)
@@ -180,8 +191,6 @@ class LocalShotsPlugin(FramePlugin):
                 for lo, hi in zip(bounds, bounds[1:]):
                     if hi - 1 - lo >= o.min_transition_frames:
                         pieces += self._classify(th, max(0, lo), hi - 1)
-            if not pieces and not inner:  # a dissolve inside a longer busy stretch: look for it inside
-                pieces = self._search(th, max(0, s - 1), e)
             found.extend(self._grow(d, a, b, fps, max_len, cuts) + (kind, conf) for a, b, kind, conf in pieces)
         # slow dissolves between moving shots change no faster than the motion around them: no run finds
         # them, but each of their frames is the mean of the frames k before and k after it (motion is not)
@@ -201,7 +210,7 @@ class LocalShotsPlugin(FramePlugin):
             found += pieces
         merged = sorted(fades + found)
         for a, b, _, _ in merged:
-            for c in [c for c in cuts if a <= c <= b + 1]:
+            for c in [c for c in cuts if a < c <= b + 1]:  # a cut at a, into the transition's first frame, stays
                 del cuts[c]
         return [
             TemporalMarker(
@@ -223,14 +232,13 @@ class LocalShotsPlugin(FramePlugin):
         """
         o = self.options
         n = len(th)
-        y = th[:, :, :, 0].reshape(n, -1)
-        contrast = y.std(axis=1)
-        chroma = th[:, :, :, 1:].reshape(n, -1, 2).std(axis=1).max(axis=1)
+        spread = np.asarray(self._spread, dtype=np.float64).reshape(n, 2)
+        contrast, chroma = spread[:, 0], spread[:, 1]
         flat = (contrast < o.flat_max_std) & (chroma < o.flat_max_std)
         max_len = int(o.max_transition_s * fps)
         out: list[tuple[int, int, str, float]] = []
         for f0, f1 in _runs(flat):
-            field = float(y[f0 : f1 + 1].mean())
+            field = float(th[f0 : f1 + 1, :, :, 0].mean())
             colour = "black" if field < BLACK_LUMA else "white" if field > 200 else "colour"
             for kind, edge, step in (("fade_out", f0 - 1, -1), ("fade_in", f1 + 1, 1)):
                 if not 0 <= edge < n or flat[edge]:
@@ -238,7 +246,7 @@ class LocalShotsPlugin(FramePlugin):
                 j = edge
                 # the same picture all along (its layout correlates), only its contrast scaled: a cut inside stops it
                 while 0 <= j + step < n and abs(j + step - edge) < max_len \
-                        and contrast[j + step] > contrast[j] * 1.01 + 0.05 and _layout_r(th[j + step], th[j]) > 0.8:
+                        and contrast[j + step] > contrast[j] * 1.002 + 0.02 and _layout_r(th[j + step], th[j]) > 0.8:
                     j += step
                 first, last = (j, edge) if step < 0 else (edge, j)
                 length = last - first + 1
@@ -258,7 +266,7 @@ class LocalShotsPlugin(FramePlugin):
     def _grow(d: np.ndarray, a: int, b: int, fps: float, max_len: int, cuts: dict[int, float]) -> tuple[int, int]:
         """Widen [a, b] while the frames at its edges change more than the neighbouring shots' own motion.
 
-        Growth never crosses a cut candidate and adds at most half the run's own length on each side.
+        Growth never crosses a cut candidate and adds at most two frames on each side.
         """
         n = len(d)
         span = max(3, int(fps))
@@ -277,15 +285,19 @@ class LocalShotsPlugin(FramePlugin):
         return a, b
 
     def _search(self, th: np.ndarray, a: int, b: int, depth: int = 0, limit: float = 0.0) -> list[tuple[int, int, str, float]]:
-        """The longest window of [a, b] that is a clean cross-fade (see :meth:`_classify`), then the same on
-        either side of it. Camera motion before or after a dissolve joins it into one busy run, whose ends are
-        then no blend of each other: a dissolve between two moving shots is found only this way."""
+        """The longest window of [a, b] that is a clean cross-fade (see :meth:`_classify`) and no camera move,
+        then the same on either side of it. A slow dissolve between two moving shots is found only this way.
+
+        Window lengths and starts are tried on a grid of about 12 steps each, so a window costs at most ~150
+        blend fits however long it is (the candidate windows come from :func:`_midpoint_windows`).
+        """
         o = self.options
         if b - a < o.min_transition_frames + 2 or depth > 3:
             return []
         best = None
-        for length in range(b - a, o.min_transition_frames + 1, -2):
-            for lo in range(a, b - length + 1, 2):
+        step = max(2, (b - a) // 12)
+        for length in range(b - a, o.min_transition_frames + 1, -step):
+            for lo in range(a, b - length + 1, step):
                 hi = lo + length
                 if float(np.abs(th[hi] - th[lo]).mean()) < o.min_transition_change:
                     continue
@@ -299,7 +311,8 @@ class LocalShotsPlugin(FramePlugin):
         if best is None:
             return []
         lo, hi, _ = best
-        pieces = self._classify(th, lo, hi, limit)
+        # a pan over smooth texture also interpolates linearly: the ends are then one picture, shifted
+        pieces = [] if _moved(th[lo], th[hi]) else self._classify(th, lo, hi, limit)
         return self._search(th, a, lo, depth + 1, limit) + pieces + self._search(th, hi, b, depth + 1, limit)
 
     def _classify(self, th: np.ndarray, a: int, b: int, limit: float = 0.0) -> list[tuple[int, int, str, float]]:
@@ -326,6 +339,8 @@ class LocalShotsPlugin(FramePlugin):
         hi = int(np.nonzero(alpha >= 0.95)[0].min()) if np.any(alpha >= 0.95) else len(alpha) - 1
         if (hi - lo) < 0.6 * (len(alpha) - 1) and (lo > 0 or hi < len(alpha) - 1):
             return self._classify(th, a + lo, a + hi, limit) if hi - lo >= o.min_transition_frames else []
+        if _camera_move(th[a : b + 1]):
+            return []  # a pan or zoom over smooth texture interpolates linearly too: one picture, moving
         if black[-1] and not black[0]:
             kind = "fade_out"
         elif black[0] and not black[-1]:
@@ -360,6 +375,41 @@ def _midpoint_windows(th: np.ndarray, max_residual: float, min_span: float,
         else:
             merged.append((lo, hi))
     return merged
+
+
+def _camera_move(frames: np.ndarray) -> bool:
+    """Whether most steps of about a sixth of the run show the same picture shifted (see :func:`_moved`)."""
+    n = len(frames)
+    k = max(1, n // 6)
+    steps = [_moved(frames[i], frames[i + k]) for i in range(0, n - k, k)]
+    return bool(steps) and sum(steps) > len(steps) / 2
+
+
+def _local_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the 16x9 luma layout that changed by more than 12 levels, the global brightness change removed:
+    a jump cut (same angle, the subject jumps) changes a region; a re-rendered or tinted picture changes no
+    region that much (dev set: jump cut 0.17, keyframe and colour pops 0.06 or less)."""
+    la = cv2.resize(a[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
+    lb = cv2.resize(b[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
+    diff = lb - la
+    return float((np.abs(diff - diff.mean()) > 12).mean())
+
+
+def _moved(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether thumbnail ``b`` is thumbnail ``a`` shifted (a camera move), not another picture: after the shift
+    phase correlation finds (sub-pixel), the inner parts differ by under half as much as unshifted."""
+    la, lb = a[:, :, 0].astype(np.float32), b[:, :, 0].astype(np.float32)
+    h, w = la.shape
+    # no window argument: OpenCV 4.x returned another shift on the first call with one than on later calls
+    (dx, dy), _ = cv2.phaseCorrelate(la, lb)
+    if abs(dx) < 0.25 and abs(dy) < 0.25 or abs(dx) > w / 3 or abs(dy) > h / 3:
+        return False
+    shifted = cv2.warpAffine(la, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    mx, my = int(np.ceil(abs(dx))) + 1, int(np.ceil(abs(dy))) + 1
+    inner = (slice(my, h - my), slice(mx, w - mx))
+    if la[inner].size == 0:
+        return False
+    return float(np.abs(shifted[inner] - lb[inner]).mean()) < 0.5 * float(np.abs(la[inner] - lb[inner]).mean())
 
 
 def _layout_r(a: np.ndarray, b: np.ndarray) -> float:

@@ -120,7 +120,9 @@ def _is_bars(s: np.ndarray) -> bool:
     lit = np.nonzero(luma > 24)[0]
     if len(lit) < w // 2:
         return False
-    x0, x1 = int(lit[0]), int(lit[-1]) + 1  # inside a black pillarbox
+    x0, x1 = int(lit[0]), int(lit[-1]) + 1
+    if abs(x0 - (w - x1)) > 2:
+        x0, x1 = 0, w  # a pillarbox is symmetric; black on one side only is a band of the bars (EBU's last)
     layouts = [(lo + x0, hi + x0, n) for lo, hi, n in _layouts(x1 - x0)
                if np.all(np.diff(luma[((lo + hi - 1) // 2)[:7] + x0]) < -6)]
     if not layouts:

@@ -37,6 +37,7 @@ def test_a_truncated_file_is_flagged_and_nothing_runs_past_its_end(home, faststa
     assert memory["duration_s"] == pytest.approx(src["readable_video_s"]) and memory["duration_s"] < 12
     assert any(w.startswith("source truncated") for w in memory["warnings"])
     assert memory["markers"] and all(m["end_s"] <= memory["duration_s"] + 1e-6 for m in memory["markers"])
+    assert not any("clamped" in w or "dropped" in w for w in memory["warnings"])  # no detector ran past the end
     assert all(w["end_s"] <= memory["duration_s"] + 0.5 for s in memory["transcript"]["segments"] for w in s["words"])
 
     # --strict refuses it, with the reason, and leaves the earlier result alone
@@ -44,6 +45,26 @@ def test_a_truncated_file_is_flagged_and_nothing_runs_past_its_end(home, faststa
     err = capsys.readouterr().err
     assert "strict" in err and "truncated" in err, err
     assert _memory(home, "acme", "partial") == memory
+
+
+def test_garbage_in_the_middle_is_counted_and_reported(home, faststart, tmp_path, capsys):
+    """3 kB of noise over the middle of the file: the decoder refuses a packet or flags a frame; the rest is
+    analysed, the damage is a warning, and --strict refuses the file."""
+    import random
+
+    data = bytearray(faststart.read_bytes())
+    for at in (0.4, 0.6):
+        i = int(len(data) * at)
+        data[i : i + 3000] = random.Random(7).randbytes(3000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    assert cli.main(["ingest", str(damaged), "--project", "acme", "--video-id", "damaged", "--quiet"]) == 0
+    assert "warning: source damaged: " in capsys.readouterr().err
+    memory = _memory(home, "acme", "damaged")
+    assert memory["duration_s"] == pytest.approx(24.0, abs=0.3) and not memory["source"]["truncated"]
+    assert sum(m["label"] == "cut" for m in memory["markers"]) >= 4  # the picture after the damage is analysed
+    assert cli.main(["ingest", str(damaged), "--project", "acme", "--video-id", "damaged", "--quiet", "--strict"]) == 2
+    assert "(strict): source damaged" in capsys.readouterr().err
 
 
 def test_a_failed_plugin_is_a_warning_and_strict_makes_it_an_error(home, demo_video, tmp_path, monkeypatch, capsys):

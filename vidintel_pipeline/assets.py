@@ -85,15 +85,23 @@ def _f(value: float) -> dg.FloatMetadataValue:
 
 
 def clamp_transcript(result: TranscriptionResult, end_s: float) -> int:
-    """Move every word and segment end past ``end_s`` back to it (speech models extrapolate the last word's end
-    beyond the audio, by 0.7 s on a truncated file here); returns how many times were moved."""
+    """Words and segments past ``end_s`` (the video's end): those starting after it are dropped, those
+    straddling it end there. Speech models extrapolate the last word's end beyond the audio (by 0.7 s on a
+    truncated file here), and audio often runs a little past the last picture. Returns how many changed."""
     n = 0
+    segments = []
     for seg in result.segments:
-        for item in [seg, *seg.words]:
+        if seg.start_s >= end_s:
+            n += 1 + len(seg.words)
+            continue
+        kept = [w for w in seg.words if w.start_s < end_s]
+        n += len(seg.words) - len(kept)
+        for item in [seg, *kept]:
             if item.end_s > end_s:
                 item.end_s, n = end_s, n + 1
-            if item.start_s > item.end_s:
-                item.start_s, n = item.end_s, n + 1
+        seg.words = kept
+        segments.append(seg)
+    result.segments = segments
     return n
 
 
@@ -323,8 +331,12 @@ def visual_analysis(
     except MediaError as exc:  # unreadable media is permanent; a decoding process that died may not be
         raise dg.Failure(description=str(exc), allow_retries=getattr(exc, "retryable", False)) from exc
     elapsed = time.perf_counter() - t0
-    if storage.strict() and (result.decode.errors or result.decode.corrupt):
-        raise dg.Failure(description=f"Cannot use {info['key']} (strict): " + source_warnings(info, result.decode.as_dict())[0],
+    decode = result.decode.as_dict()
+    if not result.frames_decoded:  # every frame plugin cached: what the last decode of this very file met
+        old = _optional(store, ref.key("metadata", MARKERS))
+        decode = old.get("decode", {}) if isinstance(old, dict) and old.get("source_sha256") == sha else {}
+    if storage.strict() and (decode.get("errors") or decode.get("corrupt")):
+        raise dg.Failure(description=f"Cannot use {info['key']} (strict): " + source_warnings(info, decode)[0],
                          allow_retries=False)
     for run in result.failed:
         context.log.error(f"plugin {run.plugin} failed: {run.error}")
@@ -357,7 +369,8 @@ def visual_analysis(
         "markers": [m.model_dump() for m in result.markers],
         "plugins": [r.as_dict() for r in result.runs],
         "cost": CostSummary(total_usd=round(sum(cost.values()), 6), by_plugin=cost).model_dump(),
-        "decode": result.decode.as_dict(),
+        "decode": decode,
+        "source_sha256": sha,
     }
     mk_uri = store.put_json(ref.key("metadata", MARKERS), doc)
     by_type: dict[str, int] = {}
@@ -376,8 +389,8 @@ def visual_analysis(
         "markers_by_type": dg.JsonMetadataValue(by_type),
         "plugins": dg.JsonMetadataValue([r.as_dict() for r in result.runs]),
         "plugins_failed": dg.IntMetadataValue(len(result.failed)),
-        "warnings": _warnings_md(source_warnings(info, result.decode.as_dict()) + run_warnings([r.as_dict() for r in result.runs])),
-        "decode_errors": dg.IntMetadataValue(result.decode.errors + result.decode.corrupt),
+        "warnings": _warnings_md(source_warnings(info, decode) + run_warnings([r.as_dict() for r in result.runs])),
+        "decode_errors": dg.IntMetadataValue(decode.get("errors", 0) + decode.get("corrupt", 0)),
         "markers_clamped": dg.IntMetadataValue(sum(r.clamped for r in result.runs)),
         "markers_dropped": dg.IntMetadataValue(sum(r.dropped for r in result.runs)),
         "plugins_fell_back": dg.JsonMetadataValue({r.plugin: r.fallback_for for r in result.runs if r.fallback_for}),
@@ -450,7 +463,7 @@ def transcript(
                     context.log.error(f"transcription plugin {r.plugin} failed: {r.error}")
         clamped = clamp_transcript(result, info["duration_s"])
         if clamped:
-            context.log.warning(f"{clamped} word or segment time(s) past the video's end ({info['duration_s']:.2f} s) clamped to it")
+            context.log.warning(f"{clamped} word(s) or segment(s) past the video's end ({info['duration_s']:.2f} s) dropped or cut there")
         report(context, IngestionPhase.TRANSCRIBING_AUDIO, 100, words=result.word_count)
         ledger = costs.ledger()
         for name, usd in by_plugin.items():

@@ -3,7 +3,8 @@
 While frames stream past, the sharpest sampled frame (variance of the Laplacian of the luma) of each
 short bucket is kept as a small JPEG: the bucket holds its best frame so far and encodes only the winner. Once shot boundaries are known, each shot takes the best candidate
 inside its clean part (transitions excluded), so its keyframe always lies inside it and no two shots share
-one. A frame that changes like a cut closes its bucket early. Memory stays bounded: one JPEG per bucket.
+one. A frame that changes like a cut closes its bucket early (at most once per sample period). Memory stays
+bounded: at most one JPEG per bucket and early close.
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ class KeyframeSelector:
         self._bucket = -1
         self._best: tuple[float, float, Frame] | None = None
         self._next_t = 0.0
+        self._early_t = 0.0
 
     def process(self, frame: Frame) -> None:
         bucket = int(frame.time_s // self.bucket_s)
-        if frame.change >= NEW_PICTURE_CHANGE and self._best is not None:
-            # a likely cut: close the bucket early, so a shot starting mid-bucket has candidates of its own
+        if frame.change >= NEW_PICTURE_CHANGE and self._best is not None and frame.time_s >= self._early_t:
+            # a likely cut: close the bucket early, so a shot starting mid-bucket has candidates of its own;
+            # at most once per sample period, so a strobe or a whip pan cannot make every frame a candidate
             self._flush()
             self._next_t = frame.time_s
+            self._early_t = frame.time_s + self.period_s
         if bucket != self._bucket:
             self._flush()
             self._bucket = bucket

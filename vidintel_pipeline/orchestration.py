@@ -35,6 +35,7 @@ from .segments import Guarded, analyze_segments, decode_workers, margin_for, min
 
 MERGE_TOLERANCE_S = 0.05
 CLAMP_SLACK_S = 0.5  # a marker this far outside its chunk is clamped into it, further out it is dropped
+MAX_RUN_WARNINGS = 10  # reasons kept per plugin run (the counts are always complete)
 
 
 @dataclass
@@ -304,15 +305,15 @@ class _Ctx:
         async def one(c: ChunkInfo) -> list[TemporalMarker]:
             async with sem:
                 out = await call_with_policy(lambda: p.detect_markers(c, self.config), self.policy, p.name, run)
-            markers = _checked(out, c, p.name, run)
-            self.store(p, c, markers)
-            return markers
+            return _checked(out, c, p.name, run)
 
         try:
             outs = await asyncio.gather(*(one(c) for c in targets))
             run.cost_usd = round(sum(p.estimate_cost(c.duration_s) for c in targets), 6)
             markers = [m for o in outs for m in o]
             _unusable(run, len(markers))
+            for c, o in zip(targets, outs):  # cached only once the whole result stands
+                self.store(p, c, o)
         except Exception as exc:
             _fail(run, exc)
             markers = []
@@ -370,8 +371,9 @@ def _checked(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRu
     """
     if markers is None:
         return []
-    if not isinstance(markers, (list, tuple)):
+    if isinstance(markers, (str, bytes, dict, TemporalMarker)) or not hasattr(markers, "__iter__"):
         raise PluginError(f"returned {type(markers).__name__}, not a list of markers", plugin=plugin)
+    markers = list(markers)  # a generator or any other iterable of markers is fine
     out: list[TemporalMarker] = []
     clamped = dropped = 0
     reasons: list[str] = []
@@ -382,9 +384,11 @@ def _checked(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRu
             if not (math.isfinite(start) and math.isfinite(end)):
                 raise ValueError(f"non-finite time {start}-{end}")
             lo, hi = chunk.start_s - CLAMP_SLACK_S, chunk.end_s + CLAMP_SLACK_S
-            if end < lo or start > hi or start < lo or end > hi:
+            if start < lo or end > hi:
                 raise ValueError(f"{data.get('label', '?')}@{start:.3f}-{end:.3f}s lies outside "
                                  f"{chunk.start_s:.3f}-{chunk.end_s:.3f}s")
+            if end < start:
+                raise ValueError(f"{data.get('label', '?')}: end_s {end:.3f} precedes start_s {start:.3f}")
             s2, e2 = min(max(start, chunk.start_s), chunk.end_s), min(max(end, chunk.start_s), chunk.end_s)
             if (s2, e2) != (start, end):
                 clamped += 1
@@ -392,7 +396,7 @@ def _checked(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRu
             out.append(TemporalMarker.model_validate(data))
         except Exception as exc:
             dropped += 1
-            if len(reasons) < 3:
+            if len(reasons) < 3 and (run is None or len(run.warnings) + len(reasons) < MAX_RUN_WARNINGS):
                 reasons.append(f"dropped a marker: {exc}".splitlines()[0][:200])
     if run is not None:
         run.clamped += clamped

@@ -169,6 +169,23 @@ def build(out: Path, bikes: Path, bbb: Path, carphone: Path) -> list[Clip]:
         _run(["-i", str(bbb), "-i", str(bikes), "-filter_complex", graph, "-map", "[v]", *enc, str(p)])
     clips.append(Clip("pan", p, FPS, 76 + 46, cuts=[76]))  # loop=74 gives 75 frames, fps=25 one more
 
+    # 4b. a constant-speed pan across a blurred (smooth) Big Buck Bunny frame: frames interpolate linearly, as a
+    #     dissolve's do, and no transition may be found; then a jump cut inside carphone (same angle, 15 frames
+    #     left out: the man's head and hands jump)
+    p = out / "smoothpan.mp4"
+    if not p.exists():
+        graph = ";".join([
+            "[0:v]trim=start_frame=60:end_frame=61,setpts=PTS-STARTPTS,gblur=sigma=6,scale=2560:1440,"
+            f"loop=loop=99:size=1,fps={FPS},crop=640:360:x='n*14':y=500,setsar=1,format=yuv420p[p]",
+            "[1:v]trim=start_frame=0:end_frame=60,setpts=PTS-STARTPTS,scale=640:360,setsar=1,fps=25,format=yuv420p[j1]",
+            "[1:v]trim=start_frame=75:end_frame=120,setpts=PTS-STARTPTS,scale=640:360,setsar=1,fps=25,format=yuv420p[j2]",
+            "[p][j1][j2]concat=n=3:v=1:a=0[v]",
+        ])
+        _run(["-i", str(bbb), "-i", str(carphone), "-filter_complex", graph, "-map", "[v]", *enc, str(p)])
+    # the pan is 101 frames (loop=99 gives 100, fps=25 one more), carphone's 60 and 45 frames at 29.97 fps are
+    # 50 and 38 at 25: a cut at 101 into carphone, the jump cut at 151 (looked at frame by frame)
+    clips.append(Clip("smoothpan", p, FPS, 189, cuts=[101, 151]))
+
     # 5. bars in their real forms with burnt-in counters and a logo, between real shots
     p = out / "bars.mp4"
     size = "640x360"

@@ -24,7 +24,8 @@ def extract_audio(src: str | os.PathLike[str], dst: Path, *, offset_s: float = 0
     if offset_s > 0.001:
         shift = ["-af", f"adelay=delays={int(round(offset_s * 1000))}:all=1"]
     elif offset_s < -0.001:
-        shift = ["-af", f"atrim=start={-offset_s:.6f},asetpts=PTS-STARTPTS"]
+        # from this stream's own start (ffmpeg counts from the earliest stream of the file, which may be another)
+        shift = ["-af", f"asetpts=PTS-STARTPTS,atrim=start={-offset_s:.6f},asetpts=PTS-STARTPTS"]
     run_ffmpeg(
         ["-i", os.fspath(src), "-map", "0:a:0", "-vn", *shift, "-ac", "1", "-ar", str(SAMPLE_RATE),
          "-c:a", "pcm_s16le", "-f", "wav", dst.as_posix()],

@@ -55,7 +55,7 @@ class Frame:
     Rotation metadata is applied to every view, so frames come out upright.
     """
 
-    __slots__ = ("index", "time_s", "change", "_planes", "_size", "_rot", "_small", "_points", "_y", "_u", "_v",
+    __slots__ = ("index", "time_s", "change", "intra", "_planes", "_size", "_rot", "_small", "_points", "_y", "_u", "_v",
                  "_bgr", "_keep")
 
     def __init__(self, index: int, time_s: float, planes: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -68,6 +68,7 @@ class Frame:
         self._keep = keep              # the decoded frame the views point into
         self._small = self._points = self._y = self._u = self._v = self._bgr = None
         self.change = 0.0              # set by the decoder thread (see follow)
+        self.intra = False             # an intra-coded (I) frame: where a codec's quality "pops" happen
 
     def follow(self, previous: Optional["Frame"]) -> "Frame":
         """Compute the thumbnail and :attr:`change` against the frame before (None for the first frame)."""
@@ -200,9 +201,9 @@ class DecodeStats:
         self.corrupt += other.corrupt
         self.packets += other.packets
         if other.first_error_s is not None:
-            self.first_error_s = min(other.first_error_s, self.first_error_s or other.first_error_s)
+            self.first_error_s = other.first_error_s if self.first_error_s is None else min(self.first_error_s, other.first_error_s)
         if other.last_frame_s is not None:
-            self.last_frame_s = max(other.last_frame_s, self.last_frame_s or other.last_frame_s)
+            self.last_frame_s = other.last_frame_s if self.last_frame_s is None else max(self.last_frame_s, other.last_frame_s)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -214,16 +215,28 @@ class DecodeStats:
 MAX_BAD_PACKET_SHARE = 0.1
 
 
-@functools.lru_cache(maxsize=16)
 def video_origin(path: str) -> float:
-    """Presentation time of the first decoded frame: time 0 of every output (see :mod:`.probe`)."""
+    """Presentation time of the first decodable frame: time 0 of every output (see :mod:`.probe`)."""
+    st = os.stat(path)
+    return _origin(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _origin(path: str, size: int, mtime_ns: int) -> float:  # keyed on the file's identity: a replaced file is new
     import av
 
     try:
         with av.open(path) as c:
-            for f in c.decode(c.streams.video[0]):
-                return float(f.time) if f.time is not None else 0.0
-    except (av.FFmpegError, IndexError):
+            stream = c.streams.video[0]
+            for packet in c.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    continue  # a damaged head: the first frame that decodes is the origin
+                for f in frames:
+                    if f.time is not None:
+                        return float(f.time)
+    except (av.FFmpegError, IndexError, OSError):
         pass
     return 0.0
 
@@ -270,14 +283,18 @@ def iter_frames(
             index = int(round(start_s * rate))  # frame numbers stay those of the whole file at a constant rate
 
         def frames_of(packet: "av.Packet") -> list:
-            stats.packets += 1
+            # only packets of the span asked for count: a seek's pre-roll and what lies past end_s are not ours
+            pt = float(packet.pts * packet.time_base) - start if packet.pts is not None else None
+            ours = pt is None or ((start_s is None or pt >= start_s - 1e-6) and (end_s is None or pt < end_s))
+            stats.packets += ours
             try:
                 return packet.decode()
             except av.FFmpegError:
+                if not ours:
+                    return []
                 stats.errors += 1
                 if stats.first_error_s is None:
-                    stats.first_error_s = round(float(packet.pts * packet.time_base) - start, 3) if packet.pts is not None \
-                        else (stats.last_frame_s or 0.0)
+                    stats.first_error_s = round(pt, 3) if pt is not None else (stats.last_frame_s or 0.0)
                 if stats.errors > 5 and stats.errors > MAX_BAD_PACKET_SHARE * stats.packets:
                     raise MediaError(f"{name}: decoding failed at frame {index} ({stats.errors} of {stats.packets} "
                                      "packets undecodable: the file is corrupt)") from None
@@ -305,7 +322,9 @@ def iter_frames(
                     f = f.reformat(format="yuv420p")
                 planes = (_plane(f, 0), _plane(f, 1), _plane(f, 2))
                 stats.last_frame_s = round(t, 6)
-                yield Frame(index, round(t + time_offset, 6), planes, size, rotation, keep=f)
+                frame = Frame(index, round(t + time_offset, 6), planes, size, rotation, keep=f)
+                frame.intra = f.pict_type == 1  # AV_PICTURE_TYPE_I
+                yield frame
                 index += 1
         except av.FFmpegError as exc:
             raise MediaError(f"{name}: decoding failed at frame {index} ({exc})") from exc

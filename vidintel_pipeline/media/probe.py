@@ -4,8 +4,9 @@ The timeline every output uses starts at the **first decoded video frame** (time
 not at the container's presentation time: an MP4 whose edit list starts the video 0.5 s after the audio has
 frame 0 at 0.0 and its audio shifted by the same 0.5 s (``audio_offset_s``, applied when the audio is extracted).
 ``duration_s`` is the video stream's *readable* duration on that timeline: the end of the last video packet
-actually present in the file, found by demuxing it whole (no decoding; about 1 s per GB here). A file whose
-index promises more than its data holds (an interrupted download) is ``truncated``, with both durations kept.
+actually present in the file, found by demuxing (no decoding) its head and its last seconds, or the whole
+file when the tail is missing. A file whose index promises more than its data holds (an interrupted
+download) is ``truncated``, with both durations kept.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def probe(path: str | os.PathLike[str]) -> VideoProbe:
             if s is not None and s.duration is not None and s.time_base is not None:
                 declared[s.type] = float(s.duration * s.time_base)
                 duration = max(duration, declared[s.type])
+            elif s is not None and duration > 0:
+                declared[s.type] = duration  # Matroska/WebM give the container's duration only
         streams = [
             {"index": s.index, "type": s.type, "codec": s.codec_context.name if s.codec_context else None}
             for s in container.streams
