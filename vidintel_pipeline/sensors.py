@@ -11,7 +11,11 @@ replaced object (new ETag) runs again.
   survives restarts and stays bounded; listing paginates past 1,000 objects.
 * Objects younger than ``settle_s`` are left for a later tick: a local file still being copied keeps
   changing, and S3 shows an object only when its upload completes.
-* Non-video objects and objects with hostile keys are skipped with a logged reason.
+* Non-video objects and objects with hostile keys are skipped with a logged reason. On the local
+  store, so are symbolic links, FIFOs, sockets and devices, and symlinked folders are not walked: a
+  link dropped in ``incoming/acme/`` that names another project's video is never adopted (or deleted).
+* A video being ingested right now on this machine (its lock is held: ``vidintel ingest``, or a run) is
+  left for a later tick; by then its memory is there, and the video is not run again.
 * At most ``max_runs_per_tick`` runs are requested per tick; the instance's run queue limits how many run
   at once, so 500 new videos do not start 500 runs together.
 
@@ -25,7 +29,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import dagster as dg
 
@@ -34,8 +38,9 @@ from resources import VidintelStorage
 from .assets import VIDEO_EXTENSIONS
 from .jobs import ingest_video_job
 from .layout import InvalidIdError, VideoRef, slugify, validate_id
+from .locks import holder, video_lock_name
 from .partitions import run_tags, videos_partitions
-from .storage import ObjectInfo, Store
+from .storage import LocalStore, ObjectInfo, StorageError, Store
 
 DROP_PREFIX = "incoming/"
 SETTLE_S = float(os.environ.get("VIDINTEL_SENSOR_SETTLE_S", "10"))
@@ -68,6 +73,13 @@ def classify(key: str) -> tuple[Optional[VideoRef], str]:
     return ref, ""
 
 
+def watched(store: Store, log) -> Store:
+    """The store, with the links and special files a local listing skips reported to the tick's log."""
+    if isinstance(store, LocalStore):  # S3 has neither; a local folder can hold both
+        store.skipped = lambda key, why: log.warning(f"skipping {key!r}: {why}")
+    return store
+
+
 def adopt_drops(store: Store, log, now: float, settle_s: float) -> None:
     """Move settled files from ``incoming/{project}/`` into their video's ``source/`` folder."""
     for obj in list(store.list_objects(DROP_PREFIX)):
@@ -86,19 +98,27 @@ def adopt_drops(store: Store, log, now: float, settle_s: float) -> None:
             log.warning(f"skipping {obj.key!r}: not a video file")
             continue
         ref = VideoRef(project, slugify(parts[2]))
-        store.copy(obj.key, ref.key("source", parts[2]))
-        store.delete(obj.key)
+        try:  # the local store reads the drop by descriptor and refuses a link or FIFO swapped in since listing
+            store.copy(obj.key, ref.key("source", parts[2]))
+        except StorageError as exc:
+            log.warning(f"skipping {obj.key!r}: {exc}")
+            continue
+        store.delete(obj.key)  # removes the name in incoming/, never what a link there points at
         log.info(f"adopted {obj.key} as {ref.partition_key}")
 
 
 def scan(store: Store, cursor: Optional[str], log, *, now: Optional[float] = None,
          settle_s: Optional[float] = None, limit: Optional[int] = None,
-         lookback_s: Optional[float] = None) -> tuple[list[Found], str]:
+         lookback_s: Optional[float] = None,
+         busy: Optional[Callable[[VideoRef], Optional[str]]] = None) -> tuple[list[Found], str]:
     """New or changed, settled video objects not yet seen, oldest first; and the new cursor.
 
     The cursor holds a watermark and the run keys seen within ``lookback_s`` before it. The look-back
     matters because S3 stamps a multipart upload with the time it *started*: a large video that finishes
     uploading after the watermark moved on still has an older LastModified, and must not be missed.
+
+    ``busy(ref)`` names who is ingesting a video right now (a ``vidintel ingest``): such a video is left
+    unseen, like one still settling, and judged again at a later tick, when its ingest is over.
     """
     now = time.time() if now is None else now
     settle_s = SETTLE_S if settle_s is None else settle_s
@@ -119,6 +139,9 @@ def scan(store: Store, cursor: Optional[str], log, *, now: Optional[float] = Non
         ref, why = classify(obj.key)
         if ref is None:
             log.info(f"skipping {obj.key!r}: {why}")  # remembered (ref None) so it is logged once
+        elif busy is not None and (who := busy(ref)):
+            log.info(f"{ref.partition_key} is being ingested by {who}: left for a later tick")
+            continue
         fresh.append(Found(ref, obj))
     fresh.sort(key=lambda f: (f.obj.last_modified, f.obj.key))
     taken = fresh[:limit]
@@ -131,10 +154,12 @@ def scan(store: Store, cursor: Optional[str], log, *, now: Optional[float] = Non
 
 
 def already_ingested(instance: dg.DagsterInstance, found: list[Found]) -> set[str]:
-    """Run keys of videos whose ``memory`` was materialized after the object was last written.
+    """Run keys of videos whose ``memory`` comes from a run that started after the object was last written.
 
     A video ingested with ``vidintel ingest`` (or by an earlier sensor whose cursor was reset) is then in
-    storage but done: running it again would only cost time and provider money.
+    storage but done: running it again would only cost time and provider money. The run's *start* is
+    what counts, not when its memory was written: a source replaced while its run was going (the sensor
+    waits for a video being ingested) was not what that run read.
     """
     if not found:
         return set()
@@ -145,9 +170,18 @@ def already_ingested(instance: dg.DagsterInstance, found: list[Found]) -> set[st
             continue
         last = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("memory"), asset_partitions=[f.ref.partition_key]), limit=1).records
-        if last and last[0].timestamp >= f.obj.last_modified:
+        if not last:
+            continue
+        run = instance.get_run_record_by_id(last[0].run_id)
+        started = run.start_time if run is not None and run.start_time else last[0].timestamp
+        if started >= f.obj.last_modified:
             done.add(f.run_key)
     return done
+
+
+def ingesting(ref: VideoRef) -> Optional[str]:
+    """Who holds the video's lock on this machine (a ``vidintel ingest``, or a run), or None."""
+    return holder(video_lock_name(ref))
 
 
 def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
@@ -166,9 +200,9 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
     description="Turns new or changed videos in the ingestion store (and incoming/{project}/ drops) into partitions and runs.",
 )
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStorage) -> dg.SensorResult:
-    store = storage.ingest()
+    store = watched(storage.ingest(), context.log)
     adopt_drops(store, context.log, time.time(), SETTLE_S)
-    found, cursor = scan(store, context.cursor, context.log, now=time.time())
+    found, cursor = scan(store, context.cursor, context.log, now=time.time(), busy=ingesting)
     done = already_ingested(context.instance, found)
     if done:
         context.log.info(f"{len(done)} video(s) already ingested since they were last written: not run again")
@@ -190,7 +224,7 @@ def nightly_rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStora
     done = instance.get_materialized_partitions(dg.AssetKey("memory"))
     known = set(instance.get_dynamic_partitions(videos_partitions.name))
     found = []
-    for obj in storage.ingest().list_objects("projects/"):
+    for obj in watched(storage.ingest(), context.log).list_objects("projects/"):
         ref, _ = classify(obj.key)
         if ref is not None and ref.partition_key not in done:
             found.append(Found(ref, obj))
