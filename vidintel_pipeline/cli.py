@@ -7,6 +7,7 @@ Every command works on the same Dagster instance and storage as ``make ui`` (bot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import sys
@@ -59,18 +60,23 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
     from resources import VidintelStorage
 
     from .layout import InvalidIdError, VideoRef, slugify
-    from .media import MediaError, probe
+    from .media import MediaError, ffmpeg_exe, probe
     from .storage import StorageError
 
+    # the file the user names is read as given, a link followed as cp would (they can read it anyway);
+    # the store side never follows a link (vidintel_pipeline/storage.py)
     src = Path(path)
-    if not src.is_file():
+    if not src.exists():
         raise CliError(f"{path}: no such file")
+    if not src.is_file():  # a FIFO would block the copy; a folder, socket or device is no video either
+        raise CliError(f"{path}: not a regular file")
     try:
         ref = VideoRef(project, video_id or slugify(src.name))
     except InvalidIdError as exc:
         raise CliError(str(exc)) from exc
     try:
         VidintelStorage().check_size(src.name, src.stat().st_size)
+        ffmpeg_exe()  # an ffmpeg too old for the chunking and audio steps: say so before any work
         probe(src)  # refuse a broken file before it touches storage or the instance
     except (MediaError, StorageError) as exc:
         raise CliError(f"not ingested: {exc}") from exc
@@ -80,29 +86,38 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
     from .partitions import run_tags, videos_partitions
     from .progress import listening
     from .instance import get_instance
+    from .locks import Busy, held, video_lock_name
 
-    store = VidintelStorage().for_video(ref)[0]
-    name = src.name.replace("/", "_")
-    key = ref.key("source", name)
-    try:
-        store.put_file(key, src)
-    except StorageError as exc:
-        raise CliError(f"not ingested: {exc}") from exc
-    for other in [k for k in store.list(ref.prefix + "source/") if k != key]:
-        store.delete(other)  # one source per video id: re-ingesting replaces it
-    instance = get_instance()
-    instance.add_dynamic_partitions(videos_partitions.name, [ref.partition_key])
-    job = defs.resolve_job_def("ingest_video_gpu" if gpu else "ingest_video")
-    bar = ProgressBar() if not quiet else None
-    t0 = time.perf_counter()
-    with listening(bar if bar else (lambda e: None)):
-        result = job.execute_in_process(
-            instance=instance, partition_key=ref.partition_key, tags={**run_tags(ref), **(job.tags or {})}, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                        "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})}},
-        )
-    if bar:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        # one ingest of a video at a time: a second one (another CLI, or a run the daemon launched) would
+        # interleave its source, chunks and memory with ours. Held until our run has finished.
+        try:
+            stack.enter_context(held(video_lock_name(ref), "vidintel ingest"))
+        except Busy as exc:
+            raise CliError(f"{ref.project_id}/{ref.video_id} is already being ingested by {exc.holder}: "
+                           "wait for it to finish, then ingest again") from None
+        store = VidintelStorage().for_video(ref)[0]
+        name = src.name.replace("/", "_")
+        key = ref.key("source", name)
+        try:
+            store.put_file(key, src)
+        except StorageError as exc:
+            raise CliError(f"not ingested: {exc}") from exc
+        for other in [k for k in store.list(ref.prefix + "source/") if k != key]:
+            store.delete(other)  # one source per video id: re-ingesting replaces it
+        instance = get_instance()
+        instance.add_dynamic_partitions(videos_partitions.name, [ref.partition_key])
+        job = defs.resolve_job_def("ingest_video_gpu" if gpu else "ingest_video")
+        bar = ProgressBar() if not quiet else None
+        t0 = time.perf_counter()
+        with listening(bar if bar else (lambda e: None)):
+            result = job.execute_in_process(
+                instance=instance, partition_key=ref.partition_key, tags={**run_tags(ref), **(job.tags or {})}, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                            "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})}},
+            )
+        if bar:
+            bar.close()
     wall = time.perf_counter() - t0
     if result.success:  # keep the per-project cost report in the UI current
         defs.resolve_job_def("cost_report").execute_in_process(
@@ -184,6 +199,8 @@ def summarize(memory: dict[str, Any], out=sys.stdout) -> None:
     w(f"transcript ({tr.get('language') or '-'}, {len(tr['segments'])} segments, {words} words):\n")
     w(f"  {text[:240]}{'...' if len(text) > 240 else ''}\n")
     w(f"keyframes: {len(memory['keyframes'])}\n")
+    for warning in memory.get("warnings", []):
+        w(f"WARNING: {warning}\n")
     cost = memory["cost"]
     w(f"cost: ${cost['total_usd']:.4f} total; " + ", ".join(f"{k} ${v:.4f}" for k, v in sorted(cost["by_plugin"].items())) + "\n")
 
@@ -194,14 +211,22 @@ def cmd_ingest(args) -> int:
         temporal["plugins"] = [p.strip() for p in args.plugins.split(",") if p.strip()]
     if args.prompt:
         temporal["prompt"] = args.prompt
-    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet, gpu=args.gpu,
-                  resources_config={"temporal_plugins": {"config": temporal}} if temporal else None)
+    resources: dict[str, Any] = {"temporal_plugins": {"config": temporal}} if temporal else {}
+    if args.strict:
+        resources["storage"] = {"config": {"strict_media": True}}
+    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet, gpu=args.gpu, resources_config=resources or None)
     memory = load_memory(info["project_id"], info["video_id"])
     if args.json:
         print(json.dumps(info | {"memory": memory}, indent=2))
     else:
         summarize(memory)
         print(f"\ningested in {info['wall_s']:.1f} s (run {info['run_id']})")
+    warnings = memory.get("warnings", [])
+    for warning in warnings:
+        print(f"vidintel: warning: {warning}", file=sys.stderr)
+    if warnings and args.strict:
+        print(f"vidintel: error: --strict: {len(warnings)} warning(s) for {info['partition']}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -403,6 +428,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--prompt", help="find moments matching this text (local_prompt, and VLM plugins when selected)")
     p.add_argument("--gpu", action="store_true", help="run the ingest_video_gpu job: adds TransNetV2 shots, senko speakers "
                                                       "and openai-whisper (on CUDA when present, else the CPU)")
+    p.add_argument("--strict", action="store_true", help="refuse truncated or damaged sources, and exit 3 when any "
+                                                         "plugin failed or any marker was clamped or dropped")
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("show", help="print a video's memory document")
     p.add_argument("project")

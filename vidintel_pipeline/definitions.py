@@ -9,6 +9,7 @@ from resources import CostControls, GpuWorkResource, TemporalPluginsResource, Tr
 from .assets import per_video_assets, project_costs
 from .gpu_assets import gpu_analysis
 from .jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
+from .locks import video_locked
 from .project_assets import project_assets
 from .sensors import new_video_sensor, nightly_rescan
 
@@ -18,8 +19,10 @@ defs = dg.Definitions(
     sensors=[new_video_sensor],
     schedules=[nightly_rescan],
     # steps in their own processes (the default); VIDINTEL_EXECUTOR=in_process runs a whole run in one
-    # process, cheaper for many small videos on one machine
-    executor=dg.in_process_executor if os.environ.get("VIDINTEL_EXECUTOR") == "in_process" else dg.multiprocess_executor,
+    # process, cheaper for many small videos on one machine. Either way a per-video run holds its video's
+    # lock from first step to last, so it never overlaps a `vidintel ingest` of the same video
+    executor=video_locked(dg.in_process_executor if os.environ.get("VIDINTEL_EXECUTOR") == "in_process"
+                          else dg.multiprocess_executor),
     resources={
         "costs": CostControls(),
         "storage": VidintelStorage(),

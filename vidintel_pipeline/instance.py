@@ -13,6 +13,10 @@ telemetry:
   enabled: false
 run_queue:
   max_concurrent_runs: 2
+  tag_concurrency_limits:  # one run of a video at a time: two would mix their outputs
+    - key: dagster/partition
+      value: {applyLimitPerUniqueValue: true}
+      limit: 1
 """
 
 

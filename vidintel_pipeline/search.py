@@ -2,9 +2,15 @@
 
 The index is a cache of the memory documents. Each video's entries (transcript segments, markers) are
 kept with the SHA-256 of the memory they came from; :func:`sync` re-indexes only videos whose memory
-changed and drops videos whose memory is gone, so it is cheap after each partition and always converges,
-even if two runs synced at once. The index file is ``{output}/projects/{p}/memories/index.sqlite``;
-on S3 it is downloaded, updated and uploaded whole (it is small: text and 384 floats per entry).
+changed and drops videos whose memory is gone, so it is cheap after each partition. The index file is
+``{output}/projects/{p}/memories/index.sqlite``, downloaded (or copied), updated and uploaded whole (it
+is small: text and 384 floats per entry); the upload is atomic, so a reader never sees half an index.
+
+Two runs of one project updating at once would each start from the same index and the second upload
+would drop the first's video (a lost update). Every update therefore holds the project's index lock
+(:mod:`vidintel_pipeline.locks`) from download to upload. That lock orders the processes of one
+machine; writers on different machines (S3) can still lose an update, never corrupt the index, and the
+next sync of the project (any run, or ``vidintel search``) puts the missing video back.
 
 A query is answered twice and the scores combined: BM25 over the words (any of the query's words, best
 when all match) and cosine similarity of the query's embedding to each entry's. A result is a
@@ -28,6 +34,7 @@ import numpy as np
 
 from .contracts import MemoryDocument
 from .layout import validate_id
+from .locks import held, index_lock_name
 from .storage import Store
 
 INDEX_NAME = "index.sqlite"
@@ -204,14 +211,16 @@ def sync_index(idx: SearchIndex, output: Store, project_id: str) -> dict[str, An
 
 def sync(output: Store, project_id: str, embedder: Any = None) -> dict[str, Any]:
     """Bring the project's index up to date with its memories; returns what changed."""
-    with opened(output, project_id, embedder) as idx:
+    with held(index_lock_name(project_id), "search index update", wait=True), opened(output, project_id, embedder) as idx:
         return sync_index(idx, output, project_id)
 
 
 def search(output: Store, project_id: str, query: str, *, limit: int = 10, mode: str = "hybrid",
            embedder: Any = None, refresh: bool = False) -> list[Moment]:
     """Moments matching ``query``; ``refresh`` first catches up with memories written since the last sync."""
-    with opened(output, project_id, embedder) as idx:
-        if refresh:
-            sync_index(idx, output, project_id)
+    if not refresh:  # read only: the index is replaced atomically, never written in place
+        with opened(output, project_id, embedder) as idx:
+            return idx.search(query, limit=limit, mode=mode)
+    with held(index_lock_name(project_id), "search index update", wait=True), opened(output, project_id, embedder) as idx:
+        sync_index(idx, output, project_id)
         return idx.search(query, limit=limit, mode=mode)
