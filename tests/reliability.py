@@ -206,6 +206,35 @@ def truncated_mp4(b: Bench, out: Outcome) -> None:
     expect_error(out, b.drop_and_run("truncated-mp4", "cut-short", f), b, "cut short.mp4")
 
 
+@case("bad input", "MP4 cut short with its index up front (an interrupted download); then with strict on")
+def truncated_but_readable(b: Bench, out: Outcome) -> None:
+    full = b.clip("long.mp4", seconds=8, extra=("-movflags", "+faststart"))
+    f = b.media_dir / "interrupted.mp4"
+    f.write_bytes(full.read_bytes()[: full.stat().st_size * 45 // 100])
+    r = b.drop_and_run("truncated-but-readable", "v", f)
+    m = b.memory("truncated-but-readable", "v")
+    src = m.source if m else {}
+    strict = b.drop_and_run("truncated-but-readable", "strict", f, resources={"storage": {"config": {"strict_media": True}}})
+    why = b.reasons(strict)
+    out.ok = bool(r.success and src.get("truncated") and m.duration_s < 7 and all(x.end_s <= m.duration_s for x in m.markers)
+                  and not strict.success and "strict" in why and "truncated" in why)
+    out.happened = (f"analysed {m.duration_s if m else '?'} s of {src.get('declared_duration_s')} s, flagged truncated; "
+                    f"strict: {why[:80]}")
+
+
+@case("bad input", "an MP4 whose edit list starts the video 0.5 s after its audio")
+def edit_list_start(b: Bench, out: Outcome) -> None:
+    plain = b.clip("plain.mp4", seconds=4)
+    f = b.media_dir / "late-video.mp4"
+    b.ffmpeg("-itsoffset", "0.5", "-i", str(plain), "-i", str(plain), "-map", "0:v", "-map", "1:a", "-c", "copy", str(f))
+    r = b.drop_and_run("edit-list-start", "v", f)
+    m = b.memory("edit-list-start", "v")
+    cuts = [x.start_s for x in m.markers if x.label == "cut"] if m else []
+    offset = m.source.get("audio_offset_s") if m else None
+    out.ok = bool(r.success and offset is not None and abs(offset + 0.5) < 0.05 and cuts and abs(cuts[0] - 2.0) <= 0.04)
+    out.happened = f"cut at {cuts} (2.0 in the file's own video), audio offset {offset} s on the frame-0 timeline"
+
+
 @case("bad input", "a text file named .mp4")
 def text_as_mp4(b: Bench, out: Outcome) -> None:
     f = b.media_dir / "notes.mp4"
@@ -365,6 +394,11 @@ class Faulty(BaseTemporalPlugin):
             await asyncio.to_thread(time.sleep, 3600)
         if mode == "malformed":
             return [{"type": "custom_prompt", "start_s": "soon", "end_s": -1, "label": "x", "confidence": 7}]
+        if mode == "early":  # half a frame before the start, as a detector's run start can be, and a good one
+            return [TemporalMarker(type="custom_prompt", start_s=chunk.start_s - 0.006667, end_s=chunk.start_s + 0.5,
+                                   label="early", confidence=1.0, plugin="faulty_early"),
+                    TemporalMarker(type="custom_prompt", start_s=chunk.start_s + 1.0, end_s=chunk.start_s + 1.2,
+                                   label="good", confidence=1.0, plugin="faulty_early")]
         if mode == "flaky":  # throttled on its first two calls in this home, whatever the process
             counter = Path(os.environ["VIDINTEL_HOME"]) / "flaky-calls"
             n = int(counter.read_text()) if counter.exists() else 0
@@ -435,6 +469,17 @@ def plugin_malformed(b: Bench, out: Outcome) -> None:
     out.ok = r.success and "malformed" in f.get("error", "") and m is not None and \
         not any("faulty" in x.plugin for x in m.markers)
     out.happened = f"run ok; {f.get('error', '?')[:90]}; memory holds no marker of it"
+
+
+@case("fault", "a plugin's marker half a frame before 0 (-0.006667 s): that marker clamped, the rest of its result kept")
+def plugin_marker_before_zero(b: Bench, out: Outcome) -> None:
+    r = b.drop_and_run("plugin-marker-before-zero", "v", b.clip("v.mp4"), resources=faulty(b, "early"))
+    m = b.memory("plugin-marker-before-zero", "v")
+    f = plugin_runs(r).get("faulty_early", {})
+    mine = sorted((x.label, x.start_s) for x in m.markers if x.plugin == "faulty_early") if m else []
+    out.ok = r.success and f.get("status") == "ok" and f.get("clamped") == 1 and mine == [("early", 0.0), ("good", 1.0)] \
+        and any("clamped" in w for w in m.warnings)
+    out.happened = f"run ok; clamped {f.get('clamped')}, markers {mine}; memory warns: {m.warnings[:1] if m else '-'}"
 
 
 @case("fault", "the only plugin throttled twice (429), in-plugin retries off: Dagster's step retry policy retries")
@@ -652,6 +697,64 @@ def tenant_isolation_s3(b: Bench, out: Outcome) -> None:
     out.ok = all(refused.values()) and intact and not accepted
     out.happened = (f"on moto's S3: {', '.join(refused)} all refused, B's object intact; {len(crafted)} crafted event keys "
                     f"skipped by the sensor" if out.ok else f"NOT refused: {[k for k, v in refused.items() if not v]} {accepted}")
+
+
+@case("security", "links and a FIFO dropped in incoming/: to another project's source, outside the store, dangling")
+def links_in_drop_folder(b: Bench, out: Outcome) -> None:
+    import dagster as dg
+
+    from resources import VidintelStorage
+    from vidintel_pipeline.definitions import defs
+    from vidintel_pipeline.instance import get_instance
+
+    root = VidintelStorage().ingest().root
+    victim = next((root / "projects/keep/videos/baseline/source").iterdir())
+    before = hashlib.sha256(victim.read_bytes()).hexdigest()
+    drop = root / "incoming/links-in-drop-folder"
+    drop.mkdir(parents=True, exist_ok=True)
+    os.symlink(victim, drop / "stolen.mp4")
+    os.symlink(b.media_dir, drop / "outside")
+    os.symlink(drop / "nowhere.mp4", drop / "dangling.mp4")
+    os.mkfifo(drop / "pipe.mp4")
+    old = os.utime
+    for p in drop.iterdir():  # settled long ago, as far as the sensor can tell
+        old(p, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+    ctx = dg.build_sensor_context(instance=get_instance(), resources={"storage": VidintelStorage()})
+    result = defs.resolve_sensor_def("new_video_sensor")(ctx)
+    adopted = [r.partition_key for r in result.run_requests if r.partition_key.startswith("links-in-drop-folder__")]
+    after = hashlib.sha256(victim.read_bytes()).hexdigest() if victim.is_file() else "deleted"
+    left = sorted(p.name for p in drop.iterdir())
+    out.ok = not adopted and after == before and left == ["dangling.mp4", "outside", "pipe.mp4", "stolen.mp4"] \
+        and not (root / "projects/links-in-drop-folder").exists()
+    out.happened = f"adopted {adopted or 'nothing'}; keep's source {'intact' if after == before else after}; left in place: {left}"
+    for p in drop.iterdir():
+        os.unlink(p)
+
+
+@case("fault", "an ffmpeg 5.1 first on PATH; then VIDINTEL_FFMPEG pointing at it")
+def old_ffmpeg_on_path(b: Bench, out: Outcome) -> None:
+    stub = Path(__file__).parent / "old_ffmpeg_bin"
+    env = {"PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}
+    ok = b.vidintel("ingest", str(b.clip("v.mp4")), "--project", "old-ffmpeg-on-path", "--quiet", env=env)
+    bad = b.vidintel("ingest", str(b.clip("v.mp4")), "--project", "old-ffmpeg-on-path", "--video-id", "w", "--quiet",
+                     env={**env, "VIDINTEL_FFMPEG": str(stub / "ffmpeg")})
+    said = bad.stderr.strip().splitlines()[-1] if bad.stderr.strip() else ""
+    out.ok = ok.returncode == 0 and bad.returncode != 0 and "5.1" in said and "6.0" in said
+    out.happened = f"PATH's 5.1 ignored (exit {ok.returncode}); VIDINTEL_FFMPEG=5.1: exit {bad.returncode}, {said[:120]}"
+
+
+@case("load", "the same video ingested by two `vidintel ingest` at once")
+def same_video_twice(b: Bench, out: Outcome) -> None:
+    clip = b.clip("twice.mp4", seconds=3)
+    env = dict(os.environ, VIDINTEL_HOME=str(b.home), DAGSTER_HOME=str(b.home / "dagster"))
+    args = [VIDINTEL, "ingest", str(clip), "--project", "same-video-twice", "--video-id", "v", "--quiet"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    res = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(c for c, _ in res)
+    busy = [e for c, e in res if c != 0]
+    m = b.memory("same-video-twice", "v")
+    out.ok = codes == [0, 2] and busy and "already being ingested" in busy[0] and m is not None
+    out.happened = f"exit codes {codes}; the other: {busy[0].strip().splitlines()[-1][:110] if busy else '-'}"
 
 
 @case("security", "secrets from the environment never reach run logs, event logs, metadata or storage")

@@ -144,13 +144,17 @@ class AnalysisConfig(_Model):
 
 
 class TemporalMarker(_Model):
-    """One interesting time range. A hard cut has ``start_s == end_s`` == first frame of the new shot."""
+    """One interesting time range. A hard cut has ``start_s == end_s`` == first frame of the new shot.
+
+    Times are not range-checked here, so a plugin that computes a start half a frame before 0 can still build
+    its markers: the core clamps each marker into its chunk, or drops that one alone (``orchestration._checked``).
+    """
 
     model_config = ConfigDict(extra="allow")
 
     type: MarkerType
-    start_s: float = Field(ge=0)
-    end_s: float = Field(ge=0)
+    start_s: float
+    end_s: float
     label: str
     confidence: float = Field(ge=0, le=1)
     plugin: str
