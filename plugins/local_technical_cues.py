@@ -41,7 +41,7 @@ class LocalTechnicalCuesPlugin(FramePlugin):
             plugin_version="1.1.0",
             supported_events=["technical_cue", "black_frames", "color_bars", "freeze_frame"],
             accuracy={"black_frames": 1.0, "color_bars": 1.0},
-            accuracy_source="tests/test_local_plugins.py on rendered media: every black and bars span found within 0.05 s; tests/test_real_footage.py: SMPTE, EBU 75 % and pillarboxed HD bars under burnt-in counters and a logo, every frame found, none elsewhere (2026-12-02)",
+            accuracy_source="tests/test_local_plugins.py on rendered media: every black and bars span found within 0.05 s; tests/test_real_footage.py: SMPTE, EBU 75 % and pillarboxed HD bars under burnt-in counters and a logo: 250 of 250 frames found, none elsewhere (2026-12-02)",
             description="Black frames and colour bars from the shared decode (CPU, no network).",
         )
 

@@ -65,7 +65,12 @@ def _ffmpeg() -> str:
 
 
 def _run(args: list[str]) -> None:
-    subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+    """ffmpeg with ``args`` (the output file last), written under a temporary name and renamed when complete,
+    so an interrupted build is never taken for a finished clip."""
+    out = Path(args[-1])
+    part = out.with_name(f".part-{out.name}")
+    subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args[:-1], str(part)], check=True)
+    os.replace(part, out)
 
 
 def real_clips(cache: Optional[Path] = None) -> dict[str, Path]:
@@ -87,8 +92,12 @@ def _seg(i: int, a: int, b: int) -> str:
     return f"[0:v]trim=start_frame={a}:end_frame={b + 1},setpts=PTS-STARTPTS,format=yuv420p[s{i}]"
 
 
+BUILD_VERSION = 3  # bump when a recipe changes: built clips live in a folder of their version
+
+
 def build(out: Path, bikes: Path, bbb: Path, carphone: Path) -> list[Clip]:
     """Render every built case into ``out`` (skipped when present) and return them with their truth."""
+    out = out / f"v{BUILD_VERSION}"
     out.mkdir(parents=True, exist_ok=True)
     clips = []
     enc = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-r", str(FPS)]
