@@ -116,3 +116,28 @@ def test_an_edit_list_keeps_pictures_words_and_cuts_on_one_timeline(home, demo_v
         moved.append(got is not None and abs(got - want) <= 0.1)
     assert sum(moved) >= 0.9 * len(a), list(zip([x["word"] for x in a], moved))
     assert min(k["time_s"] for k in shifted["keyframes"]) >= 0.0
+
+
+def test_reels_seek_on_the_same_timeline(demo_video, tmp_path):
+    """ffmpeg's -ss counts from the file's start; a reel's cut at t must show the frame vidintel calls t."""
+    import numpy as np
+
+    from vidintel_pipeline.compilations import seek_arg
+    from vidintel_pipeline.media.frames import iter_frames
+    from vidintel_pipeline.media.probe import probe
+
+    late = tmp_path / "late.mp4"
+    run_ffmpeg(["-itsoffset", "0.6", "-i", str(demo_video[0]), "-i", str(demo_video[0]), "-map", "0:v", "-map", "1:a",
+                "-c", "copy", str(late)], what="remux with an edit list")
+    info = probe(late)
+    ours = {round(f.time_s, 2): f.y.astype(np.float32) for f in iter_frames(late) if 1.9 <= f.time_s <= 2.3}
+
+    def frame_at(ss: str) -> np.ndarray:
+        out = tmp_path / f"at{ss}.mp4"
+        run_ffmpeg(["-ss", ss, "-i", str(late), "-frames:v", "1", "-an", str(out)], what="one frame")
+        return next(iter(iter_frames(out))).y.astype(np.float32)
+
+    target = ours[2.0]
+    shifted, plain = frame_at(seek_arg(info, 2.0)), frame_at("2.000000")
+    assert np.abs(shifted - target).mean() < 2.0                     # the same picture (one encode away)
+    assert np.abs(plain - target).mean() > np.abs(shifted - target).mean() + 2  # without the shift: 0.6 s off

@@ -145,7 +145,7 @@ def build_reel(ingest: Store, output: Store, project_id: str, clips: list[Clip],
                 parts += _smart_cut(path, info, keys, c, Path(tmp), i)
             else:
                 p = Path(tmp) / f"{i:04d}_all.ts"
-                _encode(path, c.start_s, c.end_s, p, first)
+                _encode(path, c.start_s, c.end_s, p, first, info)
                 c.reencoded_s = round(c.duration_s, 3)
                 parts.append(p)
             at += c.duration_s
@@ -203,7 +203,7 @@ def _smart_cut(path: Path, info: Any, times: tuple[list[float], list[float]], c:
         parts.append(head)
     body = tmp / f"{i:04d}_b_body.ts"
     n = sum(1 for t in frames if k0 - half <= t < k1 - half)
-    run_ffmpeg(["-ss", f"{k0:.6f}", "-i", str(path), "-frames:v", str(n), "-map", "0:v:0", "-c", "copy", "-bsf:v", f"{info.video_codec}_mp4toannexb",
+    run_ffmpeg(["-ss", seek_arg(info, k0), "-i", str(path), "-frames:v", str(n), "-map", "0:v:0", "-c", "copy", "-bsf:v", f"{info.video_codec}_mp4toannexb",
                 "-muxdelay", "0", "-f", "mpegts", str(body)],
                what=f"copying {path.name} {k0:.3f}-{k1:.3f} s")
     parts.append(body)
@@ -216,14 +216,22 @@ def _smart_cut(path: Path, info: Any, times: tuple[list[float], list[float]], c:
     return parts
 
 
-def _encode(path: Path, start: float, end: float, out: Path, like: Any) -> None:
-    """Re-encode the picture of ``[start, end)`` of ``path`` in ``like``'s size, rate and codec family."""
+def seek_arg(info: Any, t: float) -> str:
+    """ffmpeg's ``-ss`` for time ``t`` of vidintel's timeline (frame 0 = 0.0): ffmpeg counts from the file's
+    start, which an edit list puts before the first picture (0.52 s before it in a file whose video starts late)."""
+    return f"{max(0.0, t + getattr(info, 'video_start_s', 0.0) - getattr(info, 'container_start_s', 0.0)):.6f}"
+
+
+def _encode(path: Path, start: float, end: float, out: Path, like: Any, src: Any = None) -> None:
+    """Re-encode the picture of ``[start, end)`` of ``path`` (probed as ``src``, default ``like``) in ``like``'s
+    size, rate and codec family."""
+    src = like if src is None else src
     w, h, fps = like.width, like.height, like.fps or 25.0
     if like.rotation % 180:
         w, h = h, w
     vf = f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps}"
     codec = ["-c:v", "libx265", "-tag:v", "hvc1"] if like.video_codec == "hevc" else ["-c:v", "libx264"]
-    run_ffmpeg(["-ss", f"{start:.6f}", "-i", str(path), "-t", f"{end - start:.6f}", "-map", "0:v:0", "-an",
+    run_ffmpeg(["-ss", seek_arg(src, start), "-i", str(path), "-t", f"{end - start:.6f}", "-map", "0:v:0", "-an",
                 "-vf", vf, *codec, "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
                 "-muxdelay", "0", "-f", "mpegts", str(out)],
                what=f"re-encoding {path.name} {start:.3f}-{end:.3f} s")
@@ -240,7 +248,7 @@ def _audio(clips: list[Clip], sources: dict[str, tuple[Path, Any, Any]], out: Pa
     for i, c in enumerate(clips):
         path, info, _ = sources[c.video_id]
         if info.has_audio:
-            inputs += ["-ss", f"{c.start_s:.6f}", "-t", f"{c.duration_s:.6f}", "-i", str(path)]
+            inputs += ["-ss", seek_arg(info, c.start_s), "-t", f"{c.duration_s:.6f}", "-i", str(path)]
             chains.append(f"[{n}:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
                           f"apad,atrim=duration={c.duration_s:.6f},asetpts=PTS-STARTPTS[a{i}]")
         else:

@@ -39,6 +39,7 @@ class VideoProbe:
     streams: list[dict[str, Any]] = field(default_factory=list)
     declared_duration_s: float = 0.0       # what the container's header promises (longest stream)
     video_start_s: float = 0.0             # first decoded frame's presentation time: the timeline's origin
+    container_start_s: float = 0.0         # the file's own start, where ffmpeg's -ss counts from
     audio_offset_s: float = 0.0            # where the first audio sample lies on that timeline (<0: before frame 0)
     readable_video_s: Optional[float] = None
     readable_audio_s: Optional[float] = None
@@ -93,6 +94,7 @@ def probe(path: str | os.PathLike[str]) -> VideoProbe:
             size_bytes=size,
             duration_s=round(duration, 6),
             declared_duration_s=round(duration, 6),
+            container_start_s=round(container.start_time / 1_000_000, 6) if container.start_time is not None else 0.0,
             format_name=container.format.name,
             has_video=vs is not None,
             has_audio=aus is not None,
