@@ -63,11 +63,24 @@ def test_broken_duplicate_and_invalid_plugins_are_reported_by_file(tmp_path):
     _write(folder, "c_raises.py", "raise RuntimeError('needs a missing SDK')\n")
     _write(folder, "d_duplicate.py", GOOD % ("local_shots", "local_shots"))
     _write(folder, "e_invalid.py", GOOD % ("Bad Name!", "x"))
+    # the seed's own AWSRekognitionPlugin shows only get_plugin_info; a base meant for others is left alone
+    _write(folder, "f_abstract.py", """
+        from vidintel_pipeline.contracts import BaseTemporalPlugin
+
+        class BaseVendor(BaseTemporalPlugin):
+            pass
+
+        class AWSRekognitionPlugin(BaseVendor):
+            def get_plugin_info(self):
+                return {"plugin_name": "aws_rekognition_seed", "plugin_version": "1.0.0", "supported_events": ["shot_detection"]}
+    """)
     reg = PluginRegistry.default()
     reg.discover_plugins(folder)
     assert "good_one" in reg.names() and BUILTIN <= set(reg.names())
     errors = {e.source.rsplit("/", 1)[-1]: e.error for e in reg.errors}
-    assert set(errors) == {"b_broken.py", "c_raises.py", "d_duplicate.py", "e_invalid.py"}
+    assert set(errors) == {"b_broken.py", "c_raises.py", "d_duplicate.py", "e_invalid.py", "f_abstract.py"}
+    assert "AWSRekognitionPlugin is abstract: it does not define detect_markers" in errors["f_abstract.py"]
+    assert "BaseVendor" not in errors["f_abstract.py"]
     assert "SyntaxError" in errors["b_broken.py"]
     assert "needs a missing SDK" in errors["c_raises.py"]
     assert "duplicate plugin name 'local_shots'" in errors["d_duplicate.py"] and "local_shots.py" in errors["d_duplicate.py"]

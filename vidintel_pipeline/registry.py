@@ -112,9 +112,15 @@ class PluginRegistry:
         self._register_module(module, source)
 
     def _register_module(self, module: ModuleType, source: str) -> None:
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if obj.__module__ == module.__name__ and _is_plugin_class(obj):
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            if obj.__module__ != module.__name__:
+                continue
+            if _is_plugin_class(obj):
                 self._register(obj, source)
+            elif _is_unfinished(obj):
+                missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+                self.errors.append(LoadError(source, f"{name} is abstract: it does not define {missing} "
+                                                     "(a class meant as a base for others: name it Base... or _...)"))
 
     def _register(self, cls: Any, source: str) -> None:
         if not _is_plugin_class(cls):
@@ -225,6 +231,16 @@ def _is_plugin_class(obj: Any) -> bool:
         inspect.isclass(obj)
         and issubclass(obj, (BaseTemporalPlugin, BaseTranscriptionPlugin, BaseDiarizationPlugin))
         and not inspect.isabstract(obj)
+    )
+
+
+def _is_unfinished(obj: Any) -> bool:
+    """A plugin class left abstract by mistake: not named as a base class (``Base...``, ``_...``)."""
+    return (
+        inspect.isclass(obj)
+        and issubclass(obj, (BaseTemporalPlugin, BaseTranscriptionPlugin, BaseDiarizationPlugin))
+        and inspect.isabstract(obj)
+        and not obj.__name__.startswith(("Base", "_"))
     )
 
 
