@@ -178,6 +178,27 @@ def test_one_bad_marker_costs_only_itself(folder):
     assert spans == [("early", 0.0, 1.0), ("late", 2.0, 10.0)]
 
 
+def test_declared_event_types_pass_through_and_undeclared_ones_are_named(folder):
+    """`supported_events` is open: a declared type (logo_appearance) goes all the way to the exports; an
+    undeclared one (speaker_change) is dropped alone, naming the plugin and the type."""
+    from vidintel_pipeline.contracts import MemoryDocument
+    from vidintel_pipeline.exports import render
+
+    reg = _registry(folder, logos=plugin_src("logos", events=("logo_appearance",), body="""
+        return [TemporalMarker(type='logo_appearance', start_s=1, end_s=3, label='acme logo', confidence=0.9, plugin='logos'),
+                TemporalMarker(type='speaker_change', start_s=4, end_s=4, label='b', confidence=0.9, plugin='logos')]
+    """))
+    result = analyze_video(source=_source(), chunks=_chunks(), config=AnalysisConfig(), plugins=[reg.get_plugin("logos")])
+    run = result.runs[0]
+    assert run.status == "ok" and run.dropped == 1
+    assert "type 'speaker_change' is neither a core marker type nor in logos's supported_events" in run.warnings[0]
+    assert [(m.type, m.label) for m in result.markers] == [("logo_appearance", "acme logo")]
+    doc = MemoryDocument(project_id="p", video_id="v", duration_s=10.0, markers=result.markers)
+    assert "logo_appearance,acme logo" in render(MemoryDocument.model_validate_json(doc.model_dump_json()), "csv")
+    with pytest.raises(Exception, match="pattern"):
+        TemporalMarker(type="Not A Type!", start_s=0, end_s=0, label="x", confidence=1, plugin="p")
+
+
 # cost ---------------------------------------------------------------------------------------------------
 def test_price_book_rules():
     book = price_book()

@@ -16,10 +16,11 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MarkerType = Literal[
-    "shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt",
-    "action_detection", "scene_understanding", "text_in_video",
-]
+# Marker types are open: these core types have their documented meaning everywhere; a plugin may emit any
+# other snake_case type it declares in its ``supported_events`` (``logo_appearance``, ``speaker_change``), which
+# memory, exports, search and reels carry as they are. An undeclared type is dropped with its reason.
+MarkerType = str
+MARKER_TYPE_RE = r"^[a-z][a-z0-9_]{0,63}$"
 MARKER_TYPES: tuple[str, ...] = (
     "shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt",
     "action_detection", "scene_understanding", "text_in_video",
@@ -152,7 +153,7 @@ class TemporalMarker(_Model):
 
     model_config = ConfigDict(extra="allow")
 
-    type: MarkerType
+    type: MarkerType = Field(pattern=MARKER_TYPE_RE)
     start_s: float
     end_s: float
     label: str

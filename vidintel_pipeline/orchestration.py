@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from .cache import ResultCache, cache_key
 from .contracts import (
-    AnalysisConfig, BaseTemporalPlugin, BaseTranscriptionPlugin, ChunkInfo, PluginError, TemporalMarker,
+    MARKER_TYPES, AnalysisConfig, BaseTemporalPlugin, BaseTranscriptionPlugin, ChunkInfo, PluginError, TemporalMarker,
     TranscriptionConfig, TranscriptionResult,
 )
 from .frame_plugins import FramePlugin
@@ -138,7 +138,7 @@ def analyze_video(
             got = outcome[p.name]
             if isinstance(got, BaseException):
                 raise got
-            markers = _checked(got, source, run.plugin, run)
+            markers = _checked(got, source, run.plugin, run, set(p.info.supported_events))
             _unusable(run, len(markers))
             run.cost_usd = p.estimate_cost(duration)
             ctx.store(p, source, markers)
@@ -305,7 +305,7 @@ class _Ctx:
         async def one(c: ChunkInfo) -> list[TemporalMarker]:
             async with sem:
                 out = await call_with_policy(lambda: p.detect_markers(c, self.config), self.policy, p.name, run)
-            return _checked(out, c, p.name, run)
+            return _checked(out, c, p.name, run, set(p.info.supported_events))
 
         try:
             outs = await asyncio.gather(*(one(c) for c in targets))
@@ -361,7 +361,8 @@ def transcribe_with_fallbacks(
     return None, runs, None
 
 
-def _checked(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRun] = None) -> list[TemporalMarker]:
+def _checked(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRun] = None,
+             declared: Optional[set[str]] = None) -> list[TemporalMarker]:
     """Validate a plugin's output marker by marker: one bad value never costs the plugin its whole result.
 
     A marker that spills over the chunk by at most ``CLAMP_SLACK_S`` is clamped into it (a detector that puts a
@@ -393,7 +394,10 @@ def _checked(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRu
             if (s2, e2) != (start, end):
                 clamped += 1
             data["start_s"], data["end_s"] = s2, max(s2, e2)
-            out.append(TemporalMarker.model_validate(data))
+            m = TemporalMarker.model_validate(data)
+            if declared is not None and m.type not in MARKER_TYPES and m.type not in declared:
+                raise ValueError(f"type {m.type!r} is neither a core marker type nor in {plugin}'s supported_events")
+            out.append(m)
         except Exception as exc:
             dropped += 1
             if len(reasons) < 3 and (run is None or len(run.warnings) + len(reasons) < MAX_RUN_WARNINGS):

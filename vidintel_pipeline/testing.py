@@ -53,10 +53,11 @@ def _priced(plugin: Any) -> bool:
     return rule_for(plugin.info.plugin_name) is not None
 
 
-def check_markers(markers: list[Any], chunk: ChunkInfo, plugin_name: str) -> list[TemporalMarker]:
+def check_markers(markers: list[Any], chunk: ChunkInfo, plugin_name: str, declared: tuple[str, ...] = ()) -> list[TemporalMarker]:
     out = [m if isinstance(m, TemporalMarker) else TemporalMarker.model_validate(m) for m in markers]
     for m in out:
-        assert m.type in MARKER_TYPES, f"unknown marker type {m.type!r}"
+        assert m.type in MARKER_TYPES or m.type in declared, \
+            f"marker type {m.type!r} is neither a core type nor declared in supported_events {list(declared)}"
         assert 0.0 <= m.confidence <= 1.0, f"confidence {m.confidence} outside [0, 1]"
         assert chunk.start_s - 0.1 <= m.start_s <= m.end_s <= chunk.end_s + 0.1, (
             f"marker {m.label} {m.start_s}-{m.end_s} outside chunk {chunk.start_s}-{chunk.end_s}")
@@ -83,10 +84,12 @@ def check_temporal_plugin(
     end = min(duration_s, info.max_chunk_duration or duration_s)
     chunk = ChunkInfo(project_id="contract", video_id="kit", path=media_path, start_s=0.0, end_s=end, audio_path=audio_path,
                       markers=markers or [], transcript=transcript)
-    found = check_markers(asyncio.run(plugin.detect_markers(chunk, config)), chunk, info.plugin_name)
+    found = check_markers(asyncio.run(plugin.detect_markers(chunk, config)), chunk, info.plugin_name,
+                          tuple(info.supported_events))
     if info.uses_results:
         bare = chunk.model_copy(update={"markers": [], "transcript": None})
-        assert check_markers(asyncio.run(plugin.detect_markers(bare, config)), bare, info.plugin_name) == [], \
+        assert check_markers(asyncio.run(plugin.detect_markers(bare, config)), bare, info.plugin_name,
+                             tuple(info.supported_events)) == [], \
             "nothing found by the other plugins must give no markers"
         return found
     # failures must surface as PluginError so the orchestrator can retry or fall back
