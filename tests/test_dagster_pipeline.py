@@ -138,3 +138,36 @@ def test_cli_errors_are_clear(tmp_path, home, demo_video):
     proc = _vidintel("plugins", "--json", env_home=home)
     listed = json.loads(proc.stdout)
     assert {p["plugin_name"] for p in listed["plugins"]} >= {"local_shots", "faster_whisper"} and listed["errors"] == []
+
+
+def test_progress_carries_the_seeds_fields_and_ends_at_100(home, demo_video):
+    """Every report has current_phase / phase_progress / providers_active / markers_detected as the seed
+    shows them; every phase ends at 100; phases are AssetObservations in the instance; the CLI bar ends at 100 %."""
+    import io
+
+    from vidintel_pipeline import cli
+    from vidintel_pipeline.instance import get_instance
+    from vidintel_pipeline.progress import listening
+
+    events: list[dict] = []
+    with listening(events.append):
+        cli.ingest(str(demo_video[0]), "acme", "progress", quiet=True)
+    assert all({"current_phase", "phase_progress"} <= set(e) for e in events)
+    ended = {e["current_phase"] for e in events if e["phase_progress"] == 100.0}
+    assert ended == {"initializing", "chunking", "analyzing_temporal", "transcribing_audio", "building_memory", "finalizing"}
+    started = [e for e in events if e["current_phase"] == "analyzing_temporal" and e["phase_progress"] == 0.0]
+    assert started and isinstance(started[0]["providers_active"], list) and "local_shots" in started[0]["providers_active"]
+    done = [e for e in events if e["current_phase"] == "analyzing_temporal" and e["phase_progress"] == 100.0]
+    assert isinstance(done[0]["markers_detected"], int) and done[0]["markers_detected"] > 5
+
+    obs = get_instance().fetch_observations(dg.AssetKey("temporal_markers"), limit=50).records
+    mine = [r.asset_observation for r in obs if r.asset_observation and r.asset_observation.partition == "acme__progress"]
+    phases = {(o.metadata["progress/current_phase"].value, o.metadata["progress/phase_progress"].value) for o in mine}
+    assert ("analyzing_temporal", 100.0) in phases and ("analyzing_temporal", 0.0) in phases
+
+    out = io.StringIO()
+    bar = cli.ProgressBar(stream=out)
+    for e in events:
+        bar(e)
+    bar.close(True)
+    assert out.getvalue().rstrip().endswith("100.0%  done")

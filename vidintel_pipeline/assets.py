@@ -293,7 +293,7 @@ def visual_analysis(
     manifest = _need(store, ref.key("chunks", CHUNK_MANIFEST), "video_chunks' manifest")
     plugins = [p for p in _plugins(temporal_plugins) if not p.info.uses_results]  # those run in prompt_markers
     names = [p.name for p in plugins]
-    report(context, IngestionPhase.ANALYZING_TEMPORAL, 0, providers_active=",".join(names))
+    report(context, IngestionPhase.ANALYZING_TEMPORAL, 0, providers_active=names)
     audio_key = ref.key("chunks", AUDIO)
     audio_path = str(store.local_path(audio_key)) if store.exists(audio_key) else None
     common = dict(project_id=ref.project_id, video_id=ref.video_id, fps=info["fps"], width=info["width"],
@@ -425,6 +425,7 @@ def transcript(
         why = "disabled" if not transcription.enabled else "no audio track"
         result = TranscriptionResult(duration_s=info["duration_s"], plugin="none")
         context.log.info(f"transcript empty: {why}")
+        report(context, IngestionPhase.TRANSCRIBING_AUDIO, 100, providers_active=[], words=0)
     else:
         try:
             chain = transcription.chain()
@@ -445,7 +446,7 @@ def transcript(
             estimate = chain[0].estimate_cost(info["duration_s"])
             costs.check_budget(project_id=ref.project_id, video_id=ref.video_id, estimate_usd=estimate,
                                what=f"transcription with {chain[0].name} (${estimate:.4f})")
-            report(context, IngestionPhase.TRANSCRIBING_AUDIO, 0, providers_active=chain[0].name)
+            report(context, IngestionPhase.TRANSCRIBING_AUDIO, 0, providers_active=[chain[0].name])
             result, plugin_runs, winner = transcribe_with_fallbacks(chain, audio_path, config, transcription.policy())
             runs = [r.as_dict() for r in plugin_runs]
             if result is None:
@@ -583,6 +584,7 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
         plugins=plugins,
         warnings=warnings,
     )
+    report(context, IngestionPhase.BUILDING_MEMORY, 100, markers_detected=len(doc.markers))
     report(context, IngestionPhase.FINALIZING, 50)
     ledger = costs.ledger()
     uri = out.put_json(ref.memory_key, doc.model_dump(mode="json"))

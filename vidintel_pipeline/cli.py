@@ -37,20 +37,25 @@ class ProgressBar:
         self.pct = 0.0
 
     def __call__(self, event: dict[str, Any]) -> None:
-        phase = event["phase"]
+        phase = event["current_phase"]
         self.done[phase] = max(self.done.get(phase, 0.0), event["phase_progress"] / 100.0)
         self.pct = sum(PHASE_WEIGHTS.get(p, 0) * f for p, f in self.done.items())
         filled = int(self.width * self.pct / 100)
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.pct:5.1f}%  {event['phase']}"
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.pct:5.1f}%  {phase}"
         if self.tty:
             self.stream.write("\r" + line.ljust(70))
             self.stream.flush()
-        elif event["phase"] != self.last_phase:
+        elif phase != self.last_phase:
             self.stream.write(line + "\n")
-        self.last_phase = event["phase"]
+        self.last_phase = phase
 
-    def close(self) -> None:
-        if self.tty:
+    def close(self, success: bool = True) -> None:
+        """End the bar: at 100 % when the run succeeded (phases a cached or empty step skips count as done)."""
+        if success:
+            self.pct = 100.0
+            line = f"[{'#' * self.width}] 100.0%  done"
+            self.stream.write(("\r" + line.ljust(70) + "\n") if self.tty else line + "\n")
+        elif self.tty:
             self.stream.write("\n")
 
 
