@@ -64,7 +64,7 @@ def test_selection_by_features_cost_chunk_limit_and_accuracy(folder):
         reg.select_optimal_plugin(0.99, 1.0, ["shot_detection"])
     with pytest.raises(PluginError, match="no plugin offers"):
         reg.select_plugin(["shot_detection", "object_appearance"])
-    assert [i.plugin_name for i in reg.get_by_capability("object_appearance")] == ["labels"]
+    assert [p.name for p in reg.get_by_capability("object_appearance")] == ["labels"]  # instances, as the seed uses them
 
 
 # fallback, retries, timeouts, validation -----------------------------------------------------------
