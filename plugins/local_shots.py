@@ -389,9 +389,7 @@ def _local_change(a: np.ndarray, b: np.ndarray) -> float:
     """Share of the 16x9 luma layout that changed by more than 12 levels, the global brightness change removed:
     a jump cut (same angle, the subject jumps) changes a region; a re-rendered or tinted picture changes no
     region that much (dev set: jump cut 0.17, keyframe and colour pops 0.06 or less)."""
-    la = cv2.resize(a[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
-    lb = cv2.resize(b[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
-    diff = lb - la
+    diff = _layout(b) - _layout(a)
     return float((np.abs(diff - diff.mean()) > 12).mean())
 
 
@@ -412,10 +410,14 @@ def _moved(a: np.ndarray, b: np.ndarray) -> bool:
     return float(np.abs(shifted[inner] - lb[inner]).mean()) < 0.5 * float(np.abs(la[inner] - lb[inner]).mean())
 
 
+def _layout(t: np.ndarray) -> np.ndarray:
+    """A thumbnail's luma as a 16x9 layout: the picture's arrangement, without its texture."""
+    return cv2.resize(t[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
+
+
 def _layout_r(a: np.ndarray, b: np.ndarray) -> float:
     """Correlation of two thumbnails' zero-mean 16x9 luma layouts: 1 for the same picture at any brightness."""
-    la = cv2.resize(a[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
-    lb = cv2.resize(b[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
+    la, lb = _layout(a), _layout(b)
     la -= la.mean()
     lb -= lb.mean()
     den = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
