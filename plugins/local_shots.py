@@ -133,7 +133,6 @@ class LocalShotsPlugin(FramePlugin):
         cand = np.nonzero((d >= o.min_cut_diff) & (d >= o.cut_ratio * baseline + 1.0) & local_max)[0]
         cuts: dict[int, float] = {}
         flashes: set[int] = set()
-        pops = flashes  # rejected the same way: neither a cut nor the start of a transition
         F = o.flash_frames
         for i in cand:
             if i == 0:
@@ -151,9 +150,12 @@ class LocalShotsPlugin(FramePlugin):
                 continue  # the picture from before a flash comes back: a flash ending
             r, hd = _content_change(th[i - 1], th[i])
             content = (1.0 - r) + hd
-            if content < o.min_cut_content if self._intra[i] else (content < o.min_cut_content_inter
-                                                                    and _local_change(th[i - 1], th[i]) < o.min_cut_local):
-                pops.add(int(i))
+            if self._intra[i]:  # where a codec's keyframe pops happen: the content must clearly change
+                same_picture = content < o.min_cut_content
+            else:  # elsewhere a smaller change will do, or one region changing (a jump cut)
+                same_picture = content < o.min_cut_content_inter and _local_change(th[i - 1], th[i]) < o.min_cut_local
+            if same_picture:
+                flashes.add(int(i))  # a pop is rejected like a flash: neither a cut nor a transition's start
                 continue  # the same picture, re-rendered: a keyframe's quality pop, a tint, a flicker
             ratio = d[i] / (baseline[i] + 1.0)
             cuts[int(i)] = round(float(min(1.0, 0.5 + ratio / 20.0)), 3)
