@@ -35,7 +35,7 @@ test: $(GPU_STAMP)  ## the whole test suite
 
 ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.1:3000)
 	@mkdir -p $(DAGSTER_HOME)
-	@$(BIN)/python -c "from vidintel_pipeline.instance import ensure_instance_home; ensure_instance_home()"
+	@$(BIN)/python -c "from vidintel_pipeline.runtime.instance import ensure_instance_home; ensure_instance_home()"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: $(STAMP)  ## benchmark (not a test): the real-footage table, then vidintel vs one plain decode, faster-whisper and PySceneDetect

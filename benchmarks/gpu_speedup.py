@@ -25,16 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo, TranscriptionConfig  # noqa: E402
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, TranscriptionConfig  # noqa: E402
 from vidintel_pipeline.media.frames import Frame  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1] / "vidintel_pipeline" / "sample_media"
+FIXTURES = Path(__file__).resolve().parents[1] / "vidintel_pipeline" / "media" / "sample_media"
 
 
 def save_frames(out: Path) -> None:
     """Render the transitions clip of tests/test_gpu_plugins.py, decode it once, keep its planes and truth."""
     from vidintel_pipeline.media.frames import iter_frames
-    from vidintel_pipeline.samples import Shot, render
+    from vidintel_pipeline.media.samples import Shot, render
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "transitions.mp4"
@@ -86,7 +86,7 @@ VARIANTS = {"default": {"beam_size": None, "words": True}, "no-words": {"beam_si
 
 
 def bench_whisper(checkpoint: str, devices: list[str], seconds: float) -> list[dict]:
-    from plugins.openai_whisper_local import OpenAIWhisperPlugin
+    from vidintel.plugins.openai_whisper_local import OpenAIWhisperPlugin
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +136,7 @@ def encoder_row(model, device: str, batch: int = 8, reps: int = 5) -> dict:
 
 
 def bench_transnet(frames: Path, devices: list[str], loops: int) -> list[dict]:
-    from plugins.transnetv2_shots import TransNetV2Plugin
+    from vidintel.plugins.transnetv2_shots import TransNetV2Plugin
 
     data = np.load(frames)
     truth = json.loads(str(data["truth"]))

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shots_for(minutes: float):
-    from vidintel_pipeline.samples import Shot
+    from vidintel_pipeline.media.samples import Shot
 
     pattern = [
         Shot("testsrc", 6.0), Shot("life", 5.0), Shot("cells", 6.0, "dissolve", 1.0), Shot("gradient", 5.0, "fade", 1.2),
@@ -86,12 +86,12 @@ def wer(reference: str, hypothesis: str) -> float:
 
 def visual_pass(video: Path, duration_s: float) -> tuple[float, int]:
     """(seconds, frames decoded) for every default frame plugin and the keyframe selector, the way ingest runs them."""
-    from resources.plugins import DEFAULT_TEMPORAL
-    from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo
-    from vidintel_pipeline.frame_plugins import FramePlugin
-    from vidintel_pipeline.keyframes import KeyframeSelector
-    from vidintel_pipeline.orchestration import run_frame_plugins
-    from vidintel_pipeline.registry import PluginRegistry
+    from vidintel.resources.analysis import DEFAULT_TEMPORAL
+    from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo
+    from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
+    from vidintel_pipeline.engine.keyframes import KeyframeSelector
+    from vidintel_pipeline.engine.runner import run_frame_plugins
+    from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
     # the frame plugins `vidintel ingest` runs by default (optional ones such as OCR or TransNetV2 are not)
     reg = PluginRegistry.default()
@@ -131,7 +131,7 @@ def timed(cmd: list[str], env=None) -> float:
 
 def render_or_reuse(args, w: int, h: int):
     """The benchmark video and its truth, rendered once into --media and reused by later runs."""
-    from vidintel_pipeline.samples import Truth, render
+    from vidintel_pipeline.media.samples import Truth, render
 
     media = Path(args.media)
     media.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ def ingest(video: Path, work: Path, run: int) -> tuple[float, float, dict]:
     env = dict(os.environ, VIDINTEL_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
     # the Dagster instance exists already, as it does from a user's second video on: creating its SQLite
     # schema is a one-time cost (about 1.5 s here), not part of ingesting a video
-    subprocess.run([sys.executable, "-c", "from vidintel_pipeline.instance import ensure_instance_home, get_instance;"
+    subprocess.run([sys.executable, "-c", "from vidintel_pipeline.runtime.instance import ensure_instance_home, get_instance;"
                     "ensure_instance_home(); get_instance()"], check=True, env=env)
     vidintel = str(Path(sys.executable).parent / "vidintel")
     # a wrapper process, so the peak memory reported is the ingest's own (ffmpeg and decoding children included)
@@ -189,7 +189,7 @@ def main() -> int:
     w, h = (int(x) for x in args.size.split("x"))
 
     from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
-    from vidintel_pipeline.segments import decode_workers
+    from vidintel_pipeline.engine.segments import decode_workers
 
     video, truth = render_or_reuse(args, w, h)
     print(f"  {truth.duration_s:.1f} s, {len(truth.cuts)} cuts, {len(truth.transitions)} transitions; "

@@ -25,7 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "real_footage"), str(REPO / "tes
 from devset import dev_set  # noqa: E402
 from test_real_footage import score  # noqa: E402
 
-from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo  # noqa: E402
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo  # noqa: E402
 from vidintel_pipeline.media.ffmpeg import ffmpeg_exe  # noqa: E402
 from vidintel_pipeline.media.probe import probe  # noqa: E402
 
@@ -36,11 +36,11 @@ class _Cut:  # the shape score() reads
 
 
 def vidintel(clip, info) -> tuple[list, float]:
-    from resources.plugins import DEFAULT_TEMPORAL
-    from vidintel_pipeline.frame_plugins import FramePlugin
-    from vidintel_pipeline.keyframes import KeyframeSelector
-    from vidintel_pipeline.orchestration import run_frame_plugins
-    from vidintel_pipeline.registry import PluginRegistry
+    from vidintel.resources.analysis import DEFAULT_TEMPORAL
+    from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
+    from vidintel_pipeline.engine.keyframes import KeyframeSelector
+    from vidintel_pipeline.engine.runner import run_frame_plugins
+    from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
     reg = PluginRegistry.default()
     plugins = [p for p in (reg.get_plugin(n) for n in DEFAULT_TEMPORAL) if isinstance(p, FramePlugin)]
@@ -62,10 +62,10 @@ def pyscenedetect(clip, detector) -> list:
 
 def transnet(clip, info) -> list | None:
     try:
-        from plugins.transnetv2_shots import TransNetV2Plugin
+        from vidintel.plugins.transnetv2_shots import TransNetV2Plugin
     except ImportError:
         return None
-    from vidintel_pipeline.orchestration import run_frame_plugins
+    from vidintel_pipeline.engine.runner import run_frame_plugins
 
     p = TransNetV2Plugin()
     chunk = ChunkInfo(project_id="bench", video_id=clip.name, path=str(clip.path), start_s=0, end_s=info.duration_s,

@@ -26,12 +26,12 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field
 
-from vidintel_pipeline.cloud import aws_client, aws_error, in_thread, job_name, poll, rate_limiter, stage_in_s3
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.cloud import aws_client, aws_error, in_thread, job_name, poll, rate_limiter, stage_in_s3
+from vidintel_pipeline.plugin_api.contracts import (
     AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
 )
-from vidintel_pipeline.layout import VideoRef
-from vidintel_pipeline.pricing import rule_for
+from vidintel_pipeline.storage.layout import VideoRef
+from vidintel_pipeline.costs.pricing import rule_for
 
 NAME = "aws_rekognition"
 Feature = Literal["shots", "technical_cues", "labels"]

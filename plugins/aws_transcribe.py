@@ -23,12 +23,12 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from vidintel_pipeline.cloud import aws_client, aws_error, in_thread, job_name, poll, rate_limiter, stage_in_s3
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.cloud import aws_client, aws_error, in_thread, job_name, poll, rate_limiter, stage_in_s3
+from vidintel_pipeline.plugin_api.contracts import (
     BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
     TranscriptSegment, Word,
 )
-from vidintel_pipeline.layout import VideoRef
+from vidintel_pipeline.storage.layout import VideoRef
 
 NAME = "aws_transcribe"
 SENTENCE_END = (".", "?", "!")

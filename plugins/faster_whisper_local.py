@@ -19,11 +19,11 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.contracts import (
     BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
     TranscriptSegment, Word,
 )
-from vidintel_pipeline.cpus import usable_cpus
+from vidintel_pipeline.runtime.cpus import usable_cpus
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

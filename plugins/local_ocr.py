@@ -9,7 +9,7 @@ Reading runs on a worker thread while the decoder moves on (onnxruntime releases
 Each distinct line of text becomes one marker spanning the samples that showed it (one missed sample
 tolerated), start and end within half a sample period of the truth, with the text's box as fractions
 of the picture (x, y, width, height). Models: PP-OCRv4 from the
-``rapidocr-onnxruntime`` package, see :mod:`vidintel_pipeline.ocr`.
+``rapidocr-onnxruntime`` package, see :mod:`vidintel_pipeline.models.ocr`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from vidintel_pipeline.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
-from vidintel_pipeline.frame_plugins import FramePlugin
+from vidintel_pipeline.plugin_api.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
+from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 from vidintel_pipeline.media.frames import Frame
 
 
@@ -54,7 +54,7 @@ class LocalOCRPlugin(FramePlugin):
 
     def begin(self, chunk, config) -> None:
         super().begin(chunk, config)
-        from vidintel_pipeline.ocr import OCRModelMissing, default_reader
+        from vidintel_pipeline.models.ocr import OCRModelMissing, default_reader
 
         try:
             self._reader = default_reader(self.options.max_width)

@@ -3,7 +3,7 @@
 Given ``prompt`` (the run's ``temporal_plugins.prompt``), every piece of evidence about the video -- each
 transcript segment, each text read in the picture (``text_in_video``), each detector label (faces,
 technical cues, provider labels) -- is compared with the prompt by meaning, with the same sentence-
-embedding model as search (all-MiniLM-L6-v2, see :mod:`vidintel_pipeline.embeddings`). Evidence at least
+embedding model as search (all-MiniLM-L6-v2, see :mod:`vidintel_pipeline.models.embeddings`). Evidence at least
 ``min_similarity`` close is a match; overlapping matches form one moment, whose marker spans them and
 lists every piece of evidence, best first (``matched``/``source`` name the best); evidence that contains
 every word of the prompt counts as a match whatever its similarity. Transcript segments are split into
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.contracts import (
     AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
 )
 
@@ -73,7 +73,7 @@ class LocalPromptPlugin(BaseTemporalPlugin):
         return await asyncio.to_thread(self._match, prompt, chunk)
 
     def _match(self, prompt: str, chunk: ChunkInfo) -> list[TemporalMarker]:
-        from vidintel_pipeline.embeddings import ModelMissing, default_embedder
+        from vidintel_pipeline.models.embeddings import ModelMissing, default_embedder
 
         evidence = []  # (start, end, text, source)
         if chunk.transcript is not None:

@@ -33,8 +33,8 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from vidintel_pipeline.contracts import PluginInfo, PluginOptions, TemporalMarker
-from vidintel_pipeline.frame_plugins import FramePlugin
+from vidintel_pipeline.plugin_api.contracts import PluginInfo, PluginOptions, TemporalMarker
+from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 from vidintel_pipeline.media.frames import Frame
 
 BLACK_LUMA = 28.0  # mean Y (limited range: black is 16) under which a thumbnail may be black...

@@ -10,7 +10,7 @@ import asyncio
 
 import numpy as np
 
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.contracts import (
     AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
 )
 from vidintel_pipeline.media.audio import read_wav

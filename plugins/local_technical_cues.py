@@ -16,8 +16,8 @@ import functools
 import cv2
 import numpy as np
 
-from vidintel_pipeline.contracts import PluginInfo, PluginOptions, TemporalMarker
-from vidintel_pipeline.frame_plugins import FramePlugin
+from vidintel_pipeline.plugin_api.contracts import PluginInfo, PluginOptions, TemporalMarker
+from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 from vidintel_pipeline.media.frames import Frame
 
 # expected (sign of Cb-128, sign of Cr-128) for yellow, cyan, green, magenta, red, blue; 0 = either

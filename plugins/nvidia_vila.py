@@ -28,13 +28,13 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from vidintel_pipeline.cloud import env_secret, http_call, in_thread, rate_limiter
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.cloud import env_secret, http_call, in_thread, rate_limiter
+from vidintel_pipeline.plugin_api.contracts import (
     AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
 )
 from vidintel_pipeline.media.ffmpeg import MediaError
 from vidintel_pipeline.media.frames import sample_jpegs
-from vidintel_pipeline.pricing import linear_cost, rule_for
+from vidintel_pipeline.costs.pricing import linear_cost, rule_for
 
 NAME = "nvidia_vila"
 EVENT_TYPES = ("custom_prompt", "action_detection", "scene_understanding")

@@ -24,8 +24,8 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import Field
 
-from vidintel_pipeline.cloud import env_secret, http_call, in_thread, rate_limiter
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.cloud import env_secret, http_call, in_thread, rate_limiter
+from vidintel_pipeline.plugin_api.contracts import (
     BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
     TranscriptSegment, Word,
 )

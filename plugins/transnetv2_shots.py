@@ -23,9 +23,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from vidintel_pipeline.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
-from vidintel_pipeline.frame_plugins import FramePlugin
-from vidintel_pipeline.gpu import device_of
+from vidintel_pipeline.plugin_api.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
+from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
+from vidintel_pipeline.runtime.gpu import device_of
 from vidintel_pipeline.media.frames import Frame
 
 NAME = "transnetv2"

@@ -8,9 +8,9 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from vidintel_pipeline.ledger import CostLedger
+from vidintel_pipeline.costs.ledger import CostLedger
 
-from .storage import default_home
+from vidintel.resources.storage import default_home
 
 
 class CostControls(dg.ConfigurableResource):

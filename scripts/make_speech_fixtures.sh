@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the committed speech fixtures in vidintel_pipeline/sample_media/ with espeak-ng.
+# Regenerates the committed speech fixtures in vidintel_pipeline/media/sample_media/ with espeak-ng.
 # espeak-ng is a Debian package (apt-get install espeak-ng); it is needed only to *remake* these files,
 # never to build, test or run vidintel. Each WAV is 16 kHz mono 16-bit; its .txt holds the exact text spoken.
 set -euo pipefail
-out="$(cd "$(dirname "$0")/.." && pwd)/vidintel_pipeline/sample_media"
+out="$(cd "$(dirname "$0")/.." && pwd)/vidintel_pipeline/media/sample_media"
 mkdir -p "$out"
 say() {  # name voice speed text
   local name=$1 voice=$2 speed=$3; shift 3

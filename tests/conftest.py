@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vidintel_pipeline.samples import Shot, Truth, render, render_demo
+from vidintel_pipeline.media.samples import Shot, Truth, render, render_demo
 
 
 @pytest.fixture(scope="session", autouse=True)

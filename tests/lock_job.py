@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from vidintel_pipeline.locks import video_locked
+from vidintel_pipeline.storage.locks import video_locked
 
 
 @dg.op(config_schema={"log": str, "sleep_s": float})
@@ -31,7 +31,7 @@ def one_locked_step():
 if __name__ == "__main__":
     from dagster._core.definitions.reconstruct import ReconstructableJob
 
-    from vidintel_pipeline.instance import get_instance
+    from vidintel_pipeline.runtime.instance import get_instance
 
     partition, log, sleep_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
     result = dg.execute_job(ReconstructableJob.for_file(__file__, "one_locked_step"), instance=get_instance(),

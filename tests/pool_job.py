@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from vidintel_pipeline.gpu import GPU_POOL
+from vidintel_pipeline.runtime.gpu import GPU_POOL
 
 
 def _step(name: str):

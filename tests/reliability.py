@@ -109,10 +109,10 @@ class Bench:
     def drop_and_run(self, project: str, video: str, src: Path, *, name: Optional[str] = None,
                      resources: Optional[dict] = None) -> Any:
         """Put ``src`` where the sensor would find it and run the ingest job for its partition, as the sensor does."""
-        from resources import VidintelStorage
+        from vidintel.resources import VidintelStorage
         from vidintel_pipeline.definitions import defs
-        from vidintel_pipeline.instance import get_instance
-        from vidintel_pipeline.layout import VideoRef
+        from vidintel_pipeline.runtime.instance import get_instance
+        from vidintel_pipeline.storage.layout import VideoRef
 
         ref = VideoRef(project, video)
         store = VidintelStorage().ingest().scoped(project)
@@ -130,7 +130,7 @@ class Bench:
         return "; ".join(failure_reasons(result))
 
     def memory(self, project: str, video: str) -> Any:
-        from vidintel_pipeline.contracts import MemoryDocument
+        from vidintel_pipeline.plugin_api.contracts import MemoryDocument
 
         p = self.home / "data/output/projects" / project / "memories" / f"{video}.json"
         return MemoryDocument.model_validate_json(p.read_text()) if p.is_file() else None
@@ -378,7 +378,7 @@ def one_hour_video(b: Bench, out: Outcome) -> None:
 FAULTY = '''
 import asyncio, json, os, time
 from pathlib import Path
-from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginInfo, RateLimitError, TemporalMarker
+from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginInfo, RateLimitError, TemporalMarker
 
 class Faulty(BaseTemporalPlugin):
     def get_plugin_info(self):
@@ -423,7 +423,7 @@ def faulty(b: Bench, mode: str, *, alone: bool = False, **policy: Any) -> dict:
 
 def plugin_runs(result: Any) -> dict[str, dict]:
     import dagster as dg
-    from vidintel_pipeline.instance import get_instance
+    from vidintel_pipeline.runtime.instance import get_instance
 
     ev = get_instance().get_latest_materialization_event(dg.AssetKey("temporal_markers"))
     runs = ev.asset_materialization.metadata["plugins"].value if ev and ev.run_id == result.run_id else []
@@ -595,8 +595,8 @@ def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from resources import VidintelStorage
-    from vidintel_pipeline.storage import StorageError
+    from vidintel.resources import VidintelStorage
+    from vidintel_pipeline.storage.stores import StorageError
 
     with moto_s3("media") as (holder, url):
         store = VidintelStorage(s3_bucket="media", s3_endpoint_url=url, multipart_threshold_mb=5).ingest().scoped("tenant")
@@ -637,8 +637,8 @@ def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
 
 def refusals(attempts: dict[str, Callable[[], Any]]) -> dict[str, bool]:
     """For each attempt, whether the store or the id rules refused it."""
-    from vidintel_pipeline.layout import InvalidIdError
-    from vidintel_pipeline.storage import StorageError
+    from vidintel_pipeline.storage.layout import InvalidIdError
+    from vidintel_pipeline.storage.stores import StorageError
 
     refused = {}
     for what, fn in attempts.items():
@@ -652,8 +652,8 @@ def refusals(attempts: dict[str, Callable[[], Any]]) -> dict[str, bool]:
 
 @case("security", "project A reaching project B's keys on the local store (crafted ids and keys)")
 def tenant_isolation_local(b: Bench, out: Outcome) -> None:
-    from resources import VidintelStorage
-    from vidintel_pipeline.layout import VideoRef
+    from vidintel.resources import VidintelStorage
+    from vidintel_pipeline.storage.layout import VideoRef
 
     store = VidintelStorage().ingest().scoped("tenant-a")
     attempts = {
@@ -673,8 +673,8 @@ def tenant_isolation_local(b: Bench, out: Outcome) -> None:
 
 @case("security", "S3: project A's scoped store reaching B's keys, and crafted keys in bucket events")
 def tenant_isolation_s3(b: Bench, out: Outcome) -> None:
-    from resources import VidintelStorage
-    from vidintel_pipeline.sensors import classify
+    from vidintel.resources import VidintelStorage
+    from vidintel_pipeline.defs.sensors import classify
 
     with moto_s3("media") as (_, url):
         bucket = VidintelStorage(s3_bucket="media", s3_endpoint_url=url).ingest()
@@ -703,9 +703,9 @@ def tenant_isolation_s3(b: Bench, out: Outcome) -> None:
 def links_in_drop_folder(b: Bench, out: Outcome) -> None:
     import dagster as dg
 
-    from resources import VidintelStorage
+    from vidintel.resources import VidintelStorage
     from vidintel_pipeline.definitions import defs
-    from vidintel_pipeline.instance import get_instance
+    from vidintel_pipeline.runtime.instance import get_instance
 
     root = VidintelStorage().ingest().root
     victim = next((root / "projects/keep/videos/baseline/source").iterdir())
@@ -783,7 +783,7 @@ def secrets_stay_secret(b: Bench, out: Outcome) -> None:
 
 @case("security", "plugins load only from plugins/, configured folders and entry points")
 def plugins_only_from_configured_places(b: Bench, out: Outcome) -> None:
-    from vidintel_pipeline.registry import PluginRegistry
+    from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
     stray = b.root / "stray"
     stray.mkdir(exist_ok=True)
@@ -811,7 +811,7 @@ def plugins_only_from_configured_places(b: Bench, out: Outcome) -> None:
 
 def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
     """``n`` videos dropped at once; the real daemon ticks the sensor and drains the queue."""
-    from vidintel_pipeline.instance import get_instance
+    from vidintel_pipeline.runtime.instance import get_instance
 
     proj = f"load-{n}"
     inbox = b.home / "data/ingest/incoming" / proj

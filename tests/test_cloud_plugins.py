@@ -23,14 +23,14 @@ import numpy as np
 import pytest
 
 from provider_replay import ReplayServer, Reply, aws_error
-from vidintel_pipeline.cloud import TokenBucket, redact
-from vidintel_pipeline.contracts import (
+from vidintel_pipeline.plugin_api.cloud import TokenBucket, redact
+from vidintel_pipeline.plugin_api.contracts import (
     AnalysisConfig, ChunkInfo, PluginError, RateLimitError, TranscriptionConfig,
 )
-from vidintel_pipeline.orchestration import RunPolicy, analyze_video, transcribe_with_fallbacks
-from vidintel_pipeline.registry import PluginRegistry
-from vidintel_pipeline.samples import speech_fixture
-from vidintel_pipeline.testing import check_temporal_plugin, check_transcription_plugin
+from vidintel_pipeline.engine.runner import RunPolicy, analyze_video, transcribe_with_fallbacks
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
+from vidintel_pipeline.media.samples import speech_fixture
+from vidintel_pipeline.plugin_api.testing import check_temporal_plugin, check_transcription_plugin
 
 REPLAYS = Path(__file__).parent / "replays"
 FAST = dict(poll_first_s=0.01, poll_max_s=0.05)
@@ -478,7 +478,7 @@ def test_dagster_run_with_cloud_plugins_falls_back_costs_and_leaks_no_secret(rep
     import dagster as dg
 
     from vidintel_pipeline import cli
-    from vidintel_pipeline.instance import get_instance
+    from vidintel_pipeline.runtime.instance import get_instance
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)

@@ -3,7 +3,7 @@ run meeting a CLI ingest, and many search-index updates of two projects at once.
 
 All real: ``vidintel ingest`` subprocesses racing on one SQLite instance and one store, the real sensor,
 a job run by ``dg.execute_job`` under the same locking executor the ingest jobs use, and forked processes
-updating the indexes with :func:`vidintel_pipeline.search.sync`, as the ``search_index`` asset does.
+updating the indexes with :func:`vidintel_pipeline.outputs.search.sync`, as the ``search_index`` asset does.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import dagster as dg
 import pytest
 
 from test_store_safety import Lines, _sensor_tick
-from vidintel_pipeline import search, sensors
-from vidintel_pipeline.instance import get_instance
-from vidintel_pipeline.layout import VideoRef
-from vidintel_pipeline.locks import held, holder, index_lock_name, video_lock_name
+from vidintel_pipeline.outputs import search
+from vidintel_pipeline.defs import sensors
+from vidintel_pipeline.runtime.instance import get_instance
+from vidintel_pipeline.storage.layout import VideoRef
+from vidintel_pipeline.storage.locks import held, holder, index_lock_name, video_lock_name
 from vidintel_pipeline.media.ffmpeg import run_ffmpeg
-from vidintel_pipeline.storage import LocalStore
+from vidintel_pipeline.storage.stores import LocalStore
 
 VIDINTEL = str(Path(sys.executable).with_name("vidintel"))
 PER_VIDEO = ["source_video", "video_chunks", "audio", "keyframes", "temporal_markers", "transcript", "prompt_markers",
@@ -165,13 +166,13 @@ def test_a_launched_run_waits_for_a_cli_ingest_and_a_cli_fails_fast_on_a_running
 
     # the ingest jobs run under the same wrapper
     for name in ("ingest_video", "ingest_video_gpu"):
-        assert defs.resolve_job_def(name).executor_def.description.endswith("(vidintel_pipeline.locks)")
+        assert defs.resolve_job_def(name).executor_def.description.endswith("(vidintel_pipeline.storage.locks)")
 
 
 def test_the_embedded_instance_queues_one_run_per_video(tmp_path):
     from dagster._core.instance.config import dagster_instance_config
 
-    from vidintel_pipeline.instance import DAGSTER_YAML
+    from vidintel_pipeline.runtime.instance import DAGSTER_YAML
 
     (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
     cfg, _ = dagster_instance_config(str(tmp_path))

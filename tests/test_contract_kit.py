@@ -2,11 +2,11 @@
 
 import pytest
 
-from vidintel_pipeline.contracts import BaseTemporalPlugin, ChunkInfo, PluginInfo, TemporalMarker
+from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, ChunkInfo, PluginInfo, TemporalMarker
 from vidintel_pipeline.media.audio import extract_audio
-from vidintel_pipeline.registry import PluginRegistry
-from vidintel_pipeline.samples import speech_fixture
-from vidintel_pipeline.testing import check_markers, check_temporal_plugin, check_transcription_plugin
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
+from vidintel_pipeline.media.samples import speech_fixture
+from vidintel_pipeline.plugin_api.testing import check_markers, check_temporal_plugin, check_transcription_plugin
 
 REG = PluginRegistry.default()
 # cloud plugins run the same kit in tests/test_cloud_plugins.py, against their provider replays
@@ -29,7 +29,7 @@ def test_builtin_temporal_plugins_pass_the_kit(name, demo_video, tmp_path):
     plugin = REG.get_plugin(name)
     evidence = {}
     if plugin.info.uses_results:  # it reads what the others found: give it the demo's spoken sentences and its bars
-        from vidintel_pipeline.contracts import AnalysisConfig, TranscriptionResult
+        from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, TranscriptionResult
 
         speech = [{"start_s": s["start_s"], "end_s": s["end_s"], "text": s["text"]} for s in truth.speech]
         evidence = {"transcript": TranscriptionResult(segments=speech),

@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.instance import get_instance
-from vidintel_pipeline.partitions import PROJECT_TAG
+from vidintel_pipeline.runtime.instance import get_instance
+from vidintel_pipeline.defs.partitions import PROJECT_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 VIDINTEL = str(Path(sys.executable).parent / "vidintel")
@@ -89,7 +89,7 @@ def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
 
 
 def test_corrupt_video_fails_clearly_and_leaves_other_partitions_intact(home, demo_video):
-    from resources import VidintelStorage
+    from vidintel.resources import VidintelStorage
 
     path, _ = demo_video
     cli.ingest(str(path), "acme", "good", quiet=True)
@@ -146,8 +146,8 @@ def test_progress_carries_the_seeds_fields_and_ends_at_100(home, demo_video):
     import io
 
     from vidintel_pipeline import cli
-    from vidintel_pipeline.instance import get_instance
-    from vidintel_pipeline.progress import listening
+    from vidintel_pipeline.runtime.instance import get_instance
+    from vidintel_pipeline.defs.progress import listening
 
     events: list[dict] = []
     with listening(events.append):

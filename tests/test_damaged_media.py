@@ -71,7 +71,7 @@ def test_a_failed_plugin_is_a_warning_and_strict_makes_it_an_error(home, demo_vi
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "outage.py").write_text(
-        "from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginError\n"
+        "from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginError\n"
         "class Outage(BaseTemporalPlugin):\n"
         "    def get_plugin_info(self):\n"
         "        return {'plugin_name': 'outage', 'plugin_version': '1.0.0', 'supported_events': ['custom_prompt']}\n"
@@ -122,7 +122,7 @@ def test_reels_seek_on_the_same_timeline(demo_video, tmp_path):
     """ffmpeg's -ss counts from the file's start; a reel's cut at t must show the frame vidintel calls t."""
     import numpy as np
 
-    from vidintel_pipeline.compilations import seek_arg
+    from vidintel_pipeline.outputs.reels import seek_arg
     from vidintel_pipeline.media.frames import iter_frames
     from vidintel_pipeline.media.probe import probe
 

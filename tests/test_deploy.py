@@ -17,8 +17,8 @@ from dagster._config import process_config
 from dagster._config.field_utils import convert_potential_field
 from dagster._core.instance.config import dagster_instance_config
 
-from vidintel_pipeline.gpu import COMPUTE_TAG, GPU_OP_TAGS, GPU_POOL
-from vidintel_pipeline.launchers import LAUNCHER_TAG, TagRoutingRunLauncher
+from vidintel_pipeline.runtime.gpu import COMPUTE_TAG, GPU_OP_TAGS, GPU_POOL
+from vidintel_pipeline.runtime.launchers import LAUNCHER_TAG, TagRoutingRunLauncher
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -38,7 +38,7 @@ def routing_config_ok(cfg: dict) -> None:
 def test_instance_configs_validate(path, tmp_path):
     (tmp_path / "dagster.yaml").write_text((DEPLOY / path).read_text())
     cfg, _ = dagster_instance_config(str(tmp_path))  # Dagster's own schema and concurrency checks
-    assert cfg["run_launcher"]["module"] == "vidintel_pipeline.launchers"
+    assert cfg["run_launcher"]["module"] == "vidintel_pipeline.runtime.launchers"
     routing_config_ok(cfg["run_launcher"]["config"])
     assert cfg["run_coordinator"]["class"] == "QueuedRunCoordinator" and cfg["concurrency"]["pools"]["default_limit"] >= 1
     assert {"key": COMPUTE_TAG, "value": "gpu"} in [{k: lim[k] for k in ("key", "value")}
@@ -52,7 +52,7 @@ def test_helm_values_compose_and_dockerfiles_reference_what_exists():
     launcher = values["runLauncher"]
     assert launcher["type"] == "CustomRunLauncher"
     custom = launcher["config"]["customRunLauncher"]
-    assert (custom["module"], custom["class"]) == ("vidintel_pipeline.launchers", "TagRoutingRunLauncher")
+    assert (custom["module"], custom["class"]) == ("vidintel_pipeline.runtime.launchers", "TagRoutingRunLauncher")
     routing_config_ok(custom["config"])
     deployments = {d["name"]: d for d in values["dagster-user-deployments"]["deployments"]}
     assert set(deployments) == {"vidintel-cpu", "vidintel-gpu"}
@@ -121,7 +121,7 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
         "telemetry": {"enabled": False},
         # launch at once (the queued coordinator would wait for a daemon)
         "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
-        "run_launcher": {"module": "vidintel_pipeline.launchers", "class": "TagRoutingRunLauncher", "config": {
+        "run_launcher": {"module": "vidintel_pipeline.runtime.launchers", "class": "TagRoutingRunLauncher", "config": {
             "routes": {"gpu": {"module": "dagster", "class": "DefaultRunLauncher"}},
             "default": {"module": "dagster", "class": "DefaultRunLauncher"}}},
     }))

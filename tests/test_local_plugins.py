@@ -6,15 +6,15 @@ import re
 import jiwer
 import pytest
 
-from plugins.faster_whisper_local import FasterWhisperPlugin
-from plugins.local_shots import LocalShotsPlugin
-from plugins.local_silence import LocalSilencePlugin
-from plugins.local_technical_cues import LocalTechnicalCuesPlugin
-from plugins.opencv_faces import OpenCVFacesPlugin
-from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo, PluginError, TranscriptionConfig
+from vidintel.plugins.faster_whisper_local import FasterWhisperPlugin
+from vidintel.plugins.local_shots import LocalShotsPlugin
+from vidintel.plugins.local_silence import LocalSilencePlugin
+from vidintel.plugins.local_technical_cues import LocalTechnicalCuesPlugin
+from vidintel.plugins.opencv_faces import OpenCVFacesPlugin
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError, TranscriptionConfig
 from vidintel_pipeline.media.audio import extract_audio
 from vidintel_pipeline.media.frames import run_frame_pipeline
-from vidintel_pipeline.samples import speech_fixture
+from vidintel_pipeline.media.samples import speech_fixture
 
 
 def _chunk(path, truth, audio=None):

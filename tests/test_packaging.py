@@ -26,6 +26,6 @@ def test_the_wheel_carries_the_price_book_and_sample_media(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     data = [p.relative_to(REPO).as_posix() for p in (REPO / "vidintel_pipeline").rglob("*")
             if p.is_file() and p.suffix in (".json", ".wav", ".txt") and "__pycache__" not in p.parts]
-    assert "vidintel_pipeline/pricebook.json" in data
+    assert "vidintel_pipeline/costs/pricebook.json" in data
     missing = [d for d in data if d not in names]
     assert not missing, f"not in {wheel.name}: {missing}"

@@ -8,14 +8,14 @@ import dagster as dg
 import pytest
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo, PluginError, TemporalMarker
-from vidintel_pipeline.instance import get_instance
-from vidintel_pipeline.ledger import CostLedger
-from vidintel_pipeline.orchestration import RunPolicy, analyze_video, merge_markers
-from vidintel_pipeline.pricing import BillingRule, chunk_durations, price_book
-from vidintel_pipeline.registry import PluginRegistry
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError, TemporalMarker
+from vidintel_pipeline.runtime.instance import get_instance
+from vidintel_pipeline.costs.ledger import CostLedger
+from vidintel_pipeline.engine.runner import RunPolicy, analyze_video, merge_markers
+from vidintel_pipeline.costs.pricing import BillingRule, chunk_durations, price_book
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
-HEADER = "from vidintel_pipeline.contracts import *\nimport asyncio, os, json\n"
+HEADER = "from vidintel_pipeline.plugin_api.contracts import *\nimport asyncio, os, json\n"
 
 
 def plugin_src(name, *, events=("shot_detection",), cost=0.0, max_chunk=None, accuracy=None, body="return []"):
@@ -181,8 +181,8 @@ def test_one_bad_marker_costs_only_itself(folder):
 def test_declared_event_types_pass_through_and_undeclared_ones_are_named(folder):
     """`supported_events` is open: a declared type (logo_appearance) goes all the way to the exports; an
     undeclared one (speaker_change) is dropped alone, naming the plugin and the type."""
-    from vidintel_pipeline.contracts import MemoryDocument
-    from vidintel_pipeline.exports import render
+    from vidintel_pipeline.plugin_api.contracts import MemoryDocument
+    from vidintel_pipeline.outputs.exports import render
 
     reg = _registry(folder, logos=plugin_src("logos", events=("logo_appearance",), body="""
         return [TemporalMarker(type='logo_appearance', start_s=1, end_s=3, label='acme logo', confidence=0.9, plugin='logos'),

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).parent / "real_footage"))
 
 from devset import dev_set  # noqa: E402
 
-from plugins.local_shots import LocalShotsPlugin  # noqa: E402
-from plugins.local_technical_cues import LocalTechnicalCuesPlugin  # noqa: E402
-from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo  # noqa: E402
-from vidintel_pipeline.keyframes import KeyframeSelector  # noqa: E402
+from vidintel.plugins.local_shots import LocalShotsPlugin  # noqa: E402
+from vidintel.plugins.local_technical_cues import LocalTechnicalCuesPlugin  # noqa: E402
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo  # noqa: E402
+from vidintel_pipeline.engine.keyframes import KeyframeSelector  # noqa: E402
 from vidintel_pipeline.media.probe import probe  # noqa: E402
-from vidintel_pipeline.orchestration import run_frame_plugins  # noqa: E402
+from vidintel_pipeline.engine.runner import run_frame_plugins  # noqa: E402
 
 
 def score(clip, markers) -> dict:

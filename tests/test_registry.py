@@ -4,14 +4,14 @@ import textwrap
 
 import pytest
 
-from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginError
-from vidintel_pipeline.registry import PluginRegistry
+from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginError
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
 BUILTIN = {"local_shots", "local_technical_cues", "opencv_faces", "local_silence", "local_ocr", "local_prompt", "faster_whisper",
            "openai_whisper", "transnetv2", "senko"}
 
 GOOD = '''
-from vidintel_pipeline.contracts import BaseTemporalPlugin, PluginInfo, TemporalMarker
+from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginInfo, TemporalMarker
 
 class EveryTenSeconds(BaseTemporalPlugin):
     def get_plugin_info(self):
@@ -66,7 +66,7 @@ def test_broken_duplicate_and_invalid_plugins_are_reported_by_file(tmp_path):
     _write(folder, "e_invalid.py", GOOD % ("Bad Name!", "x"))
     # the seed's own AWSRekognitionPlugin shows only get_plugin_info; a base meant for others is left alone
     _write(folder, "f_abstract.py", """
-        from vidintel_pipeline.contracts import BaseTemporalPlugin
+        from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin
 
         class BaseVendor(BaseTemporalPlugin):
             pass

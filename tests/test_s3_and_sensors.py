@@ -8,12 +8,12 @@ import time
 import dagster as dg
 import pytest
 
-from resources import VidintelStorage
-from vidintel_pipeline import sensors
-from vidintel_pipeline.instance import get_instance
-from vidintel_pipeline.layout import InvalidIdError
-from vidintel_pipeline.s3 import S3Store
-from vidintel_pipeline.storage import LocalStore, StorageError, TenancyError
+from vidintel.resources import VidintelStorage
+from vidintel_pipeline.defs import sensors
+from vidintel_pipeline.runtime.instance import get_instance
+from vidintel_pipeline.storage.layout import InvalidIdError
+from vidintel_pipeline.storage.s3 import S3Store
+from vidintel_pipeline.storage.stores import LocalStore, StorageError, TenancyError
 
 LOG = logging.getLogger("test")
 
@@ -209,7 +209,7 @@ def test_local_store_drop_folder_and_late_uploads(home, monkeypatch):
 def test_sensor_skips_videos_already_ingested_until_they_change(home, tmp_path, monkeypatch):
     """A video ingested with the CLI is in storage but done: a sensor (new, or with its cursor reset) leaves it."""
     from vidintel_pipeline import cli
-    from vidintel_pipeline.samples import Shot, render
+    from vidintel_pipeline.media.samples import Shot, render
 
     monkeypatch.setattr(sensors, "SETTLE_S", 0.0)
     clip = tmp_path / "done.mp4"

@@ -12,9 +12,9 @@ import srt
 import webvtt
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.contracts import MemoryDocument
-from vidintel_pipeline.exports import edl_fps
-from vidintel_pipeline.instance import get_instance
+from vidintel_pipeline.plugin_api.contracts import MemoryDocument
+from vidintel_pipeline.outputs.exports import edl_fps
+from vidintel_pipeline.runtime.instance import get_instance
 
 
 def _meta(asset: str) -> dict:
@@ -92,7 +92,7 @@ def titled_video(tmp_path_factory):
     """10 s, 1280x720, GOP of 1 s: two titles (one a paraphrase target), a cut at 5 s and the revenue sentence.
 
     The backgrounds carry no text of their own (testsrc2 draws a timecode, which OCR rightly reads)."""
-    from vidintel_pipeline.samples import Shot, render
+    from vidintel_pipeline.media.samples import Shot, render
 
     path = tmp_path_factory.mktemp("titled") / "titled.mp4"
     truth = render(path, [Shot("gradient", 5.0), Shot("cells", 5.0)], size=(1280, 720), gop=25,

@@ -61,7 +61,7 @@ def test_the_registry_snippets_run_as_written(home, tmp_path, monkeypatch):
         AnalysisConfig, BaseTemporalPlugin, BaseTranscriptionPlugin, ChunkInfo, IngestionPhase, PluginError,
         TemporalMarker, TemporalMarkerRegistry, TranscriptionConfig, TranscriptionResult,
     )
-    from vidintel_pipeline.ledger import CostLedger
+    from vidintel_pipeline.costs.ledger import CostLedger
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "temporal_markers").mkdir()

@@ -13,15 +13,15 @@ import textwrap
 import dagster as dg
 import pytest
 
-from plugins.local_shots import LocalShotsPlugin
-from plugins.local_technical_cues import LocalTechnicalCuesPlugin
-from plugins.opencv_faces import OpenCVFacesPlugin
-from vidintel_pipeline.contracts import AnalysisConfig, ChunkInfo
-from vidintel_pipeline.keyframes import KeyframeSelector
+from vidintel.plugins.local_shots import LocalShotsPlugin
+from vidintel.plugins.local_technical_cues import LocalTechnicalCuesPlugin
+from vidintel.plugins.opencv_faces import OpenCVFacesPlugin
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo
+from vidintel_pipeline.engine.keyframes import KeyframeSelector
 from vidintel_pipeline.media.ffmpeg import MediaError
-from vidintel_pipeline.orchestration import merge_markers, run_frame_plugins
-from vidintel_pipeline.registry import PluginRegistry
-from vidintel_pipeline.segments import Segment, analyze_segments, margin_for, plan_segments
+from vidintel_pipeline.engine.runner import merge_markers, run_frame_plugins
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
+from vidintel_pipeline.engine.segments import Segment, analyze_segments, margin_for, plan_segments
 
 
 def _source(path, truth) -> ChunkInfo:
@@ -99,8 +99,8 @@ def test_segments_split_mid_event_match_one_pass(demo_video, monkeypatch):
 
 PLUGIN = '''
 import os, signal
-from vidintel_pipeline.contracts import PluginInfo
-from vidintel_pipeline.frame_plugins import FramePlugin
+from vidintel_pipeline.plugin_api.contracts import PluginInfo
+from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 
 
 class Misbehaving(FramePlugin):
@@ -165,7 +165,7 @@ def test_a_corrupt_segment_is_a_clear_media_error(tmp_path, demo_video):
 def test_ingest_in_segments_matches_one_pass(home, demo_video, monkeypatch):
     """Through the whole Dagster job: segments forced on the 24 s demo give the memory one pass gives."""
     from vidintel_pipeline import cli
-    from vidintel_pipeline.instance import get_instance
+    from vidintel_pipeline.runtime.instance import get_instance
 
     path, truth = demo_video
     memories, decoded = {}, {}

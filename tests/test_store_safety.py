@@ -21,10 +21,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from resources import VidintelStorage
-from vidintel_pipeline import sensors
-from vidintel_pipeline.instance import get_instance
-from vidintel_pipeline.storage import LocalStore, UnsafeObjectError
+from vidintel.resources import VidintelStorage
+from vidintel_pipeline.defs import sensors
+from vidintel_pipeline.runtime.instance import get_instance
+from vidintel_pipeline.storage.stores import LocalStore, UnsafeObjectError
 
 VIDINTEL = str(Path(sys.executable).with_name("vidintel"))
 SECRET = "projects/beta/videos/v/source/secret.mp4"
@@ -258,7 +258,7 @@ def test_sensor_adopts_no_link_fifo_or_symlinked_folder_and_deletes_nothing_of_b
 
 @pytest.fixture
 def clip(tmp_path) -> Path:
-    from vidintel_pipeline.samples import Shot, render
+    from vidintel_pipeline.media.samples import Shot, render
 
     p = tmp_path / "media" / "clip.mp4"
     p.parent.mkdir()

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .instance import ensure_instance_home, vidintel_home
+from vidintel_pipeline.runtime.instance import ensure_instance_home, vidintel_home
 
 PHASE_WEIGHTS = {  # share of the progress bar each phase fills; Dagster may run phases in any order
     "initializing": 5, "chunking": 10, "analyzing_temporal": 45,
@@ -62,14 +62,14 @@ class ProgressBar:
 def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False,
            resources_config: Optional[dict[str, Any]] = None, gpu: bool = False) -> dict[str, Any]:
     """Copy a video into storage, register its partition and materialize every asset for it."""
-    from resources import VidintelStorage
+    from vidintel.resources import VidintelStorage
 
-    from .layout import InvalidIdError, VideoRef, slugify
-    from .media import MediaError, ffmpeg_exe, probe
-    from .storage import StorageError
+    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, slugify
+    from vidintel_pipeline.media import MediaError, ffmpeg_exe, probe
+    from vidintel_pipeline.storage.stores import StorageError
 
     # the file the user names is read as given, a link followed as cp would (they can read it anyway);
-    # the store side never follows a link (vidintel_pipeline/storage.py)
+    # the store side never follows a link (vidintel_pipeline/storage/stores.py)
     src = Path(path)
     if not src.exists():
         raise CliError(f"{path}: no such file")
@@ -87,11 +87,11 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
         raise CliError(f"not ingested: {exc}") from exc
 
     ensure_instance_home()
-    from .definitions import defs
-    from .partitions import run_tags, videos_partitions
-    from .progress import listening
-    from .instance import get_instance
-    from .locks import Busy, held, video_lock_name
+    from vidintel_pipeline.definitions import defs
+    from vidintel_pipeline.defs.partitions import run_tags, videos_partitions
+    from vidintel_pipeline.defs.progress import listening
+    from vidintel_pipeline.runtime.instance import get_instance
+    from vidintel_pipeline.storage.locks import Busy, held, video_lock_name
 
     with contextlib.ExitStack() as stack:
         # one ingest of a video at a time: a second one (another CLI, or a run the daemon launched) would
@@ -155,10 +155,10 @@ def failure_reasons(result: Any) -> list[str]:
 def compile_reel(project: str, *, query: str = "", marker_type: str = "", label: str = "", max_seconds: float = 60.0,
                  mode: str = "hybrid") -> dict[str, Any]:
     """Run the ``compile_reel`` job on the CLI's instance; returns the reel's manifest."""
-    from resources import VidintelStorage
+    from vidintel.resources import VidintelStorage
 
-    from .definitions import defs
-    from .instance import get_instance
+    from vidintel_pipeline.definitions import defs
+    from vidintel_pipeline.runtime.instance import get_instance
 
     ensure_instance_home()
     config = {"project_id": project, "query": query, "marker_type": marker_type, "label": label,
@@ -176,10 +176,10 @@ def compile_reel(project: str, *, query: str = "", marker_type: str = "", label:
 
 
 def load_memory(project: str, video: str) -> dict[str, Any]:
-    from resources import VidintelStorage
+    from vidintel.resources import VidintelStorage
 
-    from .layout import InvalidIdError, VideoRef
-    from .storage import StorageError
+    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef
+    from vidintel_pipeline.storage.stores import StorageError
 
     try:
         ref = VideoRef(project, video)
@@ -245,7 +245,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .samples import render_demo
+    from vidintel_pipeline.media.samples import render_demo
 
     home = vidintel_home()
     sample = home / "samples" / "demo.mp4"
@@ -264,12 +264,12 @@ def cmd_demo(args) -> int:
 
 def estimate(project: str, video: Optional[str], plugins: Optional[list[str]], transcription: Optional[str]) -> dict[str, Any]:
     """What ingesting (or re-ingesting) a project's videos would cost with the chosen plugins, before running."""
-    from resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
+    from vidintel.resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
-    from .contracts import PluginError
-    from .layout import InvalidIdError, VideoRef, validate_id
-    from .media import MediaError, probe
-    from .pricing import chunk_durations
+    from vidintel_pipeline.plugin_api.contracts import PluginError
+    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, validate_id
+    from vidintel_pipeline.media import MediaError, probe
+    from vidintel_pipeline.costs.pricing import chunk_durations
 
     try:
         validate_id(project, "project id")
@@ -322,7 +322,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from .registry import PluginRegistry
+    from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
     reg = PluginRegistry.default()
     rows = [e.info.model_dump() | {"source": e.source} for _, e in sorted(reg.entries.items())]
@@ -343,11 +343,11 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from resources import VidintelStorage
+    from vidintel.resources import VidintelStorage
 
-    from .embeddings import ModelMissing, default_embedder
-    from .layout import InvalidIdError, validate_id
-    from .search import search
+    from vidintel_pipeline.models.embeddings import ModelMissing, default_embedder
+    from vidintel_pipeline.storage.layout import InvalidIdError, validate_id
+    from vidintel_pipeline.outputs.search import search
 
     try:
         validate_id(args.project, "project id")
@@ -376,11 +376,11 @@ def cmd_search(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from resources import VidintelStorage
+    from vidintel.resources import VidintelStorage
 
-    from .contracts import MemoryDocument
-    from .exports import render
-    from .layout import VideoRef
+    from vidintel_pipeline.plugin_api.contracts import MemoryDocument
+    from vidintel_pipeline.outputs.exports import render
+    from vidintel_pipeline.storage.layout import VideoRef
 
     doc = MemoryDocument.model_validate(load_memory(args.project, args.video))
     text = render(doc, args.format)
@@ -412,7 +412,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import fetch_all
+    from vidintel_pipeline.models.files import fetch_all
 
     for what, where in fetch_all().items():
         print(f"{what}: {where}")

@@ -4,14 +4,14 @@ import os
 
 import dagster as dg
 
-from resources import CostControls, GpuWorkResource, TemporalPluginsResource, TranscriptionResource, VidintelStorage
+from vidintel.resources import CostControls, GpuWorkResource, TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
-from .assets import per_video_assets, project_costs
-from .gpu_assets import gpu_analysis
-from .jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
-from .locks import video_locked
-from .project_assets import project_assets
-from .sensors import new_video_sensor, nightly_rescan
+from vidintel_pipeline.defs.assets import per_video_assets, project_costs
+from vidintel_pipeline.defs.gpu_assets import gpu_analysis
+from vidintel_pipeline.defs.jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
+from vidintel_pipeline.storage.locks import video_locked
+from vidintel_pipeline.defs.project_assets import project_assets
+from vidintel_pipeline.defs.sensors import new_video_sensor, nightly_rescan
 
 defs = dg.Definitions(
     assets=[*per_video_assets, gpu_analysis, project_costs, *project_assets],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ffmpeg import run_ffmpeg
+from vidintel_pipeline.media.ffmpeg import run_ffmpeg
 
 SAMPLE_RATE = 16_000
 

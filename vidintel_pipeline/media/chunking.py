@@ -14,7 +14,7 @@ from pathlib import Path
 
 import av
 
-from .ffmpeg import MediaError, run_ffmpeg
+from vidintel_pipeline.media.ffmpeg import MediaError, run_ffmpeg
 
 
 @dataclass

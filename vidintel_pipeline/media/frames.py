@@ -9,7 +9,7 @@ Decoding runs in FFmpeg's own threads (PyAV ``thread_type="AUTO"``) with the in-
 skipped: deblocking only smooths block edges, which no detector here can tell apart at 320 px, and
 skipping it makes decoding about 10% faster than a plain full decode.
 
-Long videos on several CPUs are decoded as parallel time segments instead (:mod:`vidintel_pipeline.segments`),
+Long videos on several CPUs are decoded as parallel time segments instead (:mod:`vidintel_pipeline.engine.segments`),
 each in one decoder thread. Otherwise :func:`run_frame_pipeline` decodes on a thread of its own, a few
 frames ahead of the detectors, and computes each frame's thumbnail and its change from the previous frame there. The decoder's threads release the
 GIL, so decoding never waits while a detector spends milliseconds on one frame (a face search), and the
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, P
 import cv2
 import numpy as np
 
-from .ffmpeg import MediaError
+from vidintel_pipeline.media.ffmpeg import MediaError
 
 if TYPE_CHECKING:
     import av

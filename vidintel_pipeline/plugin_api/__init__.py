@@ -1,0 +1,1 @@
+"""The one import surface for plugins: contracts, the frame-plugin base, the registry, cloud helpers and the contract kit."""

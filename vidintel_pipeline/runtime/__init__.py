@@ -1,0 +1,1 @@
+"""Where runs execute: the Dagster instance, the run launcher that routes by tag, CPU counts and the torch device."""
