@@ -19,7 +19,8 @@ from pydantic import Field
 
 from vidintel_pipeline.storage.layout import VideoRef
 from vidintel_pipeline.storage.s3 import S3Store
-from vidintel_pipeline.storage.stores import LocalStore, ScopedStore, StorageError, Store
+from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.stores import ScopedStore, StorageError, Store
 
 
 def default_home() -> str:

@@ -81,9 +81,9 @@ class Bench:
         self.media_dir.mkdir(parents=True, exist_ok=True)
         os.environ["VIDINTEL_HOME"] = str(self.home)
         os.environ["DAGSTER_HOME"] = str(self.home / "dagster")
-        from vidintel_pipeline import cli
+        from vidintel_pipeline.runtime import in_process
 
-        cli.ingest(str(self.clip("baseline.mp4", seconds=3)), "keep", "baseline", quiet=True)
+        in_process.ingest(str(self.clip("baseline.mp4", seconds=3)), "keep", "baseline", quiet=True)
 
     # media -----------------------------------------------------------------------------------------
     def ffmpeg(self, *args: str) -> None:
@@ -379,6 +379,7 @@ FAULTY = '''
 import asyncio, json, os, time
 from pathlib import Path
 from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginInfo, RateLimitError, TemporalMarker
+from vidintel_pipeline.runtime import in_process
 
 class Faulty(BaseTemporalPlugin):
     def get_plugin_info(self):

@@ -477,7 +477,7 @@ AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY-vidintel"
 def test_dagster_run_with_cloud_plugins_falls_back_costs_and_leaks_no_secret(replay, s3, home, demo_video, whisper, monkeypatch):
     import dagster as dg
 
-    from vidintel_pipeline import cli
+    from vidintel_pipeline.runtime import in_process
     from vidintel_pipeline.runtime.instance import get_instance
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
@@ -493,7 +493,7 @@ def test_dagster_run_with_cloud_plugins_falls_back_costs_and_leaks_no_secret(rep
             "fallbacks": {"aws_rekognition": ["local_shots"]}, "retry_base_delay_s": 0.01}},
         "transcription": {"config": {"plugin": "openai_transcribe", "options": {"base_url": replay.url + "/v1"}}},
     }
-    info = cli.ingest(str(path), "acme", "cloud-clip", quiet=True, resources_config=resources)
+    info = in_process.ingest(str(path), "acme", "cloud-clip", quiet=True, resources_config=resources)
     instance = get_instance()
     ev = instance.get_latest_materialization_event(dg.AssetKey("temporal_markers"))
     meta = {k: v.value for k, v in ev.asset_materialization.metadata.items()}

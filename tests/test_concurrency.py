@@ -28,7 +28,7 @@ from vidintel_pipeline.runtime.instance import get_instance
 from vidintel_pipeline.storage.layout import VideoRef
 from vidintel_pipeline.storage.locks import held, holder, index_lock_name, video_lock_name
 from vidintel_pipeline.media.ffmpeg import run_ffmpeg
-from vidintel_pipeline.storage.stores import LocalStore
+from vidintel_pipeline.storage.local import LocalStore
 
 VIDINTEL = str(Path(sys.executable).with_name("vidintel"))
 PER_VIDEO = ["source_video", "video_chunks", "audio", "keyframes", "temporal_markers", "transcript", "prompt_markers",

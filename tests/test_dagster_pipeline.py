@@ -10,7 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from vidintel_pipeline import cli
+from vidintel_pipeline.runtime import in_process
+from vidintel_pipeline.defs.progress_bar import ProgressBar
 from vidintel_pipeline.runtime.instance import get_instance
 from vidintel_pipeline.defs.partitions import PROJECT_TAG
 
@@ -37,7 +38,7 @@ def test_definitions_validate():
 
 def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
     path, truth = demo_video
-    info = cli.ingest(str(path), "acme", "launch-video", quiet=True)
+    info = in_process.ingest(str(path), "acme", "launch-video", quiet=True)
     assert info["partition"] == "acme__launch-video"
     instance = get_instance()
     run = instance.get_run_by_id(info["run_id"])
@@ -92,7 +93,7 @@ def test_corrupt_video_fails_clearly_and_leaves_other_partitions_intact(home, de
     from vidintel.resources import VidintelStorage
 
     path, _ = demo_video
-    cli.ingest(str(path), "acme", "good", quiet=True)
+    in_process.ingest(str(path), "acme", "good", quiet=True)
     before = _digest_tree(home / "data")
     # a corrupt file dropped straight into storage (as a sensor would find it) bypasses the CLI's pre-check
     store = VidintelStorage().ingest().scoped("acme")
@@ -145,13 +146,13 @@ def test_progress_carries_the_seeds_fields_and_ends_at_100(home, demo_video):
     shows them; every phase ends at 100; phases are AssetObservations in the instance; the CLI bar ends at 100 %."""
     import io
 
-    from vidintel_pipeline import cli
+    from vidintel_pipeline.runtime import in_process
     from vidintel_pipeline.runtime.instance import get_instance
     from vidintel_pipeline.defs.progress import listening
 
     events: list[dict] = []
     with listening(events.append):
-        cli.ingest(str(demo_video[0]), "acme", "progress", quiet=True)
+        in_process.ingest(str(demo_video[0]), "acme", "progress", quiet=True)
     assert all({"current_phase", "phase_progress"} <= set(e) for e in events)
     ended = {e["current_phase"] for e in events if e["phase_progress"] == 100.0}
     assert ended == {"initializing", "chunking", "analyzing_temporal", "transcribing_audio", "building_memory", "finalizing"}
@@ -166,7 +167,7 @@ def test_progress_carries_the_seeds_fields_and_ends_at_100(home, demo_video):
     assert ("analyzing_temporal", 100.0) in phases and ("analyzing_temporal", 0.0) in phases
 
     out = io.StringIO()
-    bar = cli.ProgressBar(stream=out)
+    bar = ProgressBar(stream=out)
     for e in events:
         bar(e)
     bar.close(True)

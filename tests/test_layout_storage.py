@@ -3,7 +3,7 @@ import os
 import pytest
 
 from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, slugify, validate_id
-from vidintel_pipeline.storage.stores import LocalStore
+from vidintel_pipeline.storage.local import LocalStore
 
 
 @pytest.mark.parametrize("bad", ["../x", "..", "a/b", "/abs", "a b", "a__b", "x\n", "a\x00b", "", "é", "a" * 65, ".hidden", "-x"])

@@ -7,7 +7,9 @@ import time
 import dagster as dg
 import pytest
 
-from vidintel_pipeline import cli
+from vidintel_pipeline.runtime import in_process
+from vidintel_pipeline.errors import UserError
+from vidintel_pipeline.costs.estimate import estimate
 from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError, TemporalMarker
 from vidintel_pipeline.runtime.instance import get_instance
 from vidintel_pipeline.costs.ledger import CostLedger
@@ -273,8 +275,8 @@ def _resources(plugins, options=None, **costs):
 
 
 def test_budget_guard_stops_before_spending(home, demo_video, paid_plugin):
-    with pytest.raises(cli.CliError, match=r"Budget guard.*max_usd_per_video \$0\.0100.*Nothing was sent"):
-        cli.ingest(str(demo_video[0]), "acme", "v1", quiet=True,
+    with pytest.raises(UserError, match=r"Budget guard.*max_usd_per_video \$0\.0100.*Nothing was sent"):
+        in_process.ingest(str(demo_video[0]), "acme", "v1", quiet=True,
                    resources_config=_resources(["paid_ticker", "local_shots"], max_usd_per_video=0.01))
     assert not paid_plugin.exists()  # the paid plugin was never called
     assert CostLedger(home / "ledger.sqlite").get_total_cost(project_id="acme") == 0.0
@@ -283,7 +285,7 @@ def test_budget_guard_stops_before_spending(home, demo_video, paid_plugin):
 def test_cache_hit_costs_nothing_and_config_change_misses(home, demo_video, paid_plugin):
     path, truth = demo_video
     res = _resources(["paid_ticker", "local_shots"])
-    cli.ingest(str(path), "acme", "v1", quiet=True, resources_config=res)
+    in_process.ingest(str(path), "acme", "v1", quiet=True, resources_config=res)
     first_calls = paid_plugin.read_text().splitlines()
     assert len(first_calls) == 3  # 24.2 s in chunks of at most 10 s
     first = _meta("temporal_markers")
@@ -292,7 +294,7 @@ def test_cache_hit_costs_nothing_and_config_change_misses(home, demo_video, paid
     assert first["cost/usd"] == pytest.approx(expected, abs=1e-4) and first["cost/usd"] > 0.3
     assert first["cost/plugin/paid_ticker"] == first["cost/usd"] and first["cache/hits"] == 0
 
-    cli.ingest(str(path), "acme", "v1", quiet=True, resources_config=res)  # unchanged: all from cache
+    in_process.ingest(str(path), "acme", "v1", quiet=True, resources_config=res)  # unchanged: all from cache
     assert paid_plugin.read_text().splitlines() == first_calls             # no plugin call
     second = _meta("temporal_markers")
     assert second["cost/usd"] == 0.0 and second["cache/hits"] == 2
@@ -302,13 +304,13 @@ def test_cache_hit_costs_nothing_and_config_change_misses(home, demo_video, paid
     assert memory_meta["cost/project_total_usd"] == pytest.approx(first["cost/usd"], abs=1e-6)
     assert _meta("project_costs")["cost/project/acme"] == pytest.approx(first["cost/usd"], abs=1e-6)
 
-    cli.ingest(str(path), "acme", "v1", quiet=True,  # an option change invalidates only that plugin
+    in_process.ingest(str(path), "acme", "v1", quiet=True,  # an option change invalidates only that plugin
                resources_config=_resources(["paid_ticker", "local_shots"], {"paid_ticker": {"every_s": 2.0}}))
     assert len(paid_plugin.read_text().splitlines()) == 6
     third = _meta("temporal_markers")
     cached = {p["plugin"]: p["cached"] for p in third["plugins"]}
     assert cached == {"paid_ticker": False, "local_shots": True}
 
-    est = cli.estimate("acme", None, ["paid_ticker"], None)
+    est = estimate("acme", None, ["paid_ticker"], None)
     assert est["videos"][0]["by_plugin"]["paid_ticker"] == pytest.approx(truth.duration_s / 60, abs=0.01)
     assert est["videos"][0]["by_plugin"]["faster_whisper"] == 0.0

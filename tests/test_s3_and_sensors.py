@@ -10,10 +10,12 @@ import pytest
 
 from vidintel.resources import VidintelStorage
 from vidintel_pipeline.defs import sensors
+from vidintel_pipeline.runtime import in_process
 from vidintel_pipeline.runtime.instance import get_instance
 from vidintel_pipeline.storage.layout import InvalidIdError
 from vidintel_pipeline.storage.s3 import S3Store
-from vidintel_pipeline.storage.stores import LocalStore, StorageError, TenancyError
+from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.stores import StorageError, TenancyError
 
 LOG = logging.getLogger("test")
 
@@ -208,13 +210,13 @@ def test_local_store_drop_folder_and_late_uploads(home, monkeypatch):
 
 def test_sensor_skips_videos_already_ingested_until_they_change(home, tmp_path, monkeypatch):
     """A video ingested with the CLI is in storage but done: a sensor (new, or with its cursor reset) leaves it."""
-    from vidintel_pipeline import cli
+    from vidintel_pipeline.runtime import in_process
     from vidintel_pipeline.media.samples import Shot, render
 
     monkeypatch.setattr(sensors, "SETTLE_S", 0.0)
     clip = tmp_path / "done.mp4"
     render(clip, [Shot("testsrc", 1.0), Shot("gradient", 1.0)], size=(160, 90))
-    cli.ingest(str(clip), "acme", "done", quiet=True, resources_config={"transcription": {"config": {"enabled": False}}})
+    in_process.ingest(str(clip), "acme", "done", quiet=True, resources_config={"transcription": {"config": {"enabled": False}}})
     store = VidintelStorage().ingest()
     store.put_bytes("projects/acme/videos/fresh/source/fresh.mp4", b"x")
     result = _sensor_tick(get_instance())
@@ -242,7 +244,7 @@ def test_nightly_rescan_requests_videos_without_memory(home, tmp_path):
 def test_cli_ingest_with_buckets_set(s3, home, demo_video):
     from vidintel_pipeline import cli
 
-    info = cli.ingest(str(demo_video[0]), "acme", "cli-video", quiet=True,
+    info = in_process.ingest(str(demo_video[0]), "acme", "cli-video", quiet=True,
                       resources_config={"transcription": {"config": {"enabled": False}}})
     ingest = {k["Key"] for k in s3["client"].list_objects_v2(Bucket=s3["ingest"])["Contents"]}
     output = {k["Key"] for k in s3["client"].list_objects_v2(Bucket=s3["output"])["Contents"]}

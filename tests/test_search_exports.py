@@ -12,6 +12,7 @@ import srt
 import webvtt
 
 from vidintel_pipeline import cli
+from vidintel_pipeline.runtime import in_process
 from vidintel_pipeline.plugin_api.contracts import MemoryDocument
 from vidintel_pipeline.outputs.exports import edl_fps
 from vidintel_pipeline.runtime.instance import get_instance
@@ -25,9 +26,9 @@ def _meta(asset: str) -> dict:
 @pytest.fixture
 def project(home, demo_video, hard_video):
     """Two videos of project acme ingested end to end (the ingest job writes exports and the index)."""
-    cli.ingest(str(demo_video[0]), "acme", "launch", quiet=True)
+    in_process.ingest(str(demo_video[0]), "acme", "launch", quiet=True)
     first = _meta("search_index")
-    cli.ingest(str(hard_video[0]), "acme", "hard", quiet=True)
+    in_process.ingest(str(hard_video[0]), "acme", "hard", quiet=True)
     return {"out": home / "data/output/projects/acme", "first_index": first, "second_index": _meta("search_index"),
             "truth": demo_video[1]}
 
@@ -164,7 +165,7 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     assert meta["reel_uri"] == manifest["uri"] and meta["clips"] == 2
 
     # by query, across two videos of different sizes: every clip is re-encoded to the first one's format
-    cli.ingest(str(demo_video[0]), "acme", "launch", quiet=True)
+    in_process.ingest(str(demo_video[0]), "acme", "launch", quiet=True)
     assert cli.main(["compile", "acme", "quarterly revenue", "--max-seconds", "9", "--json"]) == 0
     mixed = json.loads(capsys.readouterr().out)
     assert {c["video_id"] for c in mixed["clips"]} == {"launch", "titled"} and mixed["method"] == "reencode"

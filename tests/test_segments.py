@@ -164,7 +164,7 @@ def test_a_corrupt_segment_is_a_clear_media_error(tmp_path, demo_video):
 
 def test_ingest_in_segments_matches_one_pass(home, demo_video, monkeypatch):
     """Through the whole Dagster job: segments forced on the 24 s demo give the memory one pass gives."""
-    from vidintel_pipeline import cli
+    from vidintel_pipeline.runtime import in_process
     from vidintel_pipeline.runtime.instance import get_instance
 
     path, truth = demo_video
@@ -172,7 +172,7 @@ def test_ingest_in_segments_matches_one_pass(home, demo_video, monkeypatch):
     for video_id, workers in (("one-pass", "1"), ("segments", "2")):
         monkeypatch.setenv("VIDINTEL_DECODE_WORKERS", workers)
         monkeypatch.setenv("VIDINTEL_MIN_SEGMENT_S", "8")
-        info = cli.ingest(str(path), "acme", video_id, quiet=True)
+        info = in_process.ingest(str(path), "acme", video_id, quiet=True)
         memories[video_id] = json.loads((home / f"data/output/projects/acme/memories/{video_id}.json").read_text())
         ev = get_instance().get_latest_materialization_event(dg.AssetKey("temporal_markers"))
         assert ev.run_id == info["run_id"]

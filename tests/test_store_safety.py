@@ -24,7 +24,8 @@ import pytest
 from vidintel.resources import VidintelStorage
 from vidintel_pipeline.defs import sensors
 from vidintel_pipeline.runtime.instance import get_instance
-from vidintel_pipeline.storage.stores import LocalStore, UnsafeObjectError
+from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.stores import UnsafeObjectError
 
 VIDINTEL = str(Path(sys.executable).with_name("vidintel"))
 SECRET = "projects/beta/videos/v/source/secret.mp4"

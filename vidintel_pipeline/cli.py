@@ -1,178 +1,25 @@
-"""The ``vidintel`` command line: ingest, show, demo, plugins.
+"""The ``vidintel`` command line: ingest, show, demo, estimate, search, export, compile, models, plugins.
 
 Every command works on the same Dagster instance and storage as ``make ui`` (both under
-``VIDINTEL_HOME``), so whatever the CLI runs shows up in the UI with its lineage and metadata.
+``VIDINTEL_HOME``), so whatever the CLI runs shows up in the UI with its lineage and metadata. The work
+itself is done elsewhere: :mod:`vidintel_pipeline.intake` and :mod:`vidintel_pipeline.runtime.in_process`
+(ingest and reels), :mod:`vidintel_pipeline.costs.estimate`; this module parses, prints and exits.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
+from vidintel_pipeline.errors import UserError
+from vidintel_pipeline.runtime.instance import vidintel_home
+from vidintel_pipeline.costs.estimate import estimate
+from vidintel_pipeline.runtime.in_process import compile_reel, ingest
 
-from vidintel_pipeline.runtime.instance import ensure_instance_home, vidintel_home
-
-PHASE_WEIGHTS = {  # share of the progress bar each phase fills; Dagster may run phases in any order
-    "initializing": 5, "chunking": 10, "analyzing_temporal": 45,
-    "transcribing_audio": 30, "building_memory": 5, "finalizing": 5,
-}
-
-
-class CliError(Exception):
-    pass
-
-
-class ProgressBar:
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
-        self.last_phase: Optional[str] = None
-        self.done: dict[str, float] = {}
-        self.pct = 0.0
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        phase = event["current_phase"]
-        self.done[phase] = max(self.done.get(phase, 0.0), event["phase_progress"] / 100.0)
-        self.pct = sum(PHASE_WEIGHTS.get(p, 0) * f for p, f in self.done.items())
-        filled = int(self.width * self.pct / 100)
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.pct:5.1f}%  {phase}"
-        if self.tty:
-            self.stream.write("\r" + line.ljust(70))
-            self.stream.flush()
-        elif phase != self.last_phase:
-            self.stream.write(line + "\n")
-        self.last_phase = phase
-
-    def close(self, success: bool = True) -> None:
-        """End the bar: at 100 % when the run succeeded (phases a cached or empty step skips count as done)."""
-        if success:
-            self.pct = 100.0
-            line = f"[{'#' * self.width}] 100.0%  done"
-            self.stream.write(("\r" + line.ljust(70) + "\n") if self.tty else line + "\n")
-        elif self.tty:
-            self.stream.write("\n")
-
-
-def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False,
-           resources_config: Optional[dict[str, Any]] = None, gpu: bool = False) -> dict[str, Any]:
-    """Copy a video into storage, register its partition and materialize every asset for it."""
-    from vidintel.resources import VidintelStorage
-
-    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, slugify
-    from vidintel_pipeline.media import MediaError, ffmpeg_exe, probe
-    from vidintel_pipeline.storage.stores import StorageError
-
-    # the file the user names is read as given, a link followed as cp would (they can read it anyway);
-    # the store side never follows a link (vidintel_pipeline/storage/stores.py)
-    src = Path(path)
-    if not src.exists():
-        raise CliError(f"{path}: no such file")
-    if not src.is_file():  # a FIFO would block the copy; a folder, socket or device is no video either
-        raise CliError(f"{path}: not a regular file")
-    try:
-        ref = VideoRef(project, video_id or slugify(src.name))
-    except InvalidIdError as exc:
-        raise CliError(str(exc)) from exc
-    try:
-        VidintelStorage().check_size(src.name, src.stat().st_size)
-        ffmpeg_exe()  # an ffmpeg too old for the chunking and audio steps: say so before any work
-        probe(src)  # refuse a broken file before it touches storage or the instance
-    except (MediaError, StorageError) as exc:
-        raise CliError(f"not ingested: {exc}") from exc
-
-    ensure_instance_home()
-    from vidintel_pipeline.definitions import defs
-    from vidintel_pipeline.defs.partitions import run_tags, videos_partitions
-    from vidintel_pipeline.defs.progress import listening
-    from vidintel_pipeline.runtime.instance import get_instance
-    from vidintel_pipeline.storage.locks import Busy, held, video_lock_name
-
-    with contextlib.ExitStack() as stack:
-        # one ingest of a video at a time: a second one (another CLI, or a run the daemon launched) would
-        # interleave its source, chunks and memory with ours. Held until our run has finished.
-        try:
-            stack.enter_context(held(video_lock_name(ref), "vidintel ingest"))
-        except Busy as exc:
-            raise CliError(f"{ref.project_id}/{ref.video_id} is already being ingested by {exc.holder}: "
-                           "wait for it to finish, then ingest again") from None
-        store = VidintelStorage().for_video(ref)[0]
-        name = src.name.replace("/", "_")
-        key = ref.key("source", name)
-        try:
-            store.put_file(key, src)
-        except StorageError as exc:
-            raise CliError(f"not ingested: {exc}") from exc
-        for other in [k for k in store.list(ref.prefix + "source/") if k != key]:
-            store.delete(other)  # one source per video id: re-ingesting replaces it
-        instance = get_instance()
-        instance.add_dynamic_partitions(videos_partitions.name, [ref.partition_key])
-        job = defs.resolve_job_def("ingest_video_gpu" if gpu else "ingest_video")
-        bar = ProgressBar() if not quiet else None
-        t0 = time.perf_counter()
-        with listening(bar if bar else (lambda e: None)):
-            result = job.execute_in_process(
-                instance=instance, partition_key=ref.partition_key, tags={**run_tags(ref), **(job.tags or {})}, raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                            "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})}},
-            )
-        if bar:
-            bar.close()
-    wall = time.perf_counter() - t0
-    if result.success:  # keep the per-project cost report in the UI current
-        defs.resolve_job_def("cost_report").execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-    if not result.success:
-        raise CliError(f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result)))
-    return {"run_id": result.run_id, "partition": ref.partition_key, "project_id": ref.project_id,
-            "video_id": ref.video_id, "wall_s": round(wall, 2)}
-
-
-GPU_DEFAULTS = {"transcription": {"config": {"plugin": "openai_whisper"}}}  # as the ingest_video_gpu job's own config
-
-
-def failure_reasons(result: Any) -> list[str]:
-    """Why each failed step failed, in the user's words (a ``dg.Failure`` description or the root exception)."""
-    reasons = []
-    for ev in result.all_events:
-        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
-            err = ev.step_failure_data.error
-            while err.cause is not None:  # Dagster wraps the user's exception: report the root cause
-                err = err.cause
-            msg = (ev.step_failure_data.user_failure_data.description
-                   if ev.step_failure_data.user_failure_data and ev.step_failure_data.user_failure_data.description
-                   else err.message.strip().splitlines()[-1])
-            reasons.append(f"{ev.step_key}: {msg}")
-    return reasons or ["see the run in the UI"]
-
-
-def compile_reel(project: str, *, query: str = "", marker_type: str = "", label: str = "", max_seconds: float = 60.0,
-                 mode: str = "hybrid") -> dict[str, Any]:
-    """Run the ``compile_reel`` job on the CLI's instance; returns the reel's manifest."""
-    from vidintel.resources import VidintelStorage
-
-    from vidintel_pipeline.definitions import defs
-    from vidintel_pipeline.runtime.instance import get_instance
-
-    ensure_instance_home()
-    config = {"project_id": project, "query": query, "marker_type": marker_type, "label": label,
-              "max_seconds": max_seconds, "mode": mode}
-    result = defs.resolve_job_def("compile_reel").execute_in_process(
-        instance=get_instance(), raise_on_error=False,
-        run_config={"ops": {"compilation": {"config": config}},
-                    "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
-    if not result.success:
-        raise CliError(f"no reel (run {result.run_id}):\n  " + "\n  ".join(failure_reasons(result)))
-    name = result.asset_materializations_for_node("compilation")[0].metadata["name"].value
-    manifest = VidintelStorage().output().scoped(project).get_json(f"projects/{project}/compilations/{name}.json")
-    return manifest | {"run_id": result.run_id}
 
 
 def load_memory(project: str, video: str) -> dict[str, Any]:
@@ -184,11 +31,11 @@ def load_memory(project: str, video: str) -> dict[str, Any]:
     try:
         ref = VideoRef(project, video)
     except InvalidIdError as exc:
-        raise CliError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     try:
         return VidintelStorage().for_video(ref)[1].get_json(ref.memory_key)
     except StorageError:
-        raise CliError(f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)") from None
+        raise UserError(f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)") from None
 
 
 def summarize(memory: dict[str, Any], out=sys.stdout) -> None:
@@ -262,52 +109,6 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def estimate(project: str, video: Optional[str], plugins: Optional[list[str]], transcription: Optional[str]) -> dict[str, Any]:
-    """What ingesting (or re-ingesting) a project's videos would cost with the chosen plugins, before running."""
-    from vidintel.resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
-
-    from vidintel_pipeline.plugin_api.contracts import PluginError
-    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, validate_id
-    from vidintel_pipeline.media import MediaError, probe
-    from vidintel_pipeline.costs.pricing import chunk_durations
-
-    try:
-        validate_id(project, "project id")
-        refs = [VideoRef(project, video)] if video else []
-    except InvalidIdError as exc:
-        raise CliError(str(exc)) from exc
-    store = VidintelStorage().ingest().scoped(project)
-    if not refs:
-        vids = sorted({k.split("/")[3] for k in store.list(f"projects/{project}/videos/") if "/source/" in k})
-        refs = [VideoRef(project, v) for v in vids]
-    if not refs:
-        raise CliError(f"project {project!r} has no videos in {store!r}")
-    temporal = TemporalPluginsResource(**({"plugins": plugins} if plugins else {}))
-    tr = TranscriptionResource(**({"plugin": transcription} if transcription else {}))
-    try:
-        chain = temporal.create() + [tr.create()]
-    except PluginError as exc:
-        raise CliError(str(exc)) from exc
-    rows, total = [], 0.0
-    for ref in refs:
-        keys = [k for k in store.list(ref.prefix + "source/")]
-        if not keys:
-            raise CliError(f"no source video for {ref.project_id}/{ref.video_id}")
-        try:
-            duration = probe(store.local_path(keys[0])).duration_s
-        except MediaError as exc:
-            raise CliError(str(exc)) from exc
-        by_plugin = {}
-        for p in chain:
-            limit = p.info.max_chunk_duration
-            by_plugin[p.name] = round(sum(p.estimate_cost(d) for d in chunk_durations(duration, limit)), 6)
-        usd = round(sum(by_plugin.values()), 6)
-        total += usd
-        rows.append({"video_id": ref.video_id, "duration_s": duration, "usd": usd, "by_plugin": by_plugin})
-    return {"project_id": project, "videos": rows, "total_usd": round(total, 6),
-            "plugins": [p.name for p in chain], "note": "estimate before running; cached results would cost $0"}
-
-
 def cmd_estimate(args) -> int:
     plugins = [p for p in args.plugins.split(",") if p] if args.plugins else None
     est = estimate(args.project, args.video, plugins, args.transcription)
@@ -352,13 +153,13 @@ def cmd_search(args) -> int:
     try:
         validate_id(args.project, "project id")
     except InvalidIdError as exc:
-        raise CliError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     out = VidintelStorage().output().scoped(args.project)
     try:
         embedder = default_embedder() if args.mode != "text" else None
     except ModelMissing as exc:
         if args.mode == "semantic":
-            raise CliError(str(exc)) from exc
+            raise UserError(str(exc)) from exc
         embedder = None
         print(f"vidintel: note: words only ({exc})", file=sys.stderr)
     # refresh: catches memories written outside a run (re-reads the project's memories to spot changes)
@@ -398,7 +199,7 @@ def cmd_export(args) -> int:
 
 def cmd_compile(args) -> int:
     if not args.query and not args.marker_type:
-        raise CliError("give a query, or --marker-type (with an optional --label)")
+        raise UserError("give a query, or --marker-type (with an optional --label)")
     m = compile_reel(args.project, query=args.query or "", marker_type=args.marker_type or "", label=args.label or "",
                      max_seconds=args.max_seconds, mode=args.mode)
     if args.json:
@@ -482,7 +283,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except CliError as exc:
+    except UserError as exc:
         print(f"vidintel: error: {exc}", file=sys.stderr)
         return 2
 

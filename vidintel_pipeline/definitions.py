@@ -6,11 +6,9 @@ import dagster as dg
 
 from vidintel.resources import CostControls, GpuWorkResource, TemporalPluginsResource, TranscriptionResource, VidintelStorage
 
-from vidintel_pipeline.defs.assets import per_video_assets, project_costs
-from vidintel_pipeline.defs.gpu_assets import gpu_analysis
+from vidintel_pipeline.defs.assets import gpu_analysis, per_video_assets, project_assets, project_costs
 from vidintel_pipeline.defs.jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
 from vidintel_pipeline.storage.locks import video_locked
-from vidintel_pipeline.defs.project_assets import project_assets
 from vidintel_pipeline.defs.sensors import new_video_sensor, nightly_rescan
 
 defs = dg.Definitions(

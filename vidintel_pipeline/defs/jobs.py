@@ -4,11 +4,9 @@ import os
 
 import dagster as dg
 
-from vidintel_pipeline.defs.assets import per_video_assets, project_costs
+from vidintel_pipeline.defs.assets import compilation, gpu_analysis, per_video_assets, project_costs, search_results
 from vidintel_pipeline.runtime.gpu import COMPUTE_TAG
-from vidintel_pipeline.defs.gpu_assets import gpu_analysis
 from vidintel_pipeline.defs.partitions import videos_partitions
-from vidintel_pipeline.defs.project_assets import compilation, search_results
 
 # Transient failures (storage outages, throttling and timeouts that outlasted the plugins' own retries) retry
 # the step after 5 s, then 10 s, with jitter. Permanent ones (a corrupt video, a bad option, a missing

@@ -35,14 +35,14 @@ import dagster as dg
 
 from vidintel.resources import VidintelStorage
 
-from vidintel_pipeline.defs.assets import VIDEO_EXTENSIONS
 from vidintel_pipeline.defs.jobs import ingest_video_job
-from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, slugify, validate_id
+from vidintel_pipeline.intake import adopt_drop, partition_requests, register
+from vidintel_pipeline.storage.layout import DROP_PREFIX, PROJECTS_PREFIX, VideoRef, is_source_key, parse_drop_key, parse_source_key
 from vidintel_pipeline.storage.locks import holder, video_lock_name
-from vidintel_pipeline.defs.partitions import run_tags, videos_partitions
-from vidintel_pipeline.storage.stores import LocalStore, ObjectInfo, StorageError, Store
+from vidintel_pipeline.defs.partitions import run_tags
+from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.stores import ObjectInfo, StorageError, Store
 
-DROP_PREFIX = "incoming/"
 SETTLE_S = float(os.environ.get("VIDINTEL_SENSOR_SETTLE_S", "10"))
 MAX_RUNS_PER_TICK = int(os.environ.get("VIDINTEL_SENSOR_MAX_RUNS", "50"))
 LOOKBACK_S = float(os.environ.get("VIDINTEL_SENSOR_LOOKBACK_S", "3600"))
@@ -61,16 +61,7 @@ class Found:
 
 def classify(key: str) -> tuple[Optional[VideoRef], str]:
     """(ref, "") for a video object in the layout, else (None, why it is skipped)."""
-    parts = key.split("/")
-    if len(parts) != 6 or parts[0] != "projects" or parts[2] != "videos" or parts[4] != "source":
-        return None, "not under projects/{project}/videos/{video}/source/"
-    try:
-        ref = VideoRef(parts[1], parts[3])
-    except InvalidIdError as exc:
-        return None, f"hostile or invalid id: {exc}"
-    if not parts[5].lower().endswith(VIDEO_EXTENSIONS):
-        return None, f"not a video file (extensions: {', '.join(VIDEO_EXTENSIONS)})"
-    return ref, ""
+    return parse_source_key(key)
 
 
 def watched(store: Store, log) -> Store:
@@ -83,27 +74,17 @@ def watched(store: Store, log) -> Store:
 def adopt_drops(store: Store, log, now: float, settle_s: float) -> None:
     """Move settled files from ``incoming/{project}/`` into their video's ``source/`` folder."""
     for obj in list(store.list_objects(DROP_PREFIX)):
-        parts = obj.key.split("/")
-        if len(parts) != 3 or not parts[2]:
-            log.warning(f"skipping {obj.key!r}: drops go to incoming/{{project_id}}/{{file}}")
+        ref, name, why = parse_drop_key(obj.key)
+        if ref is None:
+            log.warning(f"skipping {obj.key!r}: {why}")
             continue
         if now - obj.last_modified < settle_s:
             continue
         try:
-            project = validate_id(parts[1], "project id")
-        except InvalidIdError as exc:
-            log.warning(f"skipping {obj.key!r}: {exc}")
-            continue
-        if not parts[2].lower().endswith(VIDEO_EXTENSIONS):
-            log.warning(f"skipping {obj.key!r}: not a video file")
-            continue
-        ref = VideoRef(project, slugify(parts[2]))
-        try:  # the local store reads the drop by descriptor and refuses a link or FIFO swapped in since listing
-            store.copy(obj.key, ref.key("source", parts[2]))
+            adopt_drop(store, obj.key, ref, name)
         except StorageError as exc:
             log.warning(f"skipping {obj.key!r}: {exc}")
             continue
-        store.delete(obj.key)  # removes the name in incoming/, never what a link there points at
         log.info(f"adopted {obj.key} as {ref.partition_key}")
 
 
@@ -129,8 +110,8 @@ def scan(store: Store, cursor: Optional[str], log, *, now: Optional[float] = Non
     seen: dict[str, float] = state.get("seen", {})
     horizon = since - lookback_s
     fresh: list[Found] = []
-    for obj in store.list_objects("projects/"):
-        if obj.last_modified < horizon or "/source/" not in obj.key:
+    for obj in store.list_objects(PROJECTS_PREFIX):
+        if obj.last_modified < horizon or not is_source_key(obj.key):
             continue
         if f"{obj.key}@{obj.etag}" in seen:
             continue
@@ -211,7 +192,7 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStora
         context.log.info(f"{len(runs)} new or changed video(s): {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}")
     return dg.SensorResult(
         run_requests=runs, cursor=cursor,
-        dynamic_partitions_requests=[videos_partitions.build_add_request(keys)] if keys else [],
+        dynamic_partitions_requests=partition_requests(f.ref for f in found if f.run_key not in done),
     )
 
 
@@ -222,16 +203,13 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStora
 def nightly_rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStorage):
     instance = context.instance
     done = instance.get_materialized_partitions(dg.AssetKey("memory"))
-    known = set(instance.get_dynamic_partitions(videos_partitions.name))
     found = []
-    for obj in watched(storage.ingest(), context.log).list_objects("projects/"):
+    for obj in watched(storage.ingest(), context.log).list_objects(PROJECTS_PREFIX):
         ref, _ = classify(obj.key)
         if ref is not None and ref.partition_key not in done:
             found.append(Found(ref, obj))
-    runs, keys = requests_for(found)
-    new = [k for k in keys if k not in known]
-    if new:
-        instance.add_dynamic_partitions(videos_partitions.name, new)
+    runs, _ = requests_for(found)
+    register(instance, [f.ref for f in found])
     for r in runs:
         yield dg.RunRequest(run_key=f"rescan:{r.run_key}", partition_key=r.partition_key, tags=r.tags)
     if not runs:

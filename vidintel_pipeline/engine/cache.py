@@ -13,7 +13,7 @@ import json
 from typing import Any, Optional
 
 from vidintel_pipeline.storage.layout import VideoRef
-from vidintel_pipeline.storage.stores import LocalStore
+from vidintel_pipeline.storage.local import LocalStore
 
 
 def file_sha256(path: str, chunk: int = 4 << 20) -> str:

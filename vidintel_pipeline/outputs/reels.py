@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vidintel_pipeline.plugin_api.contracts import MemoryDocument
-from vidintel_pipeline.storage.layout import validate_id
+from vidintel_pipeline.storage.layout import memories_prefix, memory_key, memory_keys, project_output_key, validate_id
 from vidintel_pipeline.media import probe
 from vidintel_pipeline.media.ffmpeg import run_ffmpeg
 from vidintel_pipeline.storage.stores import Store
@@ -124,7 +124,7 @@ def build_reel(ingest: Store, output: Store, project_id: str, clips: list[Clip],
     uris: dict[str, str] = {}
     for c in clips:
         if c.video_id not in sources:
-            memory = MemoryDocument.model_validate(output.get_json(f"projects/{project_id}/memories/{c.video_id}.json"))
+            memory = MemoryDocument.model_validate(output.get_json(memory_key(project_id, c.video_id)))
             path = ingest.local_path(memory.source["key"])
             info = probe(path)
             sources[c.video_id] = (path, info, frame_times(path) if info.video_codec in COPYABLE else ([], []))
@@ -157,8 +157,8 @@ def build_reel(ingest: Store, output: Store, project_id: str, clips: list[Clip],
         run_ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(sound), "-map", "0:v:0", "-map", "1:a:0",
                     "-c", "copy", "-shortest", "-movflags", "+faststart", str(out)], what=f"joining reel {name}")
         reel.duration_s = probe(out).duration_s
-        reel.uri = output.put_file(f"projects/{project_id}/compilations/{name}.mp4", out)
-    reel.manifest_uri = output.put_json(f"projects/{project_id}/compilations/{name}.json", reel.manifest())
+        reel.uri = output.put_file(project_output_key(project_id, "compilations", f"{name}.mp4"), out)
+    reel.manifest_uri = output.put_json(project_output_key(project_id, "compilations", f"{name}.json"), reel.manifest())
     return reel
 
 
@@ -267,8 +267,7 @@ def moments_for(output: Store, project_id: str, *, query: str = "", marker_type:
     from vidintel_pipeline.outputs.search import search
 
     validate_id(project_id, "project id")
-    prefix = f"projects/{project_id}/memories/"
-    memories = {k[len(prefix):-5]: k for k in output.list(prefix) if k.endswith(".json") and "/" not in k[len(prefix):]}
+    memories = memory_keys(output.list(memories_prefix(project_id)), project_id)
     if not memories:
         raise CompileError(f"project {project_id!r} has no memories yet: ingest videos first")
     docs = {v: MemoryDocument.model_validate(output.get_json(k)) for v, k in memories.items()}

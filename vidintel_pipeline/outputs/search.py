@@ -33,11 +33,10 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from vidintel_pipeline.plugin_api.contracts import MemoryDocument
-from vidintel_pipeline.storage.layout import validate_id
+from vidintel_pipeline.storage.layout import SEARCH_INDEX, memories_prefix, memory_keys, search_index_key, validate_id
 from vidintel_pipeline.storage.locks import held, index_lock_name
 from vidintel_pipeline.storage.stores import Store
 
-INDEX_NAME = "index.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (video_id TEXT PRIMARY KEY, memory_sha TEXT NOT NULL, entries INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -66,7 +65,7 @@ class Moment:
 
 def index_key(project_id: str) -> str:
     validate_id(project_id, "project id")
-    return f"projects/{project_id}/memories/{INDEX_NAME}"
+    return search_index_key(project_id)
 
 
 def entries_of(memory: MemoryDocument) -> list[dict[str, Any]]:
@@ -174,7 +173,7 @@ def opened(output: Store, project_id: str, embedder: Any = None) -> Iterator[Sea
     """The project's index as a local SQLite file (downloaded once, new if there is none yet)."""
     key = index_key(project_id)
     with tempfile.TemporaryDirectory(prefix="vidintel-index-") as tmp:
-        local = Path(tmp) / INDEX_NAME
+        local = Path(tmp) / SEARCH_INDEX
         if output.exists(key):
             local.write_bytes(output.get_bytes(key))
         idx = SearchIndex(local, embedder)
@@ -186,10 +185,9 @@ def opened(output: Store, project_id: str, embedder: Any = None) -> Iterator[Sea
 
 def sync_index(idx: SearchIndex, output: Store, project_id: str) -> dict[str, Any]:
     """Bring an opened index up to date with the project's memories, uploading it if anything changed."""
-    prefix = f"projects/{project_id}/memories/"
     key = index_key(project_id)
     have = idx.indexed()
-    memories = {k[len(prefix):-5]: k for k in output.list(prefix) if k.endswith(".json") and "/" not in k[len(prefix):]}
+    memories = memory_keys(output.list(memories_prefix(project_id)), project_id)
     added, unchanged = [], 0
     for video_id, mkey in sorted(memories.items()):
         raw = output.get_bytes(mkey)

@@ -148,7 +148,7 @@ class TemporalMarker(_Model):
     """One interesting time range. A hard cut has ``start_s == end_s`` == first frame of the new shot.
 
     Times are not range-checked here, so a plugin that computes a start half a frame before 0 can still build
-    its markers: the core clamps each marker into its chunk, or drops that one alone (``orchestration._checked``).
+    its markers: the core clamps each marker into its chunk, or drops that one alone (``vidintel_pipeline.engine.merge.check_markers``).
     """
 
     model_config = ConfigDict(extra="allow")

@@ -16,12 +16,27 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Iterable, Optional
 
 ID_RE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 ID_MAX_LEN = 64
 PARTITION_SEP = "__"
 VIDEO_FOLDERS = ("source", "chunks", "keyframes", "transcripts", "metadata")
 OUTPUT_FOLDERS = ("memories", "compilations", "exports")
+PROJECTS_PREFIX = "projects/"
+DROP_PREFIX = "incoming/"  # incoming/{project_id}/{file}: dropped files the sensor adopts as videos
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
+
+# file names inside a video's folders
+PROBE = "probe.json"                      # metadata/: what source_video read from the container
+CHUNK_MANIFEST = "manifest.json"          # chunks/
+AUDIO = "audio_16k.wav"                   # chunks/: the extracted 16 kHz mono track
+KEYFRAME_INDEX = "keyframes.json"         # keyframes/
+MARKERS = "markers.json"                  # metadata/
+PROMPT_MARKERS = "prompt_markers.json"    # metadata/
+TRANSCRIPT = "transcript.json"            # transcripts/
+SEARCH_INDEX = "index.sqlite"             # memories/ of the output tree: the project's search index
 
 
 class InvalidIdError(ValueError):
@@ -96,16 +111,95 @@ class VideoRef:
     # output tree ----------------------------------------------------------------------------------------
     @property
     def output_prefix(self) -> str:
-        return f"projects/{self.project_id}/"
+        return project_prefix(self.project_id)
 
     def output_key(self, folder: str, name: str) -> str:
-        if folder not in OUTPUT_FOLDERS:
-            raise ValueError(f"unknown output folder {folder!r}; expected one of {OUTPUT_FOLDERS}")
-        return self.output_prefix + folder + "/" + _check_name(name)
+        return project_output_key(self.project_id, folder, name)
 
     @property
     def memory_key(self) -> str:
         return self.output_key("memories", f"{self.video_id}.json")
+
+
+# project-wide keys -------------------------------------------------------------------------------------
+def project_prefix(project_id: str) -> str:
+    """``projects/{project_id}/``: everything of one tenant, in either tree (the unit :meth:`Store.scoped` enforces)."""
+    return f"{PROJECTS_PREFIX}{validate_id(project_id, 'project id')}/"
+
+
+def videos_prefix(project_id: str) -> str:
+    return project_prefix(project_id) + "videos/"
+
+
+def project_output_key(project_id: str, folder: str, name: str) -> str:
+    """A project-level output (a reel, a search export, the search index) under one of :data:`OUTPUT_FOLDERS`."""
+    if folder not in OUTPUT_FOLDERS:
+        raise ValueError(f"unknown output folder {folder!r}; expected one of {OUTPUT_FOLDERS}")
+    return project_prefix(project_id) + folder + "/" + _check_name(name)
+
+
+def memory_key(project_id: str, video_id: str) -> str:
+    return VideoRef(project_id, video_id).memory_key
+
+
+def memories_prefix(project_id: str) -> str:
+    return project_prefix(project_id) + "memories/"
+
+
+def memory_keys(keys: Iterable[str], project_id: str) -> dict[str, str]:
+    """``{video_id: key}`` of the memory documents among a listing of :func:`memories_prefix`."""
+    prefix = memories_prefix(project_id)
+    return {k[len(prefix):-5]: k for k in keys
+            if k.startswith(prefix) and k.endswith(".json") and "/" not in k[len(prefix):]}
+
+
+def search_index_key(project_id: str) -> str:
+    return project_output_key(project_id, "memories", SEARCH_INDEX)
+
+
+def source_key(ref: VideoRef, file_name: str) -> str:
+    """Where a video's source file lives: its own name, flattened to one segment."""
+    return ref.key("source", file_name.replace("/", "_"))
+
+
+def parse_source_key(key: str) -> tuple[Optional[VideoRef], str]:
+    """``(ref, "")`` for ``projects/{p}/videos/{v}/source/{file}`` with a video extension, else ``(None, why not)``."""
+    parts = key.split("/")
+    if len(parts) != 6 or parts[0] + "/" != PROJECTS_PREFIX or parts[2] != "videos" or parts[4] != "source":
+        return None, "not under projects/{project}/videos/{video}/source/"
+    try:
+        ref = VideoRef(parts[1], parts[3])
+    except InvalidIdError as exc:
+        return None, f"hostile or invalid id: {exc}"
+    if not parts[5].lower().endswith(VIDEO_EXTENSIONS):
+        return None, f"not a video file (extensions: {', '.join(VIDEO_EXTENSIONS)})"
+    return ref, ""
+
+
+def parse_drop_key(key: str) -> tuple[Optional[VideoRef], str, str]:
+    """``(ref, file name, "")`` for a drop ``incoming/{project}/{file}`` (the video id from the file name), else
+    ``(None, "", why not)``."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] + "/" != DROP_PREFIX or not parts[2]:
+        return None, "", "drops go to incoming/{project_id}/{file}"
+    try:
+        project = validate_id(parts[1], "project id")
+    except InvalidIdError as exc:
+        return None, "", str(exc)
+    if not parts[2].lower().endswith(VIDEO_EXTENSIONS):
+        return None, "", "not a video file"
+    return VideoRef(project, slugify(parts[2])), parts[2], ""
+
+
+def is_source_key(key: str) -> bool:
+    """Cheap pre-filter for listings: the key is somewhere below a video's ``source/`` folder."""
+    return "/source/" in key
+
+
+def video_id_of(key: str) -> Optional[str]:
+    """The video id in ``projects/{p}/videos/{v}/...``, or None for any other key."""
+    parts = key.split("/")
+    return parts[3] if len(parts) > 4 and parts[0] + "/" == PROJECTS_PREFIX and parts[2] == "videos" else None
 
 
 def _check_name(name: str) -> str:

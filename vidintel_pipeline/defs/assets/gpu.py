@@ -17,7 +17,10 @@ import dagster as dg
 
 from vidintel.resources import CostControls, GpuWorkResource, VidintelStorage
 
-from vidintel_pipeline.defs.assets import AUDIO, PROBE, _cost_meta, _f, _need, _ref, audio, source_video, transcript
+from vidintel_pipeline.defs.assets.analysis import transcript
+from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, need_json, video_ref
+from vidintel_pipeline.defs.assets.ingestion import audio, source_video
+from vidintel_pipeline.storage.layout import AUDIO, PROBE
 from vidintel_pipeline.engine.cache import ResultCache
 from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, CostSummary, PluginError
 from vidintel_pipeline.runtime.gpu import GPU_OP_TAGS, GPU_POOL
@@ -36,9 +39,9 @@ SPEAKERS = "speakers.json"
 )
 def gpu_analysis(context: dg.AssetExecutionContext, storage: VidintelStorage, gpu: GpuWorkResource,
                  costs: CostControls) -> dg.MaterializeResult:
-    ref = _ref(context)
+    ref = video_ref(context)
     store = storage.for_video(ref)[0]
-    info = _need(store, ref.key("metadata", PROBE), "source_video's probe")
+    info = need_json(store, ref.key("metadata", PROBE), "source_video's probe")
     try:
         plugins = gpu.create()
         diarizer = gpu.create_diarizer() if gpu.diarization else None
@@ -100,9 +103,9 @@ def gpu_analysis(context: dg.AssetExecutionContext, storage: VidintelStorage, gp
         "speaker_turns": dg.IntMetadataValue(len(turns)),
         "device": device,
         "plugins": dg.JsonMetadataValue(runs),
-        "seconds": _f(round(time.perf_counter() - t0, 3)),
+        "seconds": float_meta(round(time.perf_counter() - t0, 3)),
         "markers_uri": dg.MetadataValue.url(mk_uri),
         "speakers_uri": dg.MetadataValue.url(sp_uri),
-        "video_seconds": _f(info["duration_s"]),
-        **_cost_meta(cost),
+        "video_seconds": float_meta(info["duration_s"]),
+        **cost_meta(cost),
     })

@@ -13,9 +13,9 @@ from pydantic import Field
 
 from vidintel.resources import VidintelStorage
 
-from vidintel_pipeline.defs.assets import search_index
+from vidintel_pipeline.defs.assets.outputs import search_index
 from vidintel_pipeline.outputs.reels import CompileError, compile_reel, reel_name
-from vidintel_pipeline.storage.layout import InvalidIdError, validate_id
+from vidintel_pipeline.storage.layout import InvalidIdError, project_output_key, validate_id
 from vidintel_pipeline.storage.stores import StorageError
 
 
@@ -67,7 +67,7 @@ def search_results(context: dg.AssetExecutionContext, config: SearchConfig, stor
     moments = search(out, project, config.query, limit=config.limit, mode=config.mode,
                      embedder=_embedder(context, config.mode), refresh=True)
     name = reel_name(config.query, {"mode": config.mode, "limit": config.limit})
-    uri = out.put_json(f"projects/{project}/exports/search-{name}.json",
+    uri = out.put_json(project_output_key(project, "exports", f"search-{name}.json"),
                        {"project_id": project, "query": config.query, "mode": config.mode,
                         "moments": [m.as_dict() for m in moments]})
     rows = ["| video | start | end | kind | text | why |", "|---|---|---|---|---|---|"]
@@ -101,4 +101,3 @@ def compilation(context: dg.AssetExecutionContext, config: CompileConfig, storag
     })
 
 
-project_assets = [search_results, compilation]

@@ -1,0 +1,93 @@
+"""What the per-video assets share: the partition's video, required and optional inputs, typed metadata, cost and warning entries."""
+
+
+from typing import Any, Optional
+import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
+import dagster as dg
+from vidintel.resources import TemporalPluginsResource
+from vidintel_pipeline.plugin_api.contracts import (
+    PluginError,
+)
+from vidintel_pipeline.storage.layout import VIDEO_EXTENSIONS, InvalidIdError, VideoRef
+from vidintel_pipeline.storage.stores import Store, StorageError
+
+
+
+
+def video_ref(context: dg.AssetExecutionContext) -> VideoRef:
+    try:
+        return VideoRef.from_partition_key(context.partition_key)
+    except InvalidIdError as exc:
+        raise dg.Failure(description=f"Bad partition key: {exc}", allow_retries=False) from exc
+
+
+def need_json(store: Store, key: str, what: str) -> Any:
+    try:
+        return store.get_json(key)
+    except StorageError as exc:
+        raise dg.Failure(description=f"{what} is missing ({exc}); materialize the upstream assets first.",
+                         allow_retries=False) from exc
+
+
+def optional_json(store: Store, key: str) -> Any:
+    return store.get_json(key) if store.exists(key) else None
+
+
+def find_source_key(store: Store, ref: VideoRef) -> str:
+    """The video object under ``source/``; the newest if several were dropped there."""
+    objs = [o for o in store.list_objects(ref.prefix + "source/") if o.key.lower().endswith(VIDEO_EXTENSIONS)]
+    if not objs:
+        raise dg.Failure(
+            description=f"No video under {store.uri(ref.prefix + 'source/')} for partition {ref.partition_key}. "
+            "Ingest one with `vidintel ingest PATH --project P`.",
+            allow_retries=False,
+        )
+    return max(objs, key=lambda o: (o.last_modified, o.key)).key
+
+
+def float_meta(value: float) -> dg.FloatMetadataValue:
+    return dg.FloatMetadataValue(float(value))
+
+
+def run_warnings(runs: list[dict[str, Any]], kind: str = "plugin") -> list[str]:
+    """One line per problem a user must see: a failed plugin with its error, markers clamped or dropped."""
+    out = []
+    for r in runs:
+        if r.get("status", "ok") != "ok":
+            out.append(f"{kind} {r['plugin']} failed: {r.get('error', 'no reason given')}")
+        if r.get("dropped"):
+            out.append(f"{kind} {r['plugin']}: {r['dropped']} marker(s) dropped ({'; '.join(r.get('warnings', [])[:1])})")
+        if r.get("clamped"):
+            out.append(f"{kind} {r['plugin']}: {r['clamped']} marker(s) clamped into the video's time range")
+    return out
+
+
+def source_warnings(info: dict[str, Any], decode: Optional[dict[str, Any]] = None) -> list[str]:
+    """A truncated or damaged source, in words: what the header promised against what could be read."""
+    out = []
+    if info.get("truncated"):
+        out.append(f"source truncated: {info.get('readable_video_s') or 0:.2f} s of video and "
+                   f"{info.get('readable_audio_s') or 0:.2f} s of audio readable of {info.get('declared_duration_s', 0):.2f} s "
+                   "declared; everything after is missing")
+    if decode and (decode.get("errors") or decode.get("corrupt")):
+        out.append(f"source damaged: {decode.get('errors', 0)} undecodable packet(s) and {decode.get('corrupt', 0)} "
+                   f"corrupt frame(s), first at {decode.get('first_error_s', 0) or 0:.2f} s")
+    return out
+
+
+def warnings_md(warnings: list[str]) -> dg.MarkdownMetadataValue:
+    return dg.MetadataValue.md("\n".join(f"- **{w}**" for w in warnings) if warnings else "none")
+
+
+def cost_meta(by_plugin: dict[str, float]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"cost/usd": float_meta(round(sum(by_plugin.values()), 6))}
+    for name, usd in sorted(by_plugin.items()):
+        meta[f"cost/plugin/{name}"] = float_meta(round(usd, 6))
+    return meta
+
+
+def create_temporal_plugins(resource: TemporalPluginsResource) -> list:
+    try:
+        return resource.create()
+    except PluginError as exc:
+        raise dg.Failure(description=f"Plugin configuration error: {exc}", allow_retries=False) from exc
