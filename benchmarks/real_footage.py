@@ -25,9 +25,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "real_footage"), str(REPO / "tes
 from devset import dev_set  # noqa: E402
 from test_real_footage import score  # noqa: E402
 
-from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo  # noqa: E402
 from vidintel_pipeline.media.ffmpeg import ffmpeg_exe  # noqa: E402
 from vidintel_pipeline.media.probe import probe  # noqa: E402
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo  # noqa: E402
 
 
 class _Cut:  # the shape score() reads
@@ -37,15 +37,16 @@ class _Cut:  # the shape score() reads
 
 def vidintel(clip, info) -> tuple[list, float]:
     from vidintel.resources.analysis import DEFAULT_TEMPORAL
-    from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
     from vidintel_pipeline.engine.keyframes import KeyframeSelector
     from vidintel_pipeline.engine.runner import run_frame_plugins
+    from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
     from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
     reg = PluginRegistry.default()
     plugins = [p for p in (reg.get_plugin(n) for n in DEFAULT_TEMPORAL) if isinstance(p, FramePlugin)]
-    chunk = ChunkInfo(project_id="bench", video_id=clip.name, path=str(clip.path), start_s=0, end_s=info.duration_s,
-                      fps=info.fps)
+    chunk = ChunkInfo(
+        project_id="bench", video_id=clip.name, path=str(clip.path), start_s=0, end_s=info.duration_s, fps=info.fps
+    )
     t0 = time.perf_counter()
     for p in plugins:
         p.begin(chunk, AnalysisConfig())
@@ -68,8 +69,9 @@ def transnet(clip, info) -> list | None:
     from vidintel_pipeline.engine.runner import run_frame_plugins
 
     p = TransNetV2Plugin()
-    chunk = ChunkInfo(project_id="bench", video_id=clip.name, path=str(clip.path), start_s=0, end_s=info.duration_s,
-                      fps=info.fps)
+    chunk = ChunkInfo(
+        project_id="bench", video_id=clip.name, path=str(clip.path), start_s=0, end_s=info.duration_s, fps=info.fps
+    )
     p.begin(chunk, AnalysisConfig())
     out = run_frame_plugins(chunk, [p], AnalysisConfig())[0][p.name]
     return None if isinstance(out, BaseException) else [m for m in out if m.type == "shot_boundary"]
@@ -87,6 +89,7 @@ def main() -> int:
     args = ap.parse_args()
     try:
         from scenedetect import AdaptiveDetector, ContentDetector
+
         others = {"PySceneDetect content": ContentDetector, "PySceneDetect adaptive": AdaptiveDetector}
     except ImportError:
         print("PySceneDetect not installed (make bench installs it): its columns are skipped")
@@ -105,7 +108,9 @@ def main() -> int:
             results["TransNetV2 (CPU)"] = tn
         for name, ms in results.items():
             s = score(clip, ms)
-            t = totals.setdefault(name, {"tp": 0, "fp": 0, "fn": 0, "g_found": 0, "g_named": 0, "g_total": 0, "g_false": 0})
+            t = totals.setdefault(
+                name, {"tp": 0, "fp": 0, "fn": 0, "g_found": 0, "g_named": 0, "g_total": 0, "g_false": 0}
+            )
             for k in ("tp", "g_found", "g_named", "g_total"):
                 t[k] += s[k]
             t["fp"] += len(s["fp"])
@@ -120,21 +125,30 @@ def main() -> int:
 
     print(f"\n{'clip':18} {'detector':24} {'cuts':>5} {'false':>6} {'missed':>6}  gradual found/named/false")
     for clip, name, s in rows:
-        print(f"{clip:18} {name:24} {s['tp']:5} {len(s['fp']):6} {len(s['fn']):6}  "
-              f"{s['g_found']}/{s['g_total']} {s['g_named']} {len(s['g_false'])}")
+        print(
+            f"{clip:18} {name:24} {s['tp']:5} {len(s['fp']):6} {len(s['fn']):6}  "
+            f"{s['g_found']}/{s['g_total']} {s['g_named']} {len(s['g_false'])}"
+        )
     print(f"\n{'detector':24} precision recall    F1  gradual found named false")
     out = {"visual_pass_s": round(visual_s, 2), "plain_decode_s": round(decode_s, 2), "detectors": {}}
     for name, t in totals.items():
         p, r, f1 = prf(t["tp"], t["fp"], t["fn"])
-        print(f"{name:24} {p:9.3f} {r:6.3f} {f1:5.3f}  {t['g_found']:>7}/{t['g_total']} {t['g_named']:5} {t['g_false']:5}")
+        print(
+            f"{name:24} {p:9.3f} {r:6.3f} {f1:5.3f}  {t['g_found']:>7}/{t['g_total']} {t['g_named']:5} {t['g_false']:5}"
+        )
         out["detectors"][name] = t | {"precision": round(p, 3), "recall": round(r, 3), "f1": round(f1, 3)}
     ratio = visual_s / decode_s if decode_s else 0.0
-    print(f"\nvidintel visual pass {visual_s:.2f} s against one plain decode {decode_s:.2f} s: {ratio:.2f}x "
-          "(limit 1.1x; short clips pay Python's fixed costs, see make bench's 5-minute figure)")
+    print(
+        f"\nvidintel visual pass {visual_s:.2f} s against one plain decode {decode_s:.2f} s: {ratio:.2f}x "
+        "(limit 1.1x; short clips pay Python's fixed costs, see make bench's 5-minute figure)"
+    )
     v = out["detectors"]["vidintel"]
-    checks = [("hard-cut precision >= 0.95", v["precision"] >= 0.95), ("hard-cut recall >= 0.98", v["recall"] >= 0.98),
-              ("gradual found >= 0.9", v["g_found"] >= 0.9 * v["g_total"]),
-              ("gradual named right >= 90 %", v["g_named"] >= 0.9 * max(1, v["g_found"]))]
+    checks = [
+        ("hard-cut precision >= 0.95", v["precision"] >= 0.95),
+        ("hard-cut recall >= 0.98", v["recall"] >= 0.98),
+        ("gradual found >= 0.9", v["g_found"] >= 0.9 * v["g_total"]),
+        ("gradual named right >= 90 %", v["g_named"] >= 0.9 * max(1, v["g_found"])),
+    ]
     if "PySceneDetect content" in out["detectors"]:
         checks.append(("F1 >= PySceneDetect content's", v["f1"] >= out["detectors"]["PySceneDetect content"]["f1"]))
     for what, ok in checks:

@@ -26,29 +26,53 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field
 
-from vidintel_pipeline.plugin_api.cloud import aws_client, aws_error, in_thread, job_name, poll, rate_limiter, stage_in_s3
+from vidintel_pipeline.costs.pricing import rule_for
+from vidintel_pipeline.plugin_api.cloud import (
+    aws_client,
+    aws_error,
+    in_thread,
+    job_name,
+    poll,
+    rate_limiter,
+    stage_in_s3,
+)
 from vidintel_pipeline.plugin_api.contracts import (
-    AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
+    AnalysisConfig,
+    BaseTemporalPlugin,
+    ChunkInfo,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TemporalMarker,
 )
 from vidintel_pipeline.storage.layout import VideoRef
-from vidintel_pipeline.costs.pricing import rule_for
 
 NAME = "aws_rekognition"
 Feature = Literal["shots", "technical_cues", "labels"]
 PRICED_AS = {"shots": "shot_detection", "technical_cues": "technical_cue", "labels": "label_detection"}
 CUE_LABELS = {  # Rekognition's TechnicalCueSegment.Type -> our technical_cue labels (local plugins share the first two)
-    "BlackFrames": "black_frames", "ColorBars": "color_bars", "EndCredits": "end_credits",
-    "OpeningCredits": "opening_credits", "StudioLogo": "studio_logo", "Slate": "slate",
+    "BlackFrames": "black_frames",
+    "ColorBars": "color_bars",
+    "EndCredits": "end_credits",
+    "OpeningCredits": "opening_credits",
+    "StudioLogo": "studio_logo",
+    "Slate": "slate",
 }
 
 
 class AWSRekognitionPlugin(BaseTemporalPlugin):
+    options: "AWSRekognitionPlugin.Options"  # the instance's validated options (built by the base class)
+
     class Options(PluginOptions):
         features: list[Feature] = Field(default_factory=lambda: ["shots", "technical_cues", "labels"], min_length=1)
-        min_confidence: float = Field(default=50.0, ge=0, le=100, description="Rekognition's confidence floor, percent.")
+        min_confidence: float = Field(
+            default=50.0, ge=0, le=100, description="Rekognition's confidence floor, percent."
+        )
         region: Optional[str] = Field(default=None, description="Empty: AWS_REGION / AWS_DEFAULT_REGION.")
         endpoint_url: Optional[str] = Field(default=None, description="Empty: AWS_ENDPOINT_URL_REKOGNITION or AWS's.")
-        staging_bucket: Optional[str] = Field(default=None, description="Where local chunks are uploaded; empty: S3_BUCKET.")
+        staging_bucket: Optional[str] = Field(
+            default=None, description="Where local chunks are uploaded; empty: S3_BUCKET."
+        )
         max_chunk_s: float = Field(default=600.0, gt=0, description="Longer videos are sent chunk by chunk.")
         max_jobs: int = Field(default=20, ge=1, description="Concurrent jobs (Rekognition's default quota is 20).")
         requests_per_second: float = Field(default=5.0, gt=0, description="API calls per second, shared by all chunks.")
@@ -63,12 +87,25 @@ class AWSRekognitionPlugin(BaseTemporalPlugin):
         if "shots" in self.options.features:
             events += ["shot_detection", "shot_boundary"]
         if "technical_cues" in self.options.features:
-            events += ["technical_cue", "black_frames", "color_bars", "end_credits", "opening_credits", "studio_logo", "slate"]
+            events += [
+                "technical_cue",
+                "black_frames",
+                "color_bars",
+                "end_credits",
+                "opening_credits",
+                "studio_logo",
+                "slate",
+            ]
         if "labels" in self.options.features:
             events += ["object_appearance", "label_detection"]
         return PluginInfo(
-            plugin_name=NAME, plugin_version="1.0.0", supported_events=events, requires_s3=True,
-            max_chunk_duration=self.options.max_chunk_s, cost_per_minute=self._rate(), max_concurrency=self.options.max_jobs,
+            plugin_name=NAME,
+            plugin_version="1.0.0",
+            supported_events=events,
+            requires_s3=True,
+            max_chunk_duration=self.options.max_chunk_s,
+            cost_per_minute=self._rate(),
+            max_concurrency=self.options.max_jobs,
             description="AWS Rekognition Video segment and label detection (stored-video jobs).",
         )
 
@@ -88,8 +125,15 @@ class AWSRekognitionPlugin(BaseTemporalPlugin):
         client = aws_client("rekognition", region=o.region, endpoint_url=o.endpoint_url)
         region = client.meta.region_name
         bucket_ = rate_limiter(f"rekognition:{region}:{client.meta.endpoint_url}", o.requests_per_second, 2)
-        bucket, key = await in_thread(stage_in_s3, local_path=chunk.path, uri=chunk.uri, bucket=o.staging_bucket,
-                                      ref=ref, folder="chunks", plugin=NAME)
+        bucket, key = await in_thread(
+            stage_in_s3,
+            local_path=chunk.path,
+            uri=chunk.uri,
+            bucket=o.staging_bucket,
+            ref=ref,
+            folder="chunks",
+            plugin=NAME,
+        )
         video = {"S3Object": {"Bucket": bucket, "Name": key}}
         extra: dict[str, Any] = {"JobTag": ref.project_id[:256]}
         if o.sns_topic_arn and o.sns_role_arn:
@@ -124,14 +168,24 @@ class AWSRekognitionPlugin(BaseTemporalPlugin):
                 return None
             return page
 
-        first = await poll(status, what=f"{what} job {job_id}", plugin=NAME, first_s=o.poll_first_s,
-                           max_s=o.poll_max_s, deadline_s=o.job_timeout_s)
+        first = await poll(
+            status,
+            what=f"{what} job {job_id}",
+            plugin=NAME,
+            first_s=o.poll_first_s,
+            max_s=o.poll_max_s,
+            deadline_s=o.job_timeout_s,
+        )
         if first.get("JobStatus") != "SUCCEEDED":
-            raise PluginError(f"{what} job {job_id} {first.get('JobStatus')}: {first.get('StatusMessage', 'no reason given')}",
-                              plugin=NAME)
+            raise PluginError(
+                f"{what} job {job_id} {first.get('JobStatus')}: {first.get('StatusMessage', 'no reason given')}",
+                plugin=NAME,
+            )
         pages = [first]
         while token := pages[-1].get("NextToken"):
-            pages.append(await call(get_op, f"{what}: job {job_id}", JobId=job_id, MaxResults=1000, NextToken=token, **get_kw))
+            pages.append(
+                await call(get_op, f"{what}: job {job_id}", JobId=job_id, MaxResults=1000, NextToken=token, **get_kw)
+            )
         return pages
 
     async def _segments(self, call, video, extra, types, key) -> list[tuple[str, dict]]:
@@ -142,16 +196,27 @@ class AWSRekognitionPlugin(BaseTemporalPlugin):
         if "TECHNICAL_CUE" in types:
             filters["TechnicalCueFilter"] = {"MinSegmentConfidence": conf}
         token = job_name("seg", key, types, conf, self.info.plugin_version)
-        pages = await self._job(call, "start_segment_detection", "get_segment_detection", "segment detection",
-                                dict(Video=video, SegmentTypes=types, Filters=filters, ClientRequestToken=token, **extra), {})
+        pages = await self._job(
+            call,
+            "start_segment_detection",
+            "get_segment_detection",
+            "segment detection",
+            dict(Video=video, SegmentTypes=types, Filters=filters, ClientRequestToken=token, **extra),
+            {},
+        )
         return [("segment", s) for p in pages for s in p.get("Segments", [])]
 
     async def _labels(self, call, video, extra, key) -> list[tuple[str, dict]]:
         conf = self.options.min_confidence
         token = job_name("lbl", key, conf, self.info.plugin_version)
-        pages = await self._job(call, "start_label_detection", "get_label_detection", "label detection",
-                                dict(Video=video, MinConfidence=conf, ClientRequestToken=token, **extra),
-                                {"AggregateBy": "SEGMENTS", "SortBy": "TIMESTAMP"})
+        pages = await self._job(
+            call,
+            "start_label_detection",
+            "get_label_detection",
+            "label detection",
+            dict(Video=video, MinConfidence=conf, ClientRequestToken=token, **extra),
+            {"AggregateBy": "SEGMENTS", "SortBy": "TIMESTAMP"},
+        )
         return [("label", lab) for p in pages for lab in p.get("Labels", [])]
 
     @staticmethod
@@ -167,25 +232,43 @@ class AWSRekognitionPlugin(BaseTemporalPlugin):
                 return None  # the chunk's first shot starts where the chunk does: not a cut
             shot = d.get("ShotSegment", {})
             start = t(d["StartTimestampMillis"])
-            return TemporalMarker(type="shot_boundary", start_s=start, end_s=start, label="cut",
-                                  confidence=round(shot.get("Confidence", 100.0) / 100.0, 4), plugin=NAME,
-                                  attributes={"shot_index": shot.get("Index"), "smpte": d.get("StartTimecodeSMPTE")})
+            return TemporalMarker(
+                type="shot_boundary",
+                start_s=start,
+                end_s=start,
+                label="cut",
+                confidence=round(shot.get("Confidence", 100.0) / 100.0, 4),
+                plugin=NAME,
+                attributes={"shot_index": shot.get("Index"), "smpte": d.get("StartTimecodeSMPTE")},
+            )
         if kind == "segment" and d.get("Type") == "TECHNICAL_CUE":
             cue = d.get("TechnicalCueSegment", {})
             label = CUE_LABELS.get(cue.get("Type", ""))
             if label is None:  # "Content" is ordinary programme, not a cue
                 return None
-            return TemporalMarker(type="technical_cue", start_s=t(d["StartTimestampMillis"]), end_s=t(d["EndTimestampMillis"]),
-                                  label=label, confidence=round(cue.get("Confidence", 100.0) / 100.0, 4), plugin=NAME)
+            return TemporalMarker(
+                type="technical_cue",
+                start_s=t(d["StartTimestampMillis"]),
+                end_s=t(d["EndTimestampMillis"]),
+                label=label,
+                confidence=round(cue.get("Confidence", 100.0) / 100.0, 4),
+                plugin=NAME,
+            )
         if kind == "label":
             lab = d.get("Label", {})
             start_ms = d.get("StartTimestampMillis", d.get("Timestamp", 0))
             end_ms = d.get("EndTimestampMillis", start_ms)
             return TemporalMarker(
-                type="object_appearance", start_s=t(start_ms), end_s=t(end_ms), label=lab.get("Name", "object").lower(),
-                confidence=round(lab.get("Confidence", 100.0) / 100.0, 4), plugin=NAME,
-                attributes={"parents": [p["Name"] for p in lab.get("Parents", [])],
-                            "categories": [c["Name"] for c in lab.get("Categories", [])],
-                            "instances": len(lab.get("Instances", []))},
+                type="object_appearance",
+                start_s=t(start_ms),
+                end_s=t(end_ms),
+                label=lab.get("Name", "object").lower(),
+                confidence=round(lab.get("Confidence", 100.0) / 100.0, 4),
+                plugin=NAME,
+                attributes={
+                    "parents": [p["Name"] for p in lab.get("Parents", [])],
+                    "categories": [c["Name"] for c in lab.get("Categories", [])],
+                    "instances": len(lab.get("Instances", [])),
+                },
             )
         return None

@@ -23,10 +23,24 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from vidintel_pipeline.plugin_api.cloud import aws_client, aws_error, in_thread, job_name, poll, rate_limiter, stage_in_s3
+from vidintel_pipeline.plugin_api.cloud import (
+    aws_client,
+    aws_error,
+    in_thread,
+    job_name,
+    poll,
+    rate_limiter,
+    stage_in_s3,
+)
 from vidintel_pipeline.plugin_api.contracts import (
-    BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
-    TranscriptSegment, Word,
+    BaseTranscriptionPlugin,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TranscriptionConfig,
+    TranscriptionResult,
+    TranscriptSegment,
+    Word,
 )
 from vidintel_pipeline.storage.layout import VideoRef
 
@@ -35,14 +49,22 @@ SENTENCE_END = (".", "?", "!")
 
 
 class AWSTranscribePlugin(BaseTranscriptionPlugin):
+    options: "AWSTranscribePlugin.Options"  # the instance's validated options (built by the base class)
+
     class Options(PluginOptions):
         region: Optional[str] = Field(default=None, description="Empty: AWS_REGION / AWS_DEFAULT_REGION.")
         endpoint_url: Optional[str] = Field(default=None, description="Empty: AWS_ENDPOINT_URL_TRANSCRIBE or AWS's.")
-        staging_bucket: Optional[str] = Field(default=None, description="Where local audio is uploaded; empty: S3_BUCKET.")
+        staging_bucket: Optional[str] = Field(
+            default=None, description="Where local audio is uploaded; empty: S3_BUCKET."
+        )
         speaker_labels: bool = Field(default=True, description="Diarization: label each word with its speaker.")
         max_speakers: int = Field(default=10, ge=2, le=30)
-        language_options: list[str] = Field(default_factory=list, description="Candidates for language identification, e.g. en-US, de-DE.")
-        vocabulary_name: Optional[str] = Field(default=None, description="A custom vocabulary already created in the account.")
+        language_options: list[str] = Field(
+            default_factory=list, description="Candidates for language identification, e.g. en-US, de-DE."
+        )
+        vocabulary_name: Optional[str] = Field(
+            default=None, description="A custom vocabulary already created in the account."
+        )
         requests_per_second: float = Field(default=5.0, gt=0)
         poll_first_s: float = Field(default=5.0, ge=0)
         poll_max_s: float = Field(default=30.0, gt=0)
@@ -51,10 +73,20 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
-            plugin_name=NAME, plugin_version="1.0.0", kind="transcription", requires_s3=True,
-            supported_events=["transcription", "word_timestamps", "speaker_diarization", "language_detection",
-                              "custom_vocabulary"],
-            cost_per_minute=0.024, max_concurrency=10, description="Amazon Transcribe batch jobs.",
+            plugin_name=NAME,
+            plugin_version="1.0.0",
+            kind="transcription",
+            requires_s3=True,
+            supported_events=[
+                "transcription",
+                "word_timestamps",
+                "speaker_diarization",
+                "language_detection",
+                "custom_vocabulary",
+            ],
+            cost_per_minute=0.024,
+            max_concurrency=10,
+            description="Amazon Transcribe batch jobs.",
         )
 
     async def transcribe(self, audio_path: str, config: TranscriptionConfig) -> TranscriptionResult:
@@ -64,9 +96,19 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
         o = self.options
         client = aws_client("transcribe", region=o.region, endpoint_url=o.endpoint_url)
         s3 = aws_client("s3", region=o.region)
-        limiter = rate_limiter(f"transcribe:{client.meta.region_name}:{client.meta.endpoint_url}", o.requests_per_second, 2)
-        bucket, key = await in_thread(stage_in_s3, local_path=audio_path, uri=config.audio_uri, bucket=o.staging_bucket,
-                                      ref=ref, folder="chunks", plugin=NAME, client=s3)
+        limiter = rate_limiter(
+            f"transcribe:{client.meta.region_name}:{client.meta.endpoint_url}", o.requests_per_second, 2
+        )
+        bucket, key = await in_thread(
+            stage_in_s3,
+            local_path=audio_path,
+            uri=config.audio_uri,
+            bucket=o.staging_bucket,
+            ref=ref,
+            folder="chunks",
+            plugin=NAME,
+            client=s3,
+        )
 
         async def call(op: str, **kw: Any) -> dict[str, Any]:
             await limiter.acquire()
@@ -80,10 +122,20 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
             settings.update(ShowSpeakerLabels=True, MaxSpeakerLabels=o.max_speakers)
         if o.vocabulary_name:
             settings["VocabularyName"] = o.vocabulary_name
-        lang: dict[str, Any] = {"LanguageCode": _locale(config.language)} if config.language else {"IdentifyLanguage": True}
+        lang: dict[str, Any] = (
+            {"LanguageCode": _locale(config.language)} if config.language else {"IdentifyLanguage": True}
+        )
         if not config.language and o.language_options:
             lang["LanguageOptions"] = o.language_options
-        name = job_name(f"vidintel-{ref.project_id}-{ref.video_id}", bucket, key, settings, lang, self.info.plugin_version, max_len=200)
+        name = job_name(
+            f"vidintel-{ref.project_id}-{ref.video_id}",
+            bucket,
+            key,
+            settings,
+            lang,
+            self.info.plugin_version,
+            max_len=200,
+        )
         out_key = ref.key("transcripts", f"aws_transcribe/{name}.json")
 
         job = await self._existing(call, name)
@@ -91,10 +143,19 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
             if job is not None:
                 await call("delete_transcription_job", TranscriptionJobName=name)
             try:
-                job = (await call("start_transcription_job", TranscriptionJobName=name,
-                                  Media={"MediaFileUri": f"s3://{bucket}/{key}"}, MediaFormat="wav",
-                                  OutputBucketName=bucket, OutputKey=out_key, **({"Settings": settings} if settings else {}),
-                                  Tags=[{"Key": "vidintel:project", "Value": ref.project_id}], **lang))["TranscriptionJob"]
+                job = (
+                    await call(
+                        "start_transcription_job",
+                        TranscriptionJobName=name,
+                        Media={"MediaFileUri": f"s3://{bucket}/{key}"},
+                        MediaFormat="wav",
+                        OutputBucketName=bucket,
+                        OutputKey=out_key,
+                        **({"Settings": settings} if settings else {}),
+                        Tags=[{"Key": "vidintel:project", "Value": ref.project_id}],
+                        **lang,
+                    )
+                )["TranscriptionJob"]
             except PluginError as exc:
                 if "ConflictException" not in str(exc):
                     raise
@@ -105,10 +166,18 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
             return j if j["TranscriptionJobStatus"] in ("COMPLETED", "FAILED") else None
 
         if job is None or job["TranscriptionJobStatus"] not in ("COMPLETED", "FAILED"):
-            job = await poll(done, what=f"transcription job {name}", plugin=NAME, first_s=o.poll_first_s,
-                             max_s=o.poll_max_s, deadline_s=o.job_timeout_s)
+            job = await poll(
+                done,
+                what=f"transcription job {name}",
+                plugin=NAME,
+                first_s=o.poll_first_s,
+                max_s=o.poll_max_s,
+                deadline_s=o.job_timeout_s,
+            )
         if job["TranscriptionJobStatus"] == "FAILED":
-            raise PluginError(f"transcription job {name} FAILED: {job.get('FailureReason', 'no reason given')}", plugin=NAME)
+            raise PluginError(
+                f"transcription job {name} FAILED: {job.get('FailureReason', 'no reason given')}", plugin=NAME
+            )
         try:
             body = await in_thread(lambda: s3.get_object(Bucket=bucket, Key=out_key)["Body"].read())
         except Exception as exc:  # noqa: BLE001
@@ -137,9 +206,15 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
                     words[-1].word += text
                 continue
             by_id[int(item.get("id", i))] = len(words)
-            words.append(Word(start_s=float(item["start_time"]), end_s=float(item["end_time"]), word=text,
-                              probability=min(1.0, max(0.0, float(alt.get("confidence", 1.0)))),
-                              speaker=item.get("speaker_label")))
+            words.append(
+                Word(
+                    start_s=float(item["start_time"]),
+                    end_s=float(item["end_time"]),
+                    word=text,
+                    probability=min(1.0, max(0.0, float(alt.get("confidence", 1.0)))),
+                    speaker=item.get("speaker_label"),
+                )
+            )
         segments = self._segments(results.get("audio_segments"), words, by_id)
         locale = results.get("language_code") or job.get("LanguageCode")
         score = job.get("IdentifiedLanguageScore")
@@ -148,20 +223,33 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
                 score = float(cand.get("score", score or 0))
         duration = max([w.end_s for w in words] or [0.0])
         return TranscriptionResult(
-            language=locale.split("-")[0].lower() if locale else None, language_probability=score,
-            duration_s=duration, segments=segments, plugin=NAME, model="amazon-transcribe", language_locale=locale,
+            language=locale.split("-")[0].lower() if locale else None,
+            language_probability=score,
+            duration_s=duration,
+            segments=segments,
+            plugin=NAME,
+            model="amazon-transcribe",
+            language_locale=locale,
             job_name=doc.get("jobName", job.get("TranscriptionJobName")),
         )
 
-    def _segments(self, audio_segments: Optional[list], words: list[Word], by_id: dict[int, int]) -> list[TranscriptSegment]:
+    def _segments(
+        self, audio_segments: Optional[list], words: list[Word], by_id: dict[int, int]
+    ) -> list[TranscriptSegment]:
         if audio_segments:
             out = []
             for seg in audio_segments:
                 idx = [by_id[int(i)] for i in seg.get("items", []) if int(i) in by_id]
                 ws = [words[i] for i in idx]
-                out.append(TranscriptSegment(start_s=float(seg["start_time"]), end_s=float(seg["end_time"]),
-                                             text=seg.get("transcript", " ".join(w.word for w in ws)),
-                                             speaker=seg.get("speaker_label"), words=ws))
+                out.append(
+                    TranscriptSegment(
+                        start_s=float(seg["start_time"]),
+                        end_s=float(seg["end_time"]),
+                        text=seg.get("transcript", " ".join(w.word for w in ws)),
+                        speaker=seg.get("speaker_label"),
+                        words=ws,
+                    )
+                )
             return out
         out, cur = [], []
         for w in words:
@@ -174,14 +262,33 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
                 cur = []
         if cur:
             out.append(cur)
-        return [TranscriptSegment(start_s=ws[0].start_s, end_s=ws[-1].end_s, text=" ".join(w.word for w in ws),
-                                  speaker=ws[0].speaker, words=ws) for ws in out]
+        return [
+            TranscriptSegment(
+                start_s=ws[0].start_s,
+                end_s=ws[-1].end_s,
+                text=" ".join(w.word for w in ws),
+                speaker=ws[0].speaker,
+                words=ws,
+            )
+            for ws in out
+        ]
 
 
 def _locale(language: str) -> str:
     """Transcribe wants locales (en-US); accept ISO codes too."""
     if "-" in language:
         return language
-    return {"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-US", "it": "it-IT", "pt": "pt-BR",
-            "ja": "ja-JP", "ko": "ko-KR", "zh": "zh-CN", "nl": "nl-NL", "hi": "hi-IN", "ar": "ar-SA"}.get(language, language)
-
+    return {
+        "en": "en-US",
+        "de": "de-DE",
+        "fr": "fr-FR",
+        "es": "es-US",
+        "it": "it-IT",
+        "pt": "pt-BR",
+        "ja": "ja-JP",
+        "ko": "ko-KR",
+        "zh": "zh-CN",
+        "nl": "nl-NL",
+        "hi": "hi-IN",
+        "ar": "ar-SA",
+    }.get(language, language)

@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vidintel_pipeline.plugin_api.contracts import (
-    BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
-    TranscriptSegment, Word,
+    BaseTranscriptionPlugin,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TranscriptionConfig,
+    TranscriptionResult,
+    TranscriptSegment,
+    Word,
 )
 from vidintel_pipeline.runtime.cpus import usable_cpus
 
@@ -35,9 +41,9 @@ class FasterWhisperOptions(PluginOptions):
     model: str = "tiny.en"
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = 0             # 0: one per CPU this process may use (CTranslate2's own default is 4)
+    cpu_threads: int = 0  # 0: one per CPU this process may use (CTranslate2's own default is 4)
     beam_size: int = 5
-    batch_size: int = 8              # speech stretches (cut by the VAD) decoded together; 0: one after another
+    batch_size: int = 8  # speech stretches (cut by the VAD) decoded together; 0: one after another
 
 
 def assemble_base_model() -> str:
@@ -56,7 +62,9 @@ def assemble_base_model() -> str:
         ) from exc
     d1, d2 = Path(p1.__file__).parent / "data", Path(p2.__file__).parent / "data"
     parts = [d1 / "model.bin.part1", d2 / "model.bin.part2"]
-    target = Path(os.environ.get("VIDINTEL_HOME", ".vidintel")).expanduser().resolve() / "models" / "faster-whisper-base"
+    target = (
+        Path(os.environ.get("VIDINTEL_HOME", ".vidintel")).expanduser().resolve() / "models" / "faster-whisper-base"
+    )
     model_bin = target / "model.bin"
     expected = sum(p.stat().st_size for p in parts)
     if model_bin.is_file() and model_bin.stat().st_size == expected:
@@ -99,6 +107,7 @@ def resolve_model(model: str) -> str:
 
 class FasterWhisperPlugin(BaseTranscriptionPlugin):
     Options = FasterWhisperOptions
+    options: FasterWhisperOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -108,7 +117,8 @@ class FasterWhisperPlugin(BaseTranscriptionPlugin):
             supported_events=["transcription", "word_timestamps", "custom_vocabulary", "vad"]
             + ([] if self.options.model.endswith(".en") else ["language_detection"]),
             requires_gpu=False,
-            description=f"faster-whisper {self.options.model} on {self.options.device} ({self.options.compute_type}), offline.",
+            description=f"faster-whisper {self.options.model} on {self.options.device} "
+            f"({self.options.compute_type}), offline.",
         )
 
     def _model(self) -> Any:
@@ -125,7 +135,9 @@ class FasterWhisperPlugin(BaseTranscriptionPlugin):
                 try:
                     _MODELS[key] = WhisperModel(path, device=o.device, compute_type=o.compute_type, cpu_threads=threads)
                 except Exception as exc:
-                    raise PluginError(f"cannot load model {o.model} from {path}: {exc}", plugin="faster_whisper") from exc
+                    raise PluginError(
+                        f"cannot load model {o.model} from {path}: {exc}", plugin="faster_whisper"
+                    ) from exc
             return _MODELS[key]
 
     async def transcribe(self, audio_path: str, config: TranscriptionConfig) -> TranscriptionResult:
@@ -151,22 +163,37 @@ class FasterWhisperPlugin(BaseTranscriptionPlugin):
                 from faster_whisper import BatchedInferencePipeline
 
                 segments, info = BatchedInferencePipeline(model).transcribe(
-                    audio_path, batch_size=self.options.batch_size, without_timestamps=False, **args)
+                    audio_path, batch_size=self.options.batch_size, without_timestamps=False, **args
+                )
             else:
                 segments, info = model.transcribe(audio_path, **args)
             out = []
             for s in segments:
                 words = [
-                    Word(start_s=round(w.start, 3), end_s=round(w.end, 3), word=w.word.strip(),
-                         probability=round(min(1.0, max(0.0, w.probability)), 4))
+                    Word(
+                        start_s=round(w.start, 3),
+                        end_s=round(w.end, 3),
+                        word=w.word.strip(),
+                        probability=round(min(1.0, max(0.0, w.probability)), 4),
+                    )
                     for w in (s.words or [])
                 ]
-                out.append(TranscriptSegment(start_s=round(s.start, 3), end_s=round(s.end, 3), text=s.text.strip(), words=words))
+                out.append(
+                    TranscriptSegment(
+                        start_s=round(s.start, 3), end_s=round(s.end, 3), text=s.text.strip(), words=words
+                    )
+                )
         except PluginError:
             raise
         except Exception as exc:
-            raise PluginError(f"transcription of {Path(audio_path).name} failed: {exc}", plugin="faster_whisper") from exc
+            raise PluginError(
+                f"transcription of {Path(audio_path).name} failed: {exc}", plugin="faster_whisper"
+            ) from exc
         return TranscriptionResult(
-            language=info.language, language_probability=round(float(info.language_probability), 4),
-            duration_s=round(float(info.duration), 3), segments=out, plugin="faster_whisper", model=self.options.model,
+            language=info.language,
+            language_probability=round(float(info.language_probability), 4),
+            duration_s=round(float(info.duration), 3),
+            segments=out,
+            plugin="faster_whisper",
+            model=self.options.model,
         )

@@ -19,17 +19,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from vidintel_pipeline.media.frames import Frame
 from vidintel_pipeline.plugin_api.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
-from vidintel_pipeline.media.frames import Frame
 
 
 class OCROptions(PluginOptions):
-    sample_interval_s: float = 1.0   # a text shown for less than this may be missed
-    min_interval_s: float = 0.25     # cut-triggered samples come no closer than this
-    cut_threshold: float = 12.0      # mean thumbnail luma change (0-255) that counts as a new picture
-    same_picture: float = 1.5        # below this change from the last read, reuse its text
-    max_width: int = 960             # pictures are read at most this wide
+    sample_interval_s: float = 1.0  # a text shown for less than this may be missed
+    min_interval_s: float = 0.25  # cut-triggered samples come no closer than this
+    cut_threshold: float = 12.0  # mean thumbnail luma change (0-255) that counts as a new picture
+    same_picture: float = 1.5  # below this change from the last read, reuse its text
+    max_width: int = 960  # pictures are read at most this wide
     min_confidence: float = 0.6
     min_chars: int = 2
     max_gap_samples: int = 1
@@ -41,6 +41,7 @@ def _key(text: str) -> str:
 
 class LocalOCRPlugin(FramePlugin):
     Options = OCROptions
+    options: OCROptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -48,8 +49,10 @@ class LocalOCRPlugin(FramePlugin):
             plugin_version="1.0.0",
             supported_events=["text_in_video", "ocr"],
             accuracy={"ocr": 0.9},
-            accuracy_source="tests/test_search_exports.py: rendered titles read word for word, within one sample period",
-            description="Text in the picture (PP-OCRv4 on onnxruntime), sampled per second and per shot from the shared decode.",
+            accuracy_source="tests/test_search_exports.py: rendered titles read word for word, within one "
+            "sample period",
+            description="Text in the picture (PP-OCRv4 on onnxruntime), sampled per second and per shot "
+            "from the shared decode.",
         )
 
     def begin(self, chunk, config) -> None:
@@ -72,7 +75,9 @@ class LocalOCRPlugin(FramePlugin):
 
     def process(self, frame: Frame) -> None:
         thumb = frame.small()[:, :, 0]
-        cut = self._prev_thumb is not None and float(np.abs(thumb - self._prev_thumb).mean()) > self.options.cut_threshold
+        cut = (
+            self._prev_thumb is not None and float(np.abs(thumb - self._prev_thumb).mean()) > self.options.cut_threshold
+        )
         self._prev_thumb = thumb
         t = frame.time_s
         due = t + 1e-6 >= self._next_t or (cut and t - self._last_t >= self.options.min_interval_s)
@@ -80,7 +85,10 @@ class LocalOCRPlugin(FramePlugin):
             return
         self._last_t = t
         self._next_t = t + self.options.sample_interval_s
-        if self._last_read is not None and float(np.abs(thumb - self._last_read_thumb).mean()) < self.options.same_picture:
+        if (
+            self._last_read is not None
+            and float(np.abs(thumb - self._last_read_thumb).mean()) < self.options.same_picture
+        ):
             self._pending.append((t, self._last_read))
             return
         while sum(1 for _, f in self._pending if not f.done()) >= 2:  # keep the decoder at most two reads ahead
@@ -99,7 +107,7 @@ class LocalOCRPlugin(FramePlugin):
         open_runs: dict[str, dict] = {}
         markers: list[TemporalMarker] = []
         times = [t for t, _ in samples]
-        for i, (t, boxes) in enumerate(samples):
+        for i, (_t, boxes) in enumerate(samples):
             seen = set()
             for b in boxes:
                 if b.confidence < self.options.min_confidence or len(b.text.strip()) < self.options.min_chars:
@@ -110,7 +118,9 @@ class LocalOCRPlugin(FramePlugin):
                 run["last"] = i
                 run["texts"][b.text] = run["texts"].get(b.text, 0) + 1
                 run["conf"].append(b.confidence)
-            for k in [k for k, r in open_runs.items() if k not in seen and i - r["last"] > self.options.max_gap_samples]:
+            for k in [
+                k for k, r in open_runs.items() if k not in seen and i - r["last"] > self.options.max_gap_samples
+            ]:
                 markers.append(self._marker(open_runs.pop(k), times))
         markers += [self._marker(r, times) for r in open_runs.values()]
         return sorted(markers, key=lambda m: (m.start_s, m.label))
@@ -124,8 +134,14 @@ class LocalOCRPlugin(FramePlugin):
         x, y, w, h = run["box"]
         pw, ph = self._size
         return TemporalMarker(
-            type="text_in_video", start_s=round(max(self.chunk.start_s, start), 6),
-            end_s=round(min(self.chunk.end_s, max(end, start)), 6), label=text,
-            confidence=round(float(np.mean(run["conf"])), 3), plugin="local_ocr",
-            attributes={"samples": last - first + 1, "box": [round(x / pw, 4), round(y / ph, 4), round(w / pw, 4), round(h / ph, 4)]},
+            type="text_in_video",
+            start_s=round(max(self.chunk.start_s, start), 6),
+            end_s=round(min(self.chunk.end_s, max(end, start)), 6),
+            label=text,
+            confidence=round(float(np.mean(run["conf"])), 3),
+            plugin="local_ocr",
+            attributes={
+                "samples": last - first + 1,
+                "box": [round(x / pw, 4), round(y / ph, 4), round(w / pw, 4), round(h / ph, 4)],
+            },
         )

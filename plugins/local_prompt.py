@@ -20,7 +20,13 @@ import asyncio
 import re
 
 from vidintel_pipeline.plugin_api.contracts import (
-    AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
+    AnalysisConfig,
+    BaseTemporalPlugin,
+    ChunkInfo,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TemporalMarker,
 )
 
 # labels that say nothing a prompt could match
@@ -48,12 +54,13 @@ def _sentences(transcript) -> list[tuple[float, float, str]]:
 
 
 class PromptOptions(PluginOptions):
-    min_similarity: float = 0.35   # cosine; with MiniLM unrelated text scores about 0-0.2, paraphrases 0.4-0.8
+    min_similarity: float = 0.35  # cosine; with MiniLM unrelated text scores about 0-0.2, paraphrases 0.4-0.8
     max_matches: int = 50
 
 
 class LocalPromptPlugin(BaseTemporalPlugin):
     Options = PromptOptions
+    options: PromptOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -62,8 +69,10 @@ class LocalPromptPlugin(BaseTemporalPlugin):
             supported_events=["custom_prompt"],
             uses_results=True,
             accuracy={"custom_prompt": 0.8},
-            accuracy_source="tests/test_search_exports.py: a paraphrased prompt finds the spoken sentence and the on-screen title",
-            description="Matches a text prompt against the transcript, on-screen text and detector labels by meaning (MiniLM).",
+            accuracy_source="tests/test_search_exports.py: a paraphrased prompt finds the spoken sentence "
+            "and the on-screen title",
+            description="Matches a text prompt against the transcript, on-screen text and detector labels "
+            "by meaning (MiniLM).",
         )
 
     async def detect_markers(self, chunk: ChunkInfo, config: AnalysisConfig) -> list[TemporalMarker]:
@@ -91,7 +100,7 @@ class LocalPromptPlugin(BaseTemporalPlugin):
         sims = vecs[1:] @ vecs[0]
         words = set(re.findall(r"\w+", prompt.lower()))
         hits = []
-        for (start, end, text, source), sim in zip(evidence, sims):
+        for (start, end, text, source), sim in zip(evidence, sims, strict=False):
             literal = bool(words) and words <= set(re.findall(r"\w+", text.lower()))
             score = max(float(sim), 0.9 if literal else 0.0)
             if score >= self.options.min_similarity:
@@ -103,16 +112,26 @@ class LocalPromptPlugin(BaseTemporalPlugin):
                 moments[-1]["end"] = max(moments[-1]["end"], b)
             else:
                 moments.append({"start": a, "end": b, "evidence": []})
-            moments[-1]["evidence"].append({"text": text, "source": source, "similarity": round(sim, 3), "score": score})
+            moments[-1]["evidence"].append(
+                {"text": text, "source": source, "similarity": round(sim, 3), "score": score}
+            )
         moments.sort(key=lambda m: -max(e["score"] for e in m["evidence"]))
         out = []
         for m in moments[: self.options.max_matches]:
             ev = sorted(m["evidence"], key=lambda e: -e["score"])
-            out.append(TemporalMarker(
-                type="custom_prompt", start_s=round(max(chunk.start_s, m["start"]), 6),
-                end_s=round(min(chunk.end_s, max(m["end"], m["start"])), 6), label=prompt,
-                confidence=round(min(1.0, ev[0]["score"]), 3), plugin="local_prompt",
-                attributes={"matched": ev[0]["text"], "source": ev[0]["source"],
-                            "evidence": [{k: v for k, v in e.items() if k != "score"} for e in ev]},
-            ))
+            out.append(
+                TemporalMarker(
+                    type="custom_prompt",
+                    start_s=round(max(chunk.start_s, m["start"]), 6),
+                    end_s=round(min(chunk.end_s, max(m["end"], m["start"])), 6),
+                    label=prompt,
+                    confidence=round(min(1.0, ev[0]["score"]), 3),
+                    plugin="local_prompt",
+                    attributes={
+                        "matched": ev[0]["text"],
+                        "source": ev[0]["source"],
+                        "evidence": [{k: v for k, v in e.items() if k != "score"} for e in ev],
+                    },
+                )
+            )
         return out

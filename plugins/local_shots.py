@@ -33,33 +33,37 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from vidintel.plugins import _shot_signals as signals
+from vidintel_pipeline.media.frames import Frame
 from vidintel_pipeline.plugin_api.contracts import PluginInfo, PluginOptions, TemporalMarker
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
-from vidintel_pipeline.media.frames import Frame
 
 BLACK_LUMA = 28.0  # mean Y (limited range: black is 16) under which a thumbnail may be black...
-BLACK_P98 = 48.0   # ...if its brightest 2% are dark too (a dark scene with bright details is not black)
+
+
+BLACK_P98 = 48.0  # ...if its brightest 2% are dark too (a dark scene with bright details is not black)
 
 
 class LocalShotsOptions(PluginOptions):
     """Every option of ``local_shots`` (pass them as ``plugin_options: {local_shots: {...}}``)."""
 
-    min_cut_diff: float = 1.5               # a cut's frame difference (0-255) is at least this...
-    cut_ratio: float = 3.0                  # ...and this many times the local baseline (plus 1)
-    flash_frames: int = 6                   # a picture that returns within this many frames was a flash
-    min_cut_content: float = 0.6            # (1 - layout correlation) + histogram distance a cut must reach
-    min_cut_content_inter: float = 0.3      # the same on frames that are not intra-coded (no keyframe pop there),
-    min_cut_local: float = 0.12             # ...or this share of the picture changed by more than 12 (a jump cut)
-    flat_max_std: float = 4.0               # luma and chroma spread (0-255) under which a frame is a flat field
-    min_transition_frames: int = 4          # shorter changing runs are not dissolves
-    max_transition_s: float = 4.0           # longer ones neither (and no fade walks further)
-    min_transition_change: float = 12.0     # a dissolve's two ends differ at least this much
-    max_blend_residual: float = 0.3         # how far frames may stray from a linear blend of the two ends
-    max_midpoint_residual: float = 0.36     # a slow dissolve's frames are this close to their neighbours' mean
+    min_cut_diff: float = 1.5  # a cut's frame difference (0-255) is at least this...
+    cut_ratio: float = 3.0  # ...and this many times the local baseline (plus 1)
+    flash_frames: int = 6  # a picture that returns within this many frames was a flash
+    min_cut_content: float = 0.6  # (1 - layout correlation) + histogram distance a cut must reach
+    min_cut_content_inter: float = 0.3  # the same on frames that are not intra-coded (no keyframe pop there),
+    min_cut_local: float = 0.12  # ...or this share of the picture changed by more than 12 (a jump cut)
+    flat_max_std: float = 4.0  # luma and chroma spread (0-255) under which a frame is a flat field
+    min_transition_frames: int = 4  # shorter changing runs are not dissolves
+    max_transition_s: float = 4.0  # longer ones neither (and no fade walks further)
+    min_transition_change: float = 12.0  # a dissolve's two ends differ at least this much
+    max_blend_residual: float = 0.3  # how far frames may stray from a linear blend of the two ends
+    max_midpoint_residual: float = 0.36  # a slow dissolve's frames are this close to their neighbours' mean
 
 
 class LocalShotsPlugin(FramePlugin):
     Options = LocalShotsOptions
+    options: LocalShotsOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -67,7 +71,10 @@ class LocalShotsPlugin(FramePlugin):
             plugin_version="1.1.0",
             supported_events=["shot_detection", "shot_boundary", "dissolve", "fade_in", "fade_out"],
             accuracy={"shot_detection": 1.0, "shot_boundary": 1.0, "dissolve": 1.0, "fade_in": 1.0, "fade_out": 1.0},
-            accuracy_source="tests/test_real_footage.py on the real-footage dev set (3 hand-labelled real clips, 9 cases re-edited from them; thresholds chosen on it): hard cuts precision 1.00 recall 1.00 at +-1 frame (23 cuts), gradual 9/9 found and named (2026-12-02); make bench on 5 minutes of synthetic 720p30: hard-cut F1 1.00, gradual recall 1.00",
+            accuracy_source="tests/test_real_footage.py on the real-footage dev set (3 hand-labelled real "
+            "clips, 9 cases re-edited from them; thresholds chosen on it): hard cuts precision 1.00 recall "
+            "1.00 at +-1 frame (23 cuts), gradual 9/9 found and named (2026-12-02); make bench on 5 minutes "
+            "of synthetic 720p30: hard-cut F1 1.00, gradual recall 1.00",
             description="Hard cuts and gradual transitions from the shared decode (CPU, no network).",
         )
 
@@ -102,13 +109,18 @@ class LocalShotsPlugin(FramePlugin):
         d[0] = d[1]  # frame 0 has no predecessor; a 0 there would read as a quiet stretch
         t = np.asarray(self._t)
         th = np.stack(self._thumbs).astype(np.float32)
-        fps = _fps(t)
+        fps = signals.fps(t)
         cuts, spikes = self._hard_cuts(d, th, fps)
         transitions = self._transitions(d, th, t, fps, cuts, spikes)
         markers = [
             TemporalMarker(
-                type="shot_boundary", start_s=t[i], end_s=t[i], label="cut", confidence=conf,
-                plugin="local_shots", attributes={"transition": "cut", "frame": int(i), "score": round(float(d[i]), 3)},
+                type="shot_boundary",
+                start_s=t[i],
+                end_s=t[i],
+                label="cut",
+                confidence=conf,
+                plugin="local_shots",
+                attributes={"transition": "cut", "frame": int(i), "score": round(float(d[i]), 3)},
             )
             for i, conf in cuts.items()
         ]
@@ -148,12 +160,14 @@ class LocalShotsPlugin(FramePlugin):
             if len(before) and float(np.abs(before - th[i]).mean(axis=(1, 2, 3)).min()) < 0.4 * jump:
                 flashes.add(int(i))
                 continue  # the picture from before a flash comes back: a flash ending
-            r, hd = _content_change(th[i - 1], th[i])
+            r, hd = signals.content_change(th[i - 1], th[i])
             content = (1.0 - r) + hd
             if self._intra[i]:  # where a codec's keyframe pops happen: the content must clearly change
                 same_picture = content < o.min_cut_content
             else:  # elsewhere a smaller change will do, or one region changing (a jump cut)
-                same_picture = content < o.min_cut_content_inter and _local_change(th[i - 1], th[i]) < o.min_cut_local
+                same_picture = (
+                    content < o.min_cut_content_inter and signals.local_change(th[i - 1], th[i]) < o.min_cut_local
+                )
             if same_picture:
                 flashes.add(int(i))  # a pop is rejected like a flash: neither a cut nor a transition's start
                 continue  # the same picture, re-rendered: a keyframe's quality pop, a tint, a flicker
@@ -163,7 +177,13 @@ class LocalShotsPlugin(FramePlugin):
 
     # gradual transitions --------------------------------------------------------------------------------
     def _transitions(
-        self, d: np.ndarray, th: np.ndarray, t: np.ndarray, fps: float, cuts: dict[int, float], spikes: set[int],
+        self,
+        d: np.ndarray,
+        th: np.ndarray,
+        t: np.ndarray,
+        fps: float,
+        cuts: dict[int, float],
+        spikes: set[int],
     ) -> list[TemporalMarker]:
         """Find gradual transitions; cut candidates that fall inside one are removed from ``cuts``."""
         o = self.options
@@ -173,13 +193,13 @@ class LocalShotsPlugin(FramePlugin):
         dd = d.copy()
         for c in cuts:
             dd[c] = np.nan
-        quiet = _nanpercentile_rows(sliding_window_view(np.pad(dd, win, mode="reflect"), 2 * win + 1), 20)
+        quiet = signals.nanpercentile_rows(sliding_window_view(np.pad(dd, win, mode="reflect"), 2 * win + 1), 20)
         active = d > np.maximum(0.4, 1.3 * quiet + 0.15)
         max_len = int(o.max_transition_s * fps)
         found: list[tuple[int, int, str, float]] = []
         # flash frames are neither cuts nor transitions: they break runs, and a run never starts on one
         active[list(spikes)] = False
-        runs = [piece for s, e in _runs(active, max_gap=4) for piece in _split_at(s, e, spikes, active)]
+        runs = [piece for s, e in signals.runs(active, max_gap=4) for piece in signals.split_at(s, e, spikes, active)]
         fades = self._fades(th, fps, cuts)
         for s, e in runs:
             if e - s + 1 < o.min_transition_frames or e - s + 1 > max_len:
@@ -190,14 +210,14 @@ class LocalShotsPlugin(FramePlugin):
             pieces = self._classify(th, max(0, s - 1), e)
             if not pieces and inner:  # a cut inside a busy stretch: try the parts on each side of it
                 bounds = [s - 1] + inner + [e + 1]
-                for lo, hi in zip(bounds, bounds[1:]):
+                for lo, hi in zip(bounds, bounds[1:], strict=False):
                     if hi - 1 - lo >= o.min_transition_frames:
                         pieces += self._classify(th, max(0, lo), hi - 1)
             found.extend(self._grow(d, a, b, fps, max_len, cuts) + (kind, conf) for a, b, kind, conf in pieces)
         # slow dissolves between moving shots change no faster than the motion around them: no run finds
         # them, but each of their frames is the mean of the frames k before and k after it (motion is not)
         taken = fades + found
-        for lo, hi in _midpoint_windows(th, o.max_midpoint_residual, o.min_transition_change * 0.66):
+        for lo, hi in signals.midpoint_windows(th, o.max_midpoint_residual, o.min_transition_change * 0.66):
             lo, hi = max(0, lo - 2), min(n - 1, hi + 2)
             # what is already explained (a fade, a dissolve, a cut) bounds the window
             for a, b in sorted([(a, b) for a, b, _, _ in taken] + [(c - 1, c) for c in cuts]):
@@ -216,10 +236,18 @@ class LocalShotsPlugin(FramePlugin):
                 del cuts[c]
         return [
             TemporalMarker(
-                type="shot_boundary", start_s=float(t[min(a + 1, n - 1)]), end_s=float(t[b]),
-                label=kind, confidence=conf, plugin="local_shots",
-                attributes={"transition": kind, "start_frame": int(a + 1), "end_frame": int(b),
-                            **({"field": self._fade_colour[(a, b)]} if (a, b) in self._fade_colour else {})},
+                type="shot_boundary",
+                start_s=float(t[min(a + 1, n - 1)]),
+                end_s=float(t[b]),
+                label=kind,
+                confidence=conf,
+                plugin="local_shots",
+                attributes={
+                    "transition": kind,
+                    "start_frame": int(a + 1),
+                    "end_frame": int(b),
+                    **({"field": self._fade_colour[(a, b)]} if (a, b) in self._fade_colour else {}),
+                },
             )
             for a, b, kind, conf in merged
         ]
@@ -239,7 +267,7 @@ class LocalShotsPlugin(FramePlugin):
         flat = (contrast < o.flat_max_std) & (chroma < o.flat_max_std)
         max_len = int(o.max_transition_s * fps)
         out: list[tuple[int, int, str, float]] = []
-        for f0, f1 in _runs(flat):
+        for f0, f1 in signals.runs(flat):
             field = float(th[f0 : f1 + 1, :, :, 0].mean())
             colour = "black" if field < BLACK_LUMA else "white" if field > 200 else "colour"
             for kind, edge, step in (("fade_out", f0 - 1, -1), ("fade_in", f1 + 1, 1)):
@@ -247,8 +275,12 @@ class LocalShotsPlugin(FramePlugin):
                     continue
                 j = edge
                 # the same picture all along (its layout correlates), only its contrast scaled: a cut inside stops it
-                while 0 <= j + step < n and abs(j + step - edge) < max_len \
-                        and contrast[j + step] > contrast[j] * 1.002 + 0.02 and _layout_r(th[j + step], th[j]) > 0.8:
+                while (
+                    0 <= j + step < n
+                    and abs(j + step - edge) < max_len
+                    and contrast[j + step] > contrast[j] * 1.002 + 0.02
+                    and signals.layout_r(th[j + step], th[j]) > 0.8
+                ):
                     j += step
                 first, last = (j, edge) if step < 0 else (edge, j)
                 length = last - first + 1
@@ -286,7 +318,9 @@ class LocalShotsPlugin(FramePlugin):
             a -= 1
         return a, b
 
-    def _search(self, th: np.ndarray, a: int, b: int, depth: int = 0, limit: float = 0.0) -> list[tuple[int, int, str, float]]:
+    def _search(
+        self, th: np.ndarray, a: int, b: int, depth: int = 0, limit: float = 0.0
+    ) -> list[tuple[int, int, str, float]]:
         """The longest window of [a, b] that is a clean cross-fade (see :meth:`_classify`) and no camera move,
         then the same on either side of it. A slow dissolve between two moving shots is found only this way.
 
@@ -303,9 +337,14 @@ class LocalShotsPlugin(FramePlugin):
                 hi = lo + length
                 if float(np.abs(th[hi] - th[lo]).mean()) < o.min_transition_change:
                     continue
-                residual, max_step, alpha = _blend_fit(th[lo : hi + 1])
+                residual, max_step, alpha = signals.blend_fit(th[lo : hi + 1])
                 # the blend must fill the window: it starts moving at once and ends just then
-                if residual <= (limit or o.max_blend_residual) and max_step <= 0.4 and alpha[1] < 0.25 and alpha[-2] > 0.75:
+                if (
+                    residual <= (limit or o.max_blend_residual)
+                    and max_step <= 0.4
+                    and alpha[1] < 0.25
+                    and alpha[-2] > 0.75
+                ):
                     if best is None or residual < best[2]:
                         best = (lo, hi, residual)
             if best is not None:
@@ -314,7 +353,7 @@ class LocalShotsPlugin(FramePlugin):
             return []
         lo, hi, _ = best
         # a pan over smooth texture also interpolates linearly: the ends are then one picture, shifted
-        pieces = [] if _moved(th[lo], th[hi]) else self._classify(th, lo, hi, limit)
+        pieces = [] if signals.moved(th[lo], th[hi]) else self._classify(th, lo, hi, limit)
         return self._search(th, a, lo, depth + 1, limit) + pieces + self._search(th, hi, b, depth + 1, limit)
 
     def _classify(self, th: np.ndarray, a: int, b: int, limit: float = 0.0) -> list[tuple[int, int, str, float]]:
@@ -332,7 +371,7 @@ class LocalShotsPlugin(FramePlugin):
         change = float(np.abs(th[b] - th[a]).mean())
         if change < o.min_transition_change:
             return []
-        residual, max_step, alpha = _blend_fit(th[a : b + 1])
+        residual, max_step, alpha = signals.blend_fit(th[a : b + 1])
         if residual > (limit or o.max_blend_residual) or max_step > 0.4:
             return []
         # A cross-fade ramps alpha across the whole run. A run that is mostly plateau (the blend done early,
@@ -341,7 +380,7 @@ class LocalShotsPlugin(FramePlugin):
         hi = int(np.nonzero(alpha >= 0.95)[0].min()) if np.any(alpha >= 0.95) else len(alpha) - 1
         if (hi - lo) < 0.6 * (len(alpha) - 1) and (lo > 0 or hi < len(alpha) - 1):
             return self._classify(th, a + lo, a + hi, limit) if hi - lo >= o.min_transition_frames else []
-        if _camera_move(th[a : b + 1]):
+        if signals.camera_move(th[a : b + 1]):
             return []  # a pan or zoom over smooth texture interpolates linearly too: one picture, moving
         if black[-1] and not black[0]:
             kind = "fade_out"
@@ -351,169 +390,3 @@ class LocalShotsPlugin(FramePlugin):
             kind = "dissolve"
         conf = round(float(np.clip(1.0 - residual, 0.5, 1.0)), 3)
         return [(a, b, kind, conf)]
-
-
-def _midpoint_windows(th: np.ndarray, max_residual: float, min_span: float,
-                      ks: tuple[int, ...] = (3, 6, 12), block: int = 2048) -> list[tuple[int, int]]:
-    """Frame windows where each frame is close to the mean of the frames k before and after it (a linear
-    blend's signature), merged over several k; computed a block of frames at a time to bound memory."""
-    n = len(th)
-    windows = []
-    for k in ks:
-        if n <= 2 * k:
-            continue
-        ok = np.zeros(n, bool)
-        for i in range(k, n - k, block):
-            j = min(n - k, i + block)
-            before, mid, after = th[i - k : j - k], th[i:j], th[i + k : j + k]
-            span = np.abs(after - before).mean(axis=(1, 2, 3))
-            resid = np.abs(before + after - 2 * mid).mean(axis=(1, 2, 3)) / 2
-            ok[i:j] = (span >= min_span) & (resid < max_residual * np.maximum(span, 1e-6))
-        windows += [(s - k, e + k) for s, e in _runs(ok, max_gap=1) if e - s >= 1]
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted(windows):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def _camera_move(frames: np.ndarray) -> bool:
-    """Whether most steps of about a sixth of the run show the same picture shifted (see :func:`_moved`)."""
-    n = len(frames)
-    k = max(1, n // 6)
-    steps = [_moved(frames[i], frames[i + k]) for i in range(0, n - k, k)]
-    return bool(steps) and sum(steps) > len(steps) / 2
-
-
-def _local_change(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of the 16x9 luma layout that changed by more than 12 levels, the global brightness change removed:
-    a jump cut (same angle, the subject jumps) changes a region; a re-rendered or tinted picture changes no
-    region that much (dev set: jump cut 0.17, keyframe and colour pops 0.06 or less)."""
-    diff = _layout(b) - _layout(a)
-    return float((np.abs(diff - diff.mean()) > 12).mean())
-
-
-def _moved(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether thumbnail ``b`` is thumbnail ``a`` shifted (a camera move), not another picture: after the shift
-    phase correlation finds (sub-pixel), the inner parts differ by under half as much as unshifted."""
-    la, lb = a[:, :, 0].astype(np.float32), b[:, :, 0].astype(np.float32)
-    h, w = la.shape
-    # no window argument: OpenCV 4.x returned another shift on the first call with one than on later calls
-    (dx, dy), _ = cv2.phaseCorrelate(la, lb)
-    if abs(dx) < 0.25 and abs(dy) < 0.25 or abs(dx) > w / 3 or abs(dy) > h / 3:
-        return False
-    shifted = cv2.warpAffine(la, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
-    mx, my = int(np.ceil(abs(dx))) + 1, int(np.ceil(abs(dy))) + 1
-    inner = (slice(my, h - my), slice(mx, w - mx))
-    if la[inner].size == 0:
-        return False
-    return float(np.abs(shifted[inner] - lb[inner]).mean()) < 0.5 * float(np.abs(la[inner] - lb[inner]).mean())
-
-
-def _layout(t: np.ndarray) -> np.ndarray:
-    """A thumbnail's luma as a 16x9 layout: the picture's arrangement, without its texture."""
-    return cv2.resize(t[:, :, 0].astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
-
-
-def _layout_r(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation of two thumbnails' zero-mean 16x9 luma layouts: 1 for the same picture at any brightness."""
-    la, lb = _layout(a), _layout(b)
-    la -= la.mean()
-    lb -= lb.mean()
-    den = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
-    return float((la * lb).sum() / den) if den > 1e-6 else (1.0 if np.abs(la - lb).max() < 1 else 0.0)
-
-
-def _content_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(layout correlation, colour-histogram distance) between two 32x18 YUV thumbnails.
-
-    The correlation is that of the zero-mean 16x9 luma layouts, so it ignores the brightness and sharpness a
-    keyframe adds to the same picture; the histogram distance (half the L1 distance of 8x4x4 YUV histograms,
-    0..1) is what a cut between two similar layouts still changes. A cut needs ``(1 - r) + distance`` of at
-    least ``min_cut_content``: on the dev set (tests/real_footage) every real cut scores 1.0 or more, every
-    I-frame pop and one-frame colour pop 0.3 or less (correlation >= 0.98), fast blurred pans about 0.8.
-    """
-    r = _layout_r(a, b)
-
-    def hist(t: np.ndarray) -> np.ndarray:
-        h = cv2.calcHist([np.ascontiguousarray(t, dtype=np.uint8)], [0, 1, 2], None, [8, 4, 4], [0, 256, 0, 256, 0, 256])
-        return h.ravel() / max(1.0, float(h.sum()))
-
-    return r, 0.5 * float(np.abs(hist(a) - hist(b)).sum())
-
-
-def _blend_fit(frames: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """How well each frame is ``(1-alpha) * first + alpha * last``: (relative residual, largest alpha step, alpha).
-
-    A cross-fade has a small residual and alpha rising in small steps; a cut hidden in the run shows as one
-    big step, camera motion as a large residual.
-    """
-    first, last = frames[0].ravel(), frames[-1].ravel()
-    delta = last - first
-    norm = float(delta @ delta)
-    if norm <= 0:
-        return 1.0, 1.0, np.zeros(len(frames))
-    x = frames.reshape(len(frames), -1) - first
-    alpha = x @ delta / norm
-    resid = np.abs(x - alpha[:, None] * delta).mean(axis=1)
-    rel = float(resid[1:-1].mean() / np.abs(delta).mean()) if len(frames) > 2 else 0.0
-    max_step = float(np.abs(np.diff(alpha)).max()) if len(frames) > 1 else 1.0
-    return rel, max_step, alpha
-
-
-def _nanpercentile_rows(rows: np.ndarray, q: float, block: int = 4096) -> np.ndarray:
-    """``np.nanpercentile(rows, q, axis=1)`` (linear), with 0 for all-NaN rows, sorting a block of rows at a time.
-
-    numpy's own version loops over rows in Python when any NaN is present (10,000 frames took a second);
-    blocks keep the sorted copy small when ``rows`` is a sliding-window view over an hour of frames.
-    """
-    out = np.empty(len(rows))
-    for i in range(0, len(rows), block):
-        part = np.sort(rows[i : i + block], axis=1)  # NaN sorts last
-        last = np.maximum((~np.isnan(part)).sum(axis=1) - 1, 0)
-        pos = last * (q / 100.0)
-        lo = np.floor(pos).astype(int)
-        a = np.take_along_axis(part, lo[:, None], axis=1)[:, 0]
-        b = np.take_along_axis(part, np.minimum(lo + 1, last)[:, None], axis=1)[:, 0]
-        out[i : i + block] = a + (b - a) * (pos - lo)
-    return np.nan_to_num(out, nan=0.0)
-
-
-def _split_at(s: int, e: int, breaks: set[int], active: np.ndarray) -> list[tuple[int, int]]:
-    """[s, e] cut at every break frame, each piece trimmed to start and end on active frames."""
-    pieces, start = [], s
-    for i in [b for b in sorted(breaks) if s <= b <= e] + [e + 1]:
-        lo, hi = start, i - 1
-        while lo <= hi and not active[lo]:
-            lo += 1
-        while hi >= lo and not active[hi]:
-            hi -= 1
-        if lo <= hi:
-            pieces.append((lo, hi))
-        start = i + 1
-    return pieces
-
-
-def _runs(mask: np.ndarray, max_gap: int = 0) -> list[tuple[int, int]]:
-    idx = np.nonzero(mask)[0]
-    if len(idx) == 0:
-        return []
-    runs = []
-    s = p = int(idx[0])
-    for i in idx[1:]:
-        i = int(i)
-        if i - p > max_gap + 1:
-            runs.append((s, p))
-            s = i
-        p = i
-    runs.append((s, p))
-    return runs
-
-
-def _fps(t: np.ndarray) -> float:
-    steps = np.diff(t)
-    steps = steps[steps > 0]
-    return float(1.0 / np.median(steps)) if len(steps) else 25.0
-

@@ -10,10 +10,16 @@ import asyncio
 
 import numpy as np
 
-from vidintel_pipeline.plugin_api.contracts import (
-    AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
-)
 from vidintel_pipeline.media.audio import read_wav
+from vidintel_pipeline.plugin_api.contracts import (
+    AnalysisConfig,
+    BaseTemporalPlugin,
+    ChunkInfo,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TemporalMarker,
+)
 
 
 class SilenceOptions(PluginOptions):
@@ -24,6 +30,7 @@ class SilenceOptions(PluginOptions):
 
 class LocalSilencePlugin(BaseTemporalPlugin):
     Options = SilenceOptions
+    options: SilenceOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -64,10 +71,16 @@ class LocalSilencePlugin(BaseTemporalPlugin):
             if j == n:
                 end = chunk.end_s
             if end - start >= self.options.min_duration_s:
-                markers.append(TemporalMarker(
-                    type="technical_cue", start_s=round(start, 3), end_s=round(end, 3), label="silence",
-                    confidence=0.9, plugin="local_silence",
-                    attributes={"threshold_db": self.options.threshold_db},
-                ))
+                markers.append(
+                    TemporalMarker(
+                        type="technical_cue",
+                        start_s=round(start, 3),
+                        end_s=round(end, 3),
+                        label="silence",
+                        confidence=0.9,
+                        plugin="local_silence",
+                        attributes={"threshold_db": self.options.threshold_db},
+                    )
+                )
             i = j
         return markers

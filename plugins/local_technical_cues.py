@@ -16,9 +16,9 @@ import functools
 import cv2
 import numpy as np
 
+from vidintel_pipeline.media.frames import Frame
 from vidintel_pipeline.plugin_api.contracts import PluginInfo, PluginOptions, TemporalMarker
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
-from vidintel_pipeline.media.frames import Frame
 
 # expected (sign of Cb-128, sign of Cr-128) for yellow, cyan, green, magenta, red, blue; 0 = either
 _BAR_CHROMA = [(-1, 0), (0, -1), (-1, -1), (1, 1), (0, 1), (1, 0)]
@@ -28,12 +28,13 @@ class TechnicalCuesOptions(PluginOptions):
     black_max_luma: float = 24.0
     black_max_p98: float = 40.0
     min_duration_s: float = 0.2
-    freeze_max_diff: float = 0.1     # mean thumbnail change (0-255) under which a frame repeats the last
-    freeze_min_s: float = 2.0        # a picture unchanged this long is a freeze
+    freeze_max_diff: float = 0.1  # mean thumbnail change (0-255) under which a frame repeats the last
+    freeze_min_s: float = 2.0  # a picture unchanged this long is a freeze
 
 
 class LocalTechnicalCuesPlugin(FramePlugin):
     Options = TechnicalCuesOptions
+    options: TechnicalCuesOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -41,7 +42,9 @@ class LocalTechnicalCuesPlugin(FramePlugin):
             plugin_version="1.1.0",
             supported_events=["technical_cue", "black_frames", "color_bars", "freeze_frame"],
             accuracy={"black_frames": 1.0, "color_bars": 1.0},
-            accuracy_source="tests/test_local_plugins.py on rendered media: every black and bars span found within 0.05 s; tests/test_real_footage.py: SMPTE, EBU 75 % and pillarboxed HD bars under burnt-in counters and a logo: 250 of 250 frames found, none elsewhere (2026-12-02)",
+            accuracy_source="tests/test_local_plugins.py on rendered media: every black and bars span found "
+            "within 0.05 s; tests/test_real_footage.py: SMPTE, EBU 75 % and pillarboxed HD bars under "
+            "burnt-in counters and a logo: 250 of 250 frames found, none elsewhere (2026-12-02)",
             description="Black frames and colour bars from the shared decode (CPU, no network).",
         )
 
@@ -61,7 +64,10 @@ class LocalTechnicalCuesPlugin(FramePlugin):
     def process(self, frame: Frame) -> None:
         s = frame.small()
         # "98th percentile <= limit" is "at most 2% of pixels above it", without sorting
-        is_black = cv2.mean(s)[0] <= self.options.black_max_luma and float((s[:, :, 0] > self.options.black_max_p98).mean()) <= 0.02
+        is_black = (
+            cv2.mean(s)[0] <= self.options.black_max_luma
+            and float((s[:, :, 0] > self.options.black_max_p98).mean()) <= 0.02
+        )
         bars = (not is_black) and _is_bars(s)
         self._mark("black_frames", is_black, frame.time_s)
         self._mark("color_bars", bars, frame.time_s)
@@ -95,8 +101,12 @@ class LocalTechnicalCuesPlugin(FramePlugin):
                     continue
                 markers.append(
                     TemporalMarker(
-                        type="technical_cue", start_s=round(start, 6), end_s=round(end, 6), label=label,
-                        confidence=0.95, plugin="local_technical_cues",
+                        type="technical_cue",
+                        start_s=round(start, 6),
+                        end_s=round(end, 6),
+                        label=label,
+                        confidence=0.95,
+                        plugin="local_technical_cues",
                     )
                 )
         markers.sort(key=lambda m: m.start_s)
@@ -123,8 +133,11 @@ def _is_bars(s: np.ndarray) -> bool:
     x0, x1 = int(lit[0]), int(lit[-1]) + 1
     if abs(x0 - (w - x1)) > 2:
         x0, x1 = 0, w  # a pillarbox is symmetric; black on one side only is a band of the bars (EBU's last)
-    layouts = [(lo + x0, hi + x0, n) for lo, hi, n in _layouts(x1 - x0)
-               if np.all(np.diff(luma[((lo + hi - 1) // 2)[:7] + x0]) < -6)]
+    layouts = [
+        (lo + x0, hi + x0, n)
+        for lo, hi, n in _layouts(x1 - x0)
+        if np.all(np.diff(luma[((lo + hi - 1) // 2)[:7] + x0]) < -6)
+    ]
     if not layouts:
         return False
     cols = np.sort(top, axis=0)[len(top) // 2]  # column medians, (w, 3)
@@ -134,16 +147,19 @@ def _is_bars(s: np.ndarray) -> bool:
         centres = ((lo + hi - 1) // 2)[:7]
         if not np.all(np.diff(luma[centres]) < -6):
             continue  # nearly every frame stops here, cheaply
-        means = np.array([np.median(cols[a:b], axis=0) for a, b in zip(lo, hi)])
+        means = np.array([np.median(cols[a:b], axis=0) for a, b in zip(lo, hi, strict=False)])
         if not np.all(np.diff(means[:7, 0]) < -6):
             continue
         if bands == 8 and means[7, 0] > 40:
             continue  # EBU bars end in a black band
-        flat = all(float((np.abs(top[:, a:b, 0] - m[0]) < 12).mean()) > 0.6 for (a, b), m in zip(zip(lo, hi), means))
+        flat = all(
+            float((np.abs(top[:, a:b, 0] - m[0]) < 12).mean()) > 0.6
+            for (a, b), m in zip(zip(lo, hi, strict=False), means, strict=False)
+        )
         if not flat:
             continue
         ok = abs(means[0][1] - 128) < 16 and abs(means[0][2] - 128) < 16
-        for (cb_sign, cr_sign), (_, cb, cr) in zip(_BAR_CHROMA, means[1:7]):
+        for (cb_sign, cr_sign), (_, cb, cr) in zip(_BAR_CHROMA, means[1:7], strict=False):
             for sign, value in ((cb_sign, cb - 128), (cr_sign, cr - 128)):
                 if sign and (np.sign(value) != sign or abs(value) < 12):
                     ok = False

@@ -28,30 +28,40 @@ from typing import Any, Optional
 
 from pydantic import Field
 
+from vidintel_pipeline.costs.pricing import linear_cost, rule_for
+from vidintel_pipeline.media.decode import sample_jpegs
+from vidintel_pipeline.media.ffmpeg import MediaError
 from vidintel_pipeline.plugin_api.cloud import env_secret, http_call, in_thread, rate_limiter
 from vidintel_pipeline.plugin_api.contracts import (
-    AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, PluginInfo, PluginOptions, TemporalMarker,
+    AnalysisConfig,
+    BaseTemporalPlugin,
+    ChunkInfo,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TemporalMarker,
 )
-from vidintel_pipeline.media.ffmpeg import MediaError
-from vidintel_pipeline.media.frames import sample_jpegs
-from vidintel_pipeline.costs.pricing import linear_cost, rule_for
 
 NAME = "nvidia_vila"
 EVENT_TYPES = ("custom_prompt", "action_detection", "scene_understanding")
 DEFAULT_PROMPT = "Describe the notable actions and scenes."
 INSTRUCTIONS = (
     "You are given frames of a video, each preceded by its time in seconds. {prompt} "
-    "Answer only with JSON of the form {{\"events\": [{{\"start_s\": number, \"end_s\": number, "
-    "\"type\": one of {types}, \"label\": short text, \"confidence\": number between 0 and 1}}]}} "
-    "using the frame times given. Answer {{\"events\": []}} if nothing matches."
+    'Answer only with JSON of the form {{"events": [{{"start_s": number, "end_s": number, '
+    '"type": one of {types}, "label": short text, "confidence": number between 0 and 1}}]}} '
+    'using the frame times given. Answer {{"events": []}} if nothing matches.'
 )
 
 
 class NvidiaVilaPlugin(BaseTemporalPlugin):
+    options: "NvidiaVilaPlugin.Options"  # the instance's validated options (built by the base class)
+
     class Options(PluginOptions):
         base_url: str = Field(default="https://integrate.api.nvidia.com/v1", description="OpenAI-compatible API root.")
         model: str = Field(default="nvidia/vila", description="Model name as the endpoint knows it.")
-        api_key_env: Optional[str] = Field(default="NVIDIA_API_KEY", description="Env var with the key; empty for keyless servers.")
+        api_key_env: Optional[str] = Field(
+            default="NVIDIA_API_KEY", description="Env var with the key; empty for keyless servers."
+        )
         prompt: Optional[str] = Field(default=None, description="Default prompt when the run gives none.")
         frames_per_minute: float = Field(default=12.0, gt=0, le=600)
         max_frames_per_request: int = Field(default=8, ge=1, le=64)
@@ -66,8 +76,12 @@ class NvidiaVilaPlugin(BaseTemporalPlugin):
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
-            plugin_name=NAME, plugin_version="1.0.0", supported_events=list(EVENT_TYPES), requires_gpu=True,
-            max_chunk_duration=self.options.max_chunk_s, cost_per_minute=self._rate(),
+            plugin_name=NAME,
+            plugin_version="1.0.0",
+            supported_events=list(EVENT_TYPES),
+            requires_gpu=True,
+            max_chunk_duration=self.options.max_chunk_s,
+            cost_per_minute=self._rate(),
             max_concurrency=self.options.max_requests,
             description=f"Vision-language model {self.options.model} behind an OpenAI-compatible endpoint.",
         )
@@ -82,7 +96,11 @@ class NvidiaVilaPlugin(BaseTemporalPlugin):
         return 0 if duration_s <= 0 else max(1, math.ceil(duration_s * self.options.frames_per_minute / 60.0 - 1e-9))
 
     def estimate_cost(self, duration_seconds: float) -> float:
-        return round(linear_cost(duration_seconds, self._rate()) + self.frame_count(duration_seconds) * self.options.usd_per_image, 6)
+        return round(
+            linear_cost(duration_seconds, self._rate())
+            + self.frame_count(duration_seconds) * self.options.usd_per_image,
+            6,
+        )
 
     async def detect_markers(self, chunk: ChunkInfo, config: AnalysisConfig) -> list[TemporalMarker]:
         o = self.options
@@ -100,14 +118,21 @@ class NvidiaVilaPlugin(BaseTemporalPlugin):
             return []
         prompt = config.prompt or o.prompt or DEFAULT_PROMPT
         limiter = rate_limiter(f"openai-compatible:{o.base_url}", o.requests_per_second, 2)
-        batches = [frames[i:i + o.max_frames_per_request] for i in range(0, len(frames), o.max_frames_per_request)]
+        batches = [frames[i : i + o.max_frames_per_request] for i in range(0, len(frames), o.max_frames_per_request)]
 
         async def ask(batch: list[tuple[float, bytes]]) -> list[TemporalMarker]:
             await limiter.acquire()
             body = self.request(batch, prompt)
-            ans = await in_thread(http_call, "POST", o.base_url.rstrip("/") + "/chat/completions", plugin=NAME,
-                                  what=f"asking {o.model} about {chunk.video_id} {batch[0][0]:.1f}-{batch[-1][0]:.1f} s",
-                                  api_key=key, timeout_s=o.timeout_s, json_body=body)
+            ans = await in_thread(
+                http_call,
+                "POST",
+                o.base_url.rstrip("/") + "/chat/completions",
+                plugin=NAME,
+                what=f"asking {o.model} about {chunk.video_id} {batch[0][0]:.1f}-{batch[-1][0]:.1f} s",
+                api_key=key,
+                timeout_s=o.timeout_s,
+                json_body=body,
+            )
             return self.parse(ans, chunk, prompt)
 
         outs = await asyncio.gather(*(ask(b) for b in batches))
@@ -116,20 +141,29 @@ class NvidiaVilaPlugin(BaseTemporalPlugin):
         return markers
 
     def request(self, frames: list[tuple[float, bytes]], prompt: str) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": INSTRUCTIONS.format(prompt=prompt, types=list(EVENT_TYPES))}]
+        content: list[dict[str, Any]] = [
+            {"type": "text", "text": INSTRUCTIONS.format(prompt=prompt, types=list(EVENT_TYPES))}
+        ]
         for t, jpeg in frames:
             content.append({"type": "text", "text": f"Frame at {t:.2f} s:"})
-            content.append({"type": "image_url",
-                            "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}})
-        return {"model": self.options.model, "messages": [{"role": "user", "content": content}],
-                "max_tokens": self.options.max_tokens, "temperature": 0.0}
+            content.append(
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}}
+            )
+        return {
+            "model": self.options.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.options.max_tokens,
+            "temperature": 0.0,
+        }
 
     @staticmethod
     def parse(answer: dict[str, Any], chunk: ChunkInfo, prompt: str) -> list[TemporalMarker]:
         try:
             text = answer["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise PluginError(f"endpoint answer has no choices[0].message.content: {str(answer)[:200]}", plugin=NAME) from exc
+            raise PluginError(
+                f"endpoint answer has no choices[0].message.content: {str(answer)[:200]}", plugin=NAME
+            ) from exc
         if isinstance(text, list):  # some servers return content parts
             text = " ".join(p.get("text", "") for p in text if isinstance(p, dict))
         events = _json_events(text)
@@ -150,8 +184,17 @@ class NvidiaVilaPlugin(BaseTemporalPlugin):
             except (KeyError, TypeError, ValueError):
                 dropped += 1
                 continue
-            out.append(TemporalMarker(type=kind, start_s=round(start, 3), end_s=round(end, 3), label=label,
-                                      confidence=round(conf, 3), plugin=NAME, attributes={"prompt": prompt}))
+            out.append(
+                TemporalMarker(
+                    type=kind,
+                    start_s=round(start, 3),
+                    end_s=round(end, 3),
+                    label=label,
+                    confidence=round(conf, 3),
+                    plugin=NAME,
+                    attributes={"prompt": prompt},
+                )
+            )
         if dropped:
             for m in out:
                 m.attributes["dropped_events"] = dropped
@@ -168,7 +211,7 @@ def _json_events(text: str) -> Optional[list[dict]]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             if depth == 0:
                 try:
-                    doc = json.loads(text[start:i + 1])
+                    doc = json.loads(text[start : i + 1])
                 except ValueError:
                     break
                 if isinstance(doc, dict) and isinstance(doc.get("events"), list):

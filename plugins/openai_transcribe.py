@@ -26,8 +26,14 @@ from pydantic import Field
 
 from vidintel_pipeline.plugin_api.cloud import env_secret, http_call, in_thread, rate_limiter
 from vidintel_pipeline.plugin_api.contracts import (
-    BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
-    TranscriptSegment, Word,
+    BaseTranscriptionPlugin,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TranscriptionConfig,
+    TranscriptionResult,
+    TranscriptSegment,
+    Word,
 )
 
 NAME = "openai_transcribe"
@@ -35,19 +41,45 @@ API_LIMIT_MB = 25.0
 WORD_MODELS = ("whisper-1",)
 # the API reports Whisper's language *names*; the transcript contract uses ISO codes
 LANGUAGE_CODES = {
-    "english": "en", "german": "de", "french": "fr", "spanish": "es", "italian": "it", "portuguese": "pt",
-    "dutch": "nl", "japanese": "ja", "chinese": "zh", "korean": "ko", "russian": "ru", "arabic": "ar",
-    "hindi": "hi", "polish": "pl", "turkish": "tr", "swedish": "sv", "danish": "da", "norwegian": "no",
-    "finnish": "fi", "czech": "cs", "greek": "el", "hebrew": "he", "ukrainian": "uk", "vietnamese": "vi",
+    "english": "en",
+    "german": "de",
+    "french": "fr",
+    "spanish": "es",
+    "italian": "it",
+    "portuguese": "pt",
+    "dutch": "nl",
+    "japanese": "ja",
+    "chinese": "zh",
+    "korean": "ko",
+    "russian": "ru",
+    "arabic": "ar",
+    "hindi": "hi",
+    "polish": "pl",
+    "turkish": "tr",
+    "swedish": "sv",
+    "danish": "da",
+    "norwegian": "no",
+    "finnish": "fi",
+    "czech": "cs",
+    "greek": "el",
+    "hebrew": "he",
+    "ukrainian": "uk",
+    "vietnamese": "vi",
 }
 
 
 class OpenAITranscribePlugin(BaseTranscriptionPlugin):
+    options: "OpenAITranscribePlugin.Options"  # the instance's validated options (built by the base class)
+
     class Options(PluginOptions):
         model: str = Field(default="whisper-1", description="whisper-1, gpt-4o-transcribe or gpt-4o-mini-transcribe.")
         base_url: str = Field(default="https://api.openai.com/v1", description="API root; any compatible server works.")
-        api_key_env: str = Field(default="OPENAI_API_KEY", description="Name of the environment variable holding the key.")
-        max_upload_mb: float = Field(default=24.0, gt=0, le=API_LIMIT_MB, description="Audio is split into parts below this.")
+        api_key_env: str = Field(
+            default="OPENAI_API_KEY", description="Name of the environment variable holding the key."
+        )
+        max_upload_mb: float = Field(
+            default=24.0, gt=0, le=API_LIMIT_MB, description="Audio is split into parts below this."
+        )
         requests_per_second: float = Field(default=2.0, gt=0)
         parallel_parts: int = Field(default=4, ge=1)
         timeout_s: float = Field(default=600.0, gt=0, description="Per upload.")
@@ -55,9 +87,13 @@ class OpenAITranscribePlugin(BaseTranscriptionPlugin):
     def get_plugin_info(self) -> PluginInfo:
         words = self.options.model in WORD_MODELS
         return PluginInfo(
-            plugin_name=NAME, plugin_version="1.0.0", kind="transcription",
-            supported_events=["transcription", "language_detection", "custom_vocabulary"] + (["word_timestamps"] if words else []),
-            cost_per_minute=0.006, max_concurrency=self.options.parallel_parts,
+            plugin_name=NAME,
+            plugin_version="1.0.0",
+            kind="transcription",
+            supported_events=["transcription", "language_detection", "custom_vocabulary"]
+            + (["word_timestamps"] if words else []),
+            cost_per_minute=0.006,
+            max_concurrency=self.options.parallel_parts,
             description=f"OpenAI audio transcription ({self.options.model}).",
         )
 
@@ -83,19 +119,28 @@ class OpenAITranscribePlugin(BaseTranscriptionPlugin):
             answers = await asyncio.gather(*(one(p) for p in parts))
         segments: list[TranscriptSegment] = []
         language = None
-        for (path, offset, end), ans in zip(parts, answers):
+        for (_path, offset, end), ans in zip(parts, answers, strict=False):
             language = language or ans.get("language")
             segments += self._parse(ans, offset, end)
         lang = LANGUAGE_CODES.get((language or "").lower(), language) if language else config.language
-        return TranscriptionResult(language=lang, duration_s=parts[-1][2] if parts else 0.0, segments=segments,
-                                   plugin=NAME, model=o.model, parts=len(parts))
+        return TranscriptionResult(
+            language=lang,
+            duration_s=parts[-1][2] if parts else 0.0,
+            segments=segments,
+            plugin=NAME,
+            model=o.model,
+            parts=len(parts),
+        )
 
     def _post(self, path: str, key: str, language: Optional[str], prompt: str) -> dict[str, Any]:
         o = self.options
         data: list[tuple[str, str]] = [("model", o.model)]
         if o.model in WORD_MODELS:
-            data += [("response_format", "verbose_json"), ("timestamp_granularities[]", "word"),
-                     ("timestamp_granularities[]", "segment")]
+            data += [
+                ("response_format", "verbose_json"),
+                ("timestamp_granularities[]", "word"),
+                ("timestamp_granularities[]", "segment"),
+            ]
         else:
             data += [("response_format", "json")]
         if language:
@@ -103,14 +148,28 @@ class OpenAITranscribePlugin(BaseTranscriptionPlugin):
         if prompt:
             data.append(("prompt", prompt))
         with open(path, "rb") as fh:
-            return http_call("POST", o.base_url.rstrip("/") + "/audio/transcriptions", plugin=NAME,
-                             what=f"transcribing {os.path.basename(path)}", api_key=key, timeout_s=o.timeout_s,
-                             data=data, files={"file": (os.path.basename(path), fh, "audio/wav")})
+            return http_call(
+                "POST",
+                o.base_url.rstrip("/") + "/audio/transcriptions",
+                plugin=NAME,
+                what=f"transcribing {os.path.basename(path)}",
+                api_key=key,
+                timeout_s=o.timeout_s,
+                data=data,
+                files={"file": (os.path.basename(path), fh, "audio/wav")},
+            )
 
     @staticmethod
     def _parse(ans: dict[str, Any], offset: float, end: float) -> list[TranscriptSegment]:
-        words = [Word(start_s=round(offset + float(w["start"]), 3), end_s=round(offset + float(w["end"]), 3),
-                      word=str(w["word"]).strip(), probability=1.0) for w in ans.get("words", []) or []]
+        words = [
+            Word(
+                start_s=round(offset + float(w["start"]), 3),
+                end_s=round(offset + float(w["end"]), 3),
+                word=str(w["word"]).strip(),
+                probability=1.0,
+            )
+            for w in ans.get("words", []) or []
+        ]
         raw = ans.get("segments")
         if raw is None:  # text-only models: one segment for the whole part
             text = str(ans.get("text", "")).strip()

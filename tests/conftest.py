@@ -34,12 +34,12 @@ def hard_video(tmp_path_factory) -> tuple[Path, Truth]:
     path = tmp_path_factory.mktemp("media") / "hard.mp4"
     shots = [
         Shot("testsrc", 2.0),
-        Shot("pan", 3.0),               # cut, then 3 s of fast panning (must not cut)
-        Shot("lowcontrast_a", 2.0),     # cut
-        Shot("lowcontrast_b", 2.0),     # low-contrast cut
-        Shot("reframe_wide", 2.0),      # cut
-        Shot("reframe_tight", 2.0),     # same picture, tighter framing
-        Shot("black", 1.0),             # cut to black, a flash in it, then a fade-in right after the flash
+        Shot("pan", 3.0),  # cut, then 3 s of fast panning (must not cut)
+        Shot("lowcontrast_a", 2.0),  # cut
+        Shot("lowcontrast_b", 2.0),  # low-contrast cut
+        Shot("reframe_wide", 2.0),  # cut
+        Shot("reframe_tight", 2.0),  # same picture, tighter framing
+        Shot("black", 1.0),  # cut to black, a flash in it, then a fade-in right after the flash
         Shot("testsrc_warm", 2.0, "dissolve", 0.8),
     ]
     truth = render(path, shots, flashes=(0.8, 8.6, 13.4))
@@ -83,8 +83,14 @@ def s3(s3_server, monkeypatch, request):
 
     import boto3
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                 "AWS_ENDPOINT_URL": s3_server["url"], "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server["url"],
+        "AWS_MAX_ATTEMPTS": "2",
+        "AWS_RETRY_MODE": "standard",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     client = boto3.client("s3", endpoint_url=s3_server["url"], region_name="us-east-1")

@@ -34,7 +34,10 @@ if __name__ == "__main__":
     from vidintel_pipeline.runtime.instance import get_instance
 
     partition, log, sleep_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    result = dg.execute_job(ReconstructableJob.for_file(__file__, "one_locked_step"), instance=get_instance(),
-                            run_config={"ops": {"hold_a_while": {"config": {"log": log, "sleep_s": sleep_s}}}},
-                            tags={"dagster/partition": partition})
+    result = dg.execute_job(
+        ReconstructableJob.for_file(__file__, "one_locked_step"),
+        instance=get_instance(),
+        run_config={"ops": {"hold_a_while": {"config": {"log": log, "sleep_s": sleep_s}}}},
+        tags={"dagster/partition": partition},
+    )
     print(json.dumps({"run_id": result.run_id, "success": result.success}))

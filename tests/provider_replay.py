@@ -4,7 +4,8 @@ The real providers cannot be reached from here, so tests point the real clients 
 at this server. It speaks each provider's wire protocol:
 
 * AWS JSON 1.1 (Rekognition): ``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>``;
-* Smithy RPC v2 CBOR (Transcribe, as recent botocore releases send it; older ones use AWS JSON 1.1): ``POST /service/Transcribe/operation/<Op>``;
+* Smithy RPC v2 CBOR (Transcribe, as recent botocore releases send it; older ones use AWS JSON 1.1): ``POST
+/service/Transcribe/operation/<Op>``;
 * REST + JSON (OpenAI and OpenAI-compatible endpoints): ``POST /v1/...`` with multipart or JSON bodies.
 
 Every scripted AWS reply is validated against the operation's output shape in botocore's service model
@@ -43,9 +44,9 @@ def aws_error(code: str, message: str, status: int = 400) -> Reply:
 
 @dataclass
 class Request:
-    key: str                    # "rekognition:StartSegmentDetection" or "POST /v1/audio/transcriptions"
+    key: str  # "rekognition:StartSegmentDetection" or "POST /v1/audio/transcriptions"
     headers: dict[str, str]
-    body: Any                   # parsed JSON / CBOR, or raw bytes for multipart
+    body: Any  # parsed JSON / CBOR, or raw bytes for multipart
     raw: bytes
     at: float
 

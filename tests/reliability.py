@@ -64,12 +64,14 @@ def case(group: str, tried: str, *, slow: bool = False):
     def register(fn):
         CASES[fn.__name__] = Case(fn.__name__, group, tried, fn, slow)
         return fn
+
     return register
 
 
 # --------------------------------------------------------------------------------------------------
 # the bench: a private home with one good video, media makers, and the checks every case shares
 # --------------------------------------------------------------------------------------------------
+
 
 class Bench:
     """A private vidintel home (storage + Dagster instance) holding one good, fully ingested video."""
@@ -91,14 +93,24 @@ class Bench:
 
         subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=900)
 
-    def clip(self, name: str, *, seconds: float = 2.0, size: str = "320x180", fps: int = 25, audio: bool = True,
-             vcodec: tuple[str, ...] = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"),
-             extra: tuple[str, ...] = ()) -> Path:
+    def clip(
+        self,
+        name: str,
+        *,
+        seconds: float = 2.0,
+        size: str = "320x180",
+        fps: int = 25,
+        audio: bool = True,
+        vcodec: tuple[str, ...] = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"),
+        extra: tuple[str, ...] = (),
+    ) -> Path:
         """testsrc2 with a hard cut to a colour field half-way (and a tone): known content, every codec."""
         out = self.media_dir / name
         half = seconds / 2
-        v = (f"testsrc2=s={size}:r={fps}:d={half}[a];color=c=orange:s={size}:r={fps}:d={seconds - half}[b];"
-             f"[a][b]concat=n=2:v=1:a=0[v]")
+        v = (
+            f"testsrc2=s={size}:r={fps}:d={half}[a];color=c=orange:s={size}:r={fps}:d={seconds - half}[b];"
+            f"[a][b]concat=n=2:v=1:a=0[v]"
+        )
         args = ["-filter_complex", v, "-map", "[v]"]
         if audio:
             args = ["-f", "lavfi", "-i", f"sine=f=440:d={seconds}", *args, "-map", "0:a", "-c:a", "aac", "-b:a", "64k"]
@@ -106,8 +118,9 @@ class Bench:
         return out
 
     # running ---------------------------------------------------------------------------------------
-    def drop_and_run(self, project: str, video: str, src: Path, *, name: Optional[str] = None,
-                     resources: Optional[dict] = None) -> Any:
+    def drop_and_run(
+        self, project: str, video: str, src: Path, *, name: Optional[str] = None, resources: Optional[dict] = None
+    ) -> Any:
         """Put ``src`` where the sensor would find it and run the ingest job for its partition, as the sensor does."""
         from vidintel.resources import VidintelStorage
         from vidintel_pipeline.definitions import defs
@@ -120,9 +133,11 @@ class Bench:
         instance = get_instance()
         instance.add_dynamic_partitions("videos", [ref.partition_key])
         return defs.resolve_job_def("ingest_video").execute_in_process(
-            instance=instance, partition_key=ref.partition_key, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                        "resources": resources or {}})
+            instance=instance,
+            partition_key=ref.partition_key,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "resources": resources or {}},
+        )
 
     def reasons(self, result: Any) -> str:
         from vidintel_pipeline.cli import failure_reasons
@@ -175,8 +190,15 @@ def run_case(bench: Bench, c: Case) -> Outcome:
     left = bench.leftovers()
     if lost or left:
         out.ok = False
-        out.lost = "; ".join(filter(None, [f"changed or gone: {', '.join(lost[:3])}" if lost else "",
-                                           f"left behind: {', '.join(left[:3])}" if left else ""]))
+        out.lost = "; ".join(
+            filter(
+                None,
+                [
+                    f"changed or gone: {', '.join(lost[:3])}" if lost else "",
+                    f"left behind: {', '.join(left[:3])}" if left else "",
+                ],
+            )
+        )
     return out
 
 
@@ -190,6 +212,7 @@ def expect_error(out: Outcome, result: Any, bench: Bench, *must: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # bad inputs
 # --------------------------------------------------------------------------------------------------
+
 
 @case("bad input", "zero-byte file dropped into storage")
 def zero_byte(b: Bench, out: Outcome) -> None:
@@ -214,19 +237,32 @@ def truncated_but_readable(b: Bench, out: Outcome) -> None:
     r = b.drop_and_run("truncated-but-readable", "v", f)
     m = b.memory("truncated-but-readable", "v")
     src = m.source if m else {}
-    strict = b.drop_and_run("truncated-but-readable", "strict", f, resources={"storage": {"config": {"strict_media": True}}})
+    strict = b.drop_and_run(
+        "truncated-but-readable", "strict", f, resources={"storage": {"config": {"strict_media": True}}}
+    )
     why = b.reasons(strict)
-    out.ok = bool(r.success and src.get("truncated") and m.duration_s < 7 and all(x.end_s <= m.duration_s for x in m.markers)
-                  and not strict.success and "strict" in why and "truncated" in why)
-    out.happened = (f"analysed {m.duration_s if m else '?'} s of {src.get('declared_duration_s')} s, flagged truncated; "
-                    f"strict: {why[:80]}")
+    out.ok = bool(
+        r.success
+        and src.get("truncated")
+        and m.duration_s < 7
+        and all(x.end_s <= m.duration_s for x in m.markers)
+        and not strict.success
+        and "strict" in why
+        and "truncated" in why
+    )
+    out.happened = (
+        f"analysed {m.duration_s if m else '?'} s of {src.get('declared_duration_s')} s, flagged truncated; "
+        f"strict: {why[:80]}"
+    )
 
 
 @case("bad input", "an MP4 whose edit list starts the video 0.5 s after its audio")
 def edit_list_start(b: Bench, out: Outcome) -> None:
     plain = b.clip("plain.mp4", seconds=4)
     f = b.media_dir / "late-video.mp4"
-    b.ffmpeg("-itsoffset", "0.5", "-i", str(plain), "-i", str(plain), "-map", "0:v", "-map", "1:a", "-c", "copy", str(f))
+    b.ffmpeg(
+        "-itsoffset", "0.5", "-i", str(plain), "-i", str(plain), "-map", "0:v", "-map", "1:a", "-c", "copy", str(f)
+    )
     r = b.drop_and_run("edit-list-start", "v", f)
     m = b.memory("edit-list-start", "v")
     cuts = [x.start_s for x in m.markers if x.label == "cut"] if m else []
@@ -256,19 +292,37 @@ def video_only(b: Bench, out: Outcome) -> None:
     m = b.memory("video-only", "silent-film")
     cuts = [x for x in (m.markers if m else []) if x.type == "shot_boundary"]
     out.ok = r.success and m is not None and m.transcript.segments == [] and len(cuts) == 1
-    out.happened = (f"ingested: empty transcript, {len(cuts)} cut at {cuts[0].start_s:.2f} s" if out.ok
-                    else f"unexpected: {b.reasons(r) if not r.success else m}")
+    out.happened = (
+        f"ingested: empty transcript, {len(cuts)} cut at {cuts[0].start_s:.2f} s"
+        if out.ok
+        else f"unexpected: {b.reasons(r) if not r.success else m}"
+    )
 
 
 @case("bad input", "variable frame rate (30 fps, then 10 fps)")
 def variable_frame_rate(b: Bench, out: Outcome) -> None:
     f = b.media_dir / "vfr.mp4"
-    b.ffmpeg("-filter_complex", "testsrc2=s=320x180:r=30:d=2[a];color=c=navy:s=320x180:r=10:d=2[b];[a][b]concat=n=2:v=1:a=0[v]",
-             "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-fps_mode", "vfr", str(f))
+    b.ffmpeg(
+        "-filter_complex",
+        "testsrc2=s=320x180:r=30:d=2[a];color=c=navy:s=320x180:r=10:d=2[b];[a][b]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-fps_mode",
+        "vfr",
+        str(f),
+    )
     r = b.drop_and_run("variable-frame-rate", "vfr", f)
     m = b.memory("variable-frame-rate", "vfr")
     cuts = [x.start_s for x in (m.markers if m else []) if x.type == "shot_boundary"]
-    out.ok = r.success and m is not None and abs(m.duration_s - 4.0) < 0.15 and len(cuts) == 1 and abs(cuts[0] - 2.0) <= 0.1
+    out.ok = (
+        r.success and m is not None and abs(m.duration_s - 4.0) < 0.15 and len(cuts) == 1 and abs(cuts[0] - 2.0) <= 0.1
+    )
     out.happened = f"ingested: {m.duration_s:.2f} s, cut at {cuts}" if m else f"unexpected: {b.reasons(r)}"
 
 
@@ -284,13 +338,31 @@ def rotated_phone_video(b: Bench, out: Outcome) -> None:
     kf = sorted((b.home / "data/ingest/projects/rotated-phone-video/videos/phone/keyframes").glob("*.jpg"))
     shapes = {cv2.imread(str(k)).shape[:2] for k in kf}
     out.ok = r.success and m is not None and bool(shapes) and all(h > w for h, w in shapes)
-    out.happened = f"ingested: {len(kf)} keyframes, upright (h x w {sorted(shapes)})" if out.ok else f"unexpected: {shapes} {b.reasons(r)}"
+    out.happened = (
+        f"ingested: {len(kf)} keyframes, upright (h x w {sorted(shapes)})"
+        if out.ok
+        else f"unexpected: {shapes} {b.reasons(r)}"
+    )
 
 
 @case("bad input", "10-bit HEVC")
 def hevc_10bit(b: Bench, out: Outcome) -> None:
-    f = b.clip("hevc10.mp4", seconds=2, vcodec=("-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
-                                                "-x265-params", "log-level=error", "-tag:v", "hvc1"))
+    f = b.clip(
+        "hevc10.mp4",
+        seconds=2,
+        vcodec=(
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-x265-params",
+            "log-level=error",
+            "-tag:v",
+            "hvc1",
+        ),
+    )
     r = b.drop_and_run("hevc-10bit", "hevc10", f)
     m = b.memory("hevc-10bit", "hevc10")
     cuts = [x.start_s for x in (m.markers if m else []) if x.type == "shot_boundary"]
@@ -316,7 +388,9 @@ def frames_4k(b: Bench, out: Outcome) -> None:
     cuts = [x.start_s for x in (m.markers if m else []) if x.type == "shot_boundary"]
     out.ok = r.success and len(cuts) == 1 and abs(cuts[0] - 2.0) <= 0.04
     out.figures = {"wall_s": round(time.perf_counter() - t0, 1)}
-    out.happened = f"ingested in {out.figures['wall_s']} s: cut at {cuts}" if out.ok else f"unexpected: {cuts} {b.reasons(r)}"
+    out.happened = (
+        f"ingested in {out.figures['wall_s']} s: cut at {cuts}" if out.ok else f"unexpected: {cuts} {b.reasons(r)}"
+    )
 
 
 @case("bad input", "unicode and spaces in the file name", slow=False)
@@ -326,8 +400,11 @@ def unicode_names(b: Bench, out: Outcome) -> None:
     m = b.memory("unicode-names", "fete-du-cafe-ete-2026")
     src = list((b.home / "data/ingest/projects/unicode-names/videos/fete-du-cafe-ete-2026/source").glob("*"))
     out.ok = res.returncode == 0 and m is not None and [p.name for p in src] == [f.name]
-    out.happened = (f"ingested as video id fete-du-cafe-ete-2026, source kept as {src[0].name!r}" if out.ok
-                    else f"unexpected: rc={res.returncode} {res.stderr[-300:]}")
+    out.happened = (
+        f"ingested as video id fete-du-cafe-ete-2026, source kept as {src[0].name!r}"
+        if out.ok
+        else f"unexpected: rc={res.returncode} {res.stderr[-300:]}"
+    )
 
 
 @case("bad input", "file over the size limit (VIDINTEL_MAX_SOURCE_MB=1)")
@@ -350,32 +427,87 @@ def one_hour_video(b: Bench, out: Outcome) -> None:
     f = b.media_dir / "hour.mp4"
     srcs = ["testsrc2", "rgbtestsrc"]  # a hard cut every 10 minutes
     segs = "".join(f"{srcs[i % 2]}=s=1920x1080:r=25:d=600[v{i}];" for i in range(6))
-    b.ffmpeg("-f", "lavfi", "-i", "sine=f=200:d=3600", "-filter_complex", segs + "".join(f"[v{i}]" for i in range(6))
-             + "concat=n=6:v=1:a=0[v]", "-map", "[v]", "-map", "0:a", "-c:a", "aac", "-b:a", "32k",
-             "-c:v", "libx264", "-preset", "ultrafast", "-crf", "35", "-g", "250", "-pix_fmt", "yuv420p", str(f))
+    b.ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=200:d=3600",
+        "-filter_complex",
+        segs + "".join(f"[v{i}]" for i in range(6)) + "concat=n=6:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "0:a",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "32k",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "35",
+        "-g",
+        "250",
+        "-pix_fmt",
+        "yuv420p",
+        str(f),
+    )
     # the ingest under a wrapper that reports the largest resident set of it and the ffmpegs it starts
-    wrapper = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+    wrapper = (
+        "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)"
+    )
     t0 = time.perf_counter()
     env = dict(os.environ, VIDINTEL_HOME=str(b.home), DAGSTER_HOME=str(b.home / "dagster"))
-    res = subprocess.run([sys.executable, "-c", wrapper, VIDINTEL, "ingest", str(f), "--project", "one-hour-video",
-                          "--video-id", "hour", "--quiet"], capture_output=True, text=True, timeout=7200, env=env)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            wrapper,
+            VIDINTEL,
+            "ingest",
+            str(f),
+            "--project",
+            "one-hour-video",
+            "--video-id",
+            "hour",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=7200,
+        env=env,
+    )
     wall = time.perf_counter() - t0
     peak_mb = int(res.stdout.strip().splitlines()[-1]) / 1024 if res.stdout.strip() else float("nan")
     m = b.memory("one-hour-video", "hour")
     cuts = [round(x.start_s, 2) for x in (m.markers if m else []) if x.type == "shot_boundary"]
-    out.figures = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak_mb), "cuts": cuts, "x_realtime": round(3600 / wall, 1)}
-    out.ok = (res.returncode == 0 and m is not None and peak_mb < 1536
-              and all(any(abs(c - t) < 0.1 for c in cuts) for t in (600, 1200, 1800, 2400, 3000)))
-    out.happened = (f"ingested in {wall:.0f} s ({3600 / wall:.1f}x real time), peak RSS {peak_mb:.0f} MB, cuts at {cuts}"
-                    if res.returncode == 0 else f"unexpected: {res.stderr[-300:]}")
+    out.figures = {
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(peak_mb),
+        "cuts": cuts,
+        "x_realtime": round(3600 / wall, 1),
+    }
+    out.ok = (
+        res.returncode == 0
+        and m is not None
+        and peak_mb < 1536
+        and all(any(abs(c - t) < 0.1 for c in cuts) for t in (600, 1200, 1800, 2400, 3000))
+    )
+    out.happened = (
+        f"ingested in {wall:.0f} s ({3600 / wall:.1f}x real time), peak RSS {peak_mb:.0f} MB, cuts at {cuts}"
+        if res.returncode == 0
+        else f"unexpected: {res.stderr[-300:]}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # faults
 # --------------------------------------------------------------------------------------------------
 
-FAULTY = '''
+FAULTY = """
 import asyncio, json, os, time
 from pathlib import Path
 from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginInfo, RateLimitError, TemporalMarker
@@ -408,7 +540,7 @@ class Faulty(BaseTemporalPlugin):
                 raise RateLimitError("429 Too Many Requests", plugin="faulty_flaky")
         return [TemporalMarker(type="custom_prompt", start_s=chunk.start_s, end_s=chunk.start_s, label="flaky ok",
                                confidence=1.0, plugin="faulty_%(mode)s")]
-'''
+"""
 
 
 def faulty(b: Bench, mode: str, *, alone: bool = False, **policy: Any) -> dict:
@@ -419,11 +551,16 @@ def faulty(b: Bench, mode: str, *, alone: bool = False, **policy: Any) -> dict:
     (folder / f"faulty_{mode}.py").write_text(textwrap.dedent(FAULTY % {"mode": mode}))
     plugins = [f"faulty_{mode}"] if alone else [f"faulty_{mode}", "local_shots"]
     fallbacks = {} if alone else {f"faulty_{mode}": ["local_technical_cues"]}
-    return {"temporal_plugins": {"config": {"plugin_paths": [str(folder)], "plugins": plugins, "fallbacks": fallbacks, **policy}}}
+    return {
+        "temporal_plugins": {
+            "config": {"plugin_paths": [str(folder)], "plugins": plugins, "fallbacks": fallbacks, **policy}
+        }
+    }
 
 
 def plugin_runs(result: Any) -> dict[str, dict]:
     import dagster as dg
+
     from vidintel_pipeline.runtime.instance import get_instance
 
     ev = get_instance().get_latest_materialization_event(dg.AssetKey("temporal_markers"))
@@ -436,9 +573,16 @@ def plugin_raises(b: Bench, out: Outcome) -> None:
     r = b.drop_and_run("plugin-raises", "v", b.clip("v.mp4"), resources=faulty(b, "raises"))
     runs = plugin_runs(r)
     f = runs.get("faulty_raises", {})
-    out.ok = r.success and f.get("status") == "failed" and "blew up" in f.get("error", "") and \
-        runs.get("local_technical_cues", {}).get("fallback_for") == "faulty_raises" and runs["local_shots"]["status"] == "ok"
-    out.happened = f"run ok; faulty_raises failed ({f.get('error', '?')[:60]}), local_technical_cues ran as its fallback"
+    out.ok = (
+        r.success
+        and f.get("status") == "failed"
+        and "blew up" in f.get("error", "")
+        and runs.get("local_technical_cues", {}).get("fallback_for") == "faulty_raises"
+        and runs["local_shots"]["status"] == "ok"
+    )
+    out.happened = (
+        f"run ok; faulty_raises failed ({f.get('error', '?')[:60]}), local_technical_cues ran as its fallback"
+    )
 
 
 def timed_out(b: Bench, out: Outcome, project: str, mode: str) -> None:
@@ -448,8 +592,11 @@ def timed_out(b: Bench, out: Outcome, project: str, mode: str) -> None:
     runs, wall = plugin_runs(r), time.perf_counter() - t0
     f = runs.get(f"faulty_{mode}", {})
     out.ok = r.success and "timed out after 2 s" in f.get("error", "") and "local_technical_cues" in runs and wall < 120
-    out.happened = (f"run ok in {wall:.0f} s; {f.get('error', '?')}; fallback ran" if out.ok
-                    else f"unexpected after {wall:.0f} s: {f or b.reasons(r)}")
+    out.happened = (
+        f"run ok in {wall:.0f} s; {f.get('error', '?')}; fallback ran"
+        if out.ok
+        else f"unexpected after {wall:.0f} s: {f or b.reasons(r)}"
+    )
 
 
 @case("fault", "a plugin that never answers (awaits forever): timeout, then fallback")
@@ -467,19 +614,30 @@ def plugin_malformed(b: Bench, out: Outcome) -> None:
     r = b.drop_and_run("plugin-malformed", "v", b.clip("v.mp4"), resources=faulty(b, "malformed"))
     m = b.memory("plugin-malformed", "v")
     f = plugin_runs(r).get("faulty_malformed", {})
-    out.ok = r.success and "malformed" in f.get("error", "") and m is not None and \
-        not any("faulty" in x.plugin for x in m.markers)
+    out.ok = (
+        r.success
+        and "malformed" in f.get("error", "")
+        and m is not None
+        and not any("faulty" in x.plugin for x in m.markers)
+    )
     out.happened = f"run ok; {f.get('error', '?')[:90]}; memory holds no marker of it"
 
 
-@case("fault", "a plugin's marker half a frame before 0 (-0.006667 s): that marker clamped, the rest of its result kept")
+@case(
+    "fault", "a plugin's marker half a frame before 0 (-0.006667 s): that marker clamped, the rest of its result kept"
+)
 def plugin_marker_before_zero(b: Bench, out: Outcome) -> None:
     r = b.drop_and_run("plugin-marker-before-zero", "v", b.clip("v.mp4"), resources=faulty(b, "early"))
     m = b.memory("plugin-marker-before-zero", "v")
     f = plugin_runs(r).get("faulty_early", {})
     mine = sorted((x.label, x.start_s) for x in m.markers if x.plugin == "faulty_early") if m else []
-    out.ok = r.success and f.get("status") == "ok" and f.get("clamped") == 1 and mine == [("early", 0.0), ("good", 1.0)] \
+    out.ok = (
+        r.success
+        and f.get("status") == "ok"
+        and f.get("clamped") == 1
+        and mine == [("early", 0.0), ("good", 1.0)]
         and any("clamped" in w for w in m.warnings)
+    )
     out.happened = f"run ok; clamped {f.get('clamped')}, markers {mine}; memory warns: {m.warnings[:1] if m else '-'}"
 
 
@@ -487,12 +645,16 @@ def plugin_marker_before_zero(b: Bench, out: Outcome) -> None:
 def transient_error_retried(b: Bench, out: Outcome) -> None:
     import dagster as dg
 
-    r = b.drop_and_run("transient-error-retried", "v", b.clip("v.mp4"),
-                       resources=faulty(b, "flaky", alone=True, max_retries=0))
+    r = b.drop_and_run(
+        "transient-error-retried", "v", b.clip("v.mp4"), resources=faulty(b, "flaky", alone=True, max_retries=0)
+    )
     retries = [e for e in r.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     runs = plugin_runs(r)
     out.ok = r.success and len(retries) >= 1 and runs.get("faulty_flaky", {}).get("status") == "ok"
-    out.happened = f"run ok after {len(retries)} step retr{'y' if len(retries) == 1 else 'ies'} of {sorted({e.step_key for e in retries})}"
+    out.happened = (
+        f"run ok after {len(retries)} step retr{'y' if len(retries) == 1 else 'ies'} of "
+        f"{sorted({e.step_key for e in retries})}"
+    )
 
 
 @case("fault", "a permanent error (corrupt video): failed once, not retried")
@@ -512,8 +674,13 @@ def permanent_error_not_retried(b: Bench, out: Outcome) -> None:
 def killed_mid_run(b: Bench, out: Outcome) -> None:
     f = b.clip("long.mp4", seconds=30, size="640x360")
     env = dict(os.environ)
-    proc = subprocess.Popen([VIDINTEL, "ingest", str(f), "--project", "killed-mid-run", "--video-id", "v", "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [VIDINTEL, "ingest", str(f), "--project", "killed-mid-run", "--video-id", "v", "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     chunks = b.home / "data/ingest/projects/killed-mid-run/videos/v/chunks"
     deadline = time.time() + 300
     while time.time() < deadline and not (chunks / "manifest.json").exists() and proc.poll() is None:
@@ -527,14 +694,20 @@ def killed_mid_run(b: Bench, out: Outcome) -> None:
     killed_at = sorted(p.name for p in chunks.parent.rglob("*") if p.is_file())
     res = b.vidintel("ingest", str(f), "--project", "killed-mid-run", "--video-id", "v", "--quiet")
     m = b.memory("killed-mid-run", "v")
-    manifest = json.loads((chunks / "manifest.json").read_text()) if (chunks / "manifest.json").exists() else {"chunks": []}
+    manifest = (
+        json.loads((chunks / "manifest.json").read_text()) if (chunks / "manifest.json").exists() else {"chunks": []}
+    )
     on_disk = sorted(p.name for p in chunks.glob("chunk_*"))
     listed = sorted(Path(c["key"]).name for c in manifest["chunks"])
     sources = list((chunks.parent / "source").glob("*"))
     cuts = [x.start_s for x in (m.markers if m else []) if x.type == "shot_boundary"]
     out.ok = res.returncode == 0 and m is not None and on_disk == listed and len(sources) == 1 and len(cuts) == 1
-    out.happened = (f"killed with {len(killed_at)} files written; re-run ok: {len(on_disk)} chunks = manifest, one source, "
-                    f"one cut at {cuts}" if out.ok else f"unexpected: rc={res.returncode} {res.stderr[-300:]} {on_disk} {listed}")
+    out.happened = (
+        f"killed with {len(killed_at)} files written; re-run ok: {len(on_disk)} chunks = manifest, one source, "
+        f"one cut at {cuts}"
+        if out.ok
+        else f"unexpected: rc={res.returncode} {res.stderr[-300:]} {on_disk} {listed}"
+    )
 
 
 @case("fault", "disk full: a file-size limit (RLIMIT_FSIZE) hit while storing the source, and while extracting audio")
@@ -545,24 +718,56 @@ def disk_full(b: Bench, out: Outcome) -> None:
     wav_bytes = 60 * 16000 * 2  # the 16 kHz mono WAV the audio asset writes: bigger than this source
     results = {}
     for what, limit in (("source copy", f.stat().st_size // 2), ("audio", (f.stat().st_size + wav_bytes) // 2)):
+
         def cap(limit: int = limit) -> None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-        res = b.vidintel("ingest", str(f), "--project", "disk-full", "--video-id", "v", "--quiet", preexec_fn=cap,
-                         env={"VIDINTEL_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")})
+        res = b.vidintel(
+            "ingest",
+            str(f),
+            "--project",
+            "disk-full",
+            "--video-id",
+            "v",
+            "--quiet",
+            preexec_fn=cap,
+            env={"VIDINTEL_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")},
+        )
         video = home / "data/ingest/projects/disk-full/videos/v"
-        stored = sorted(p.relative_to(video).as_posix() for p in video.rglob("*") if p.is_file()) if video.exists() else []
-        partial = [p for p in (home / "data").rglob("*") if p.is_file() and (".partial" in p.name or ".staging" in p.as_posix()
-                                                                                or p.name.startswith(".tmp"))] if (home / "data").exists() else []
-        reason = next((ln.strip() for ln in reversed(res.stderr.splitlines()) if "limit" in ln or "too large" in ln.lower()), res.stderr[-200:])
+        stored = (
+            sorted(p.relative_to(video).as_posix() for p in video.rglob("*") if p.is_file()) if video.exists() else []
+        )
+        partial = (
+            [
+                p
+                for p in (home / "data").rglob("*")
+                if p.is_file() and (".partial" in p.name or ".staging" in p.as_posix() or p.name.startswith(".tmp"))
+            ]
+            if (home / "data").exists()
+            else []
+        )
+        reason = next(
+            (ln.strip() for ln in reversed(res.stderr.splitlines()) if "limit" in ln or "too large" in ln.lower()),
+            res.stderr[-200:],
+        )
         results[what] = {"rc": res.returncode, "reason": reason, "stored": stored, "partial": [str(p) for p in partial]}
-    src_ok = results["source copy"]["rc"] == 2 and not results["source copy"]["stored"] and not results["source copy"]["partial"]
-    audio_ok = (results["audio"]["rc"] == 2 and "file size limit" in results["audio"]["reason"]
-                and "chunks/audio_16k.wav" not in results["audio"]["stored"] and not results["audio"]["partial"])
+    src_ok = (
+        results["source copy"]["rc"] == 2
+        and not results["source copy"]["stored"]
+        and not results["source copy"]["partial"]
+    )
+    audio_ok = (
+        results["audio"]["rc"] == 2
+        and "file size limit" in results["audio"]["reason"]
+        and "chunks/audio_16k.wav" not in results["audio"]["stored"]
+        and not results["audio"]["partial"]
+    )
     out.ok = src_ok and audio_ok and not (home / "data/output/projects/disk-full/memories/v.json").exists()
     out.figures = results
-    out.happened = (f"source copy: refused ({results['source copy']['reason'][:70]}), nothing stored; audio: "
-                    f"{results['audio']['reason'][:120]}; no WAV, no partial file")
+    out.happened = (
+        f"source copy: refused ({results['source copy']['reason'][:70]}), nothing stored; audio: "
+        f"{results['audio']['reason'][:120]}; no WAV, no partial file"
+    )
 
 
 @contextlib.contextmanager
@@ -600,7 +805,9 @@ def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
     from vidintel_pipeline.storage.stores import StorageError
 
     with moto_s3("media") as (holder, url):
-        store = VidintelStorage(s3_bucket="media", s3_endpoint_url=url, multipart_threshold_mb=5).ingest().scoped("tenant")
+        store = (
+            VidintelStorage(s3_bucket="media", s3_endpoint_url=url, multipart_threshold_mb=5).ingest().scoped("tenant")
+        )
         watcher = boto3.client("s3", endpoint_url=url)
         big = b.media_dir / "big.bin"
         big.write_bytes(os.urandom(120 * 2**20))
@@ -628,13 +835,16 @@ def s3_stopped_mid_upload(b: Bench, out: Outcome) -> None:
         store.put_file(key, big)  # the retry after the outage
         same = store.size(key) == big.stat().st_size
     out.ok = failed_clearly and not visible and same
-    out.happened = (f"upload failed: {str(err[0])[:110] if err else 'no error'}; no partial object visible: {not visible}; "
-                    f"retry after restart stored all {big.stat().st_size >> 20} MB: {same}")
+    out.happened = (
+        f"upload failed: {str(err[0])[:110] if err else 'no error'}; no partial object visible: {not visible}; "
+        f"retry after restart stored all {big.stat().st_size >> 20} MB: {same}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # security
 # --------------------------------------------------------------------------------------------------
+
 
 def refusals(attempts: dict[str, Callable[[], Any]]) -> dict[str, bool]:
     """For each attempt, whether the store or the id rules refused it."""
@@ -662,14 +872,18 @@ def tenant_isolation_local(b: Bench, out: Outcome) -> None:
         "list B": lambda: list(store.list("projects/keep/")),
         "write B": lambda: store.put_bytes("projects/keep/videos/baseline/metadata/probe.json", b"{}"),
         "dot-dot key": lambda: store.get_bytes("projects/tenant-a/../keep/videos/baseline/metadata/probe.json"),
-        "absolute key": lambda: store.get_bytes(str(b.home / "data/ingest/projects/keep/videos/baseline/metadata/probe.json")),
+        "absolute key": lambda: store.get_bytes(
+            str(b.home / "data/ingest/projects/keep/videos/baseline/metadata/probe.json")
+        ),
         "crafted video id": lambda: VideoRef("tenant-a", "../../keep/videos/baseline"),
         "crafted project id": lambda: VideoRef("keep/../tenant-a", "v"),
         "partition key with separator": lambda: VideoRef.from_partition_key("tenant-a__x__keep"),
     }
     refused = refusals(attempts)
     out.ok = all(refused.values())
-    out.happened = "all refused: " + ", ".join(refused) if out.ok else f"NOT refused: {[k for k, v in refused.items() if not v]}"
+    out.happened = (
+        "all refused: " + ", ".join(refused) if out.ok else f"NOT refused: {[k for k, v in refused.items() if not v]}"
+    )
 
 
 @case("security", "S3: project A's scoped store reaching B's keys, and crafted keys in bucket events")
@@ -691,13 +905,23 @@ def tenant_isolation_s3(b: Bench, out: Outcome) -> None:
         }
         refused = refusals(attempts)
         intact = bucket.get_bytes(secret) == b"{}"
-    crafted = ["projects/a/videos/../../b/videos/x/source/x.mp4", "projects/a/videos/x/source/../../../b/secret.mp4",
-               "projects/A B/videos/x/source/x.mp4", "projects/a/videos/x/source/sub/x.mp4", "projects//videos/x/source/x.mp4",
-               "../projects/a/videos/x/source/x.mp4", "projects/a/videos/%2e%2e/source/x.mp4"]
+    crafted = [
+        "projects/a/videos/../../b/videos/x/source/x.mp4",
+        "projects/a/videos/x/source/../../../b/secret.mp4",
+        "projects/A B/videos/x/source/x.mp4",
+        "projects/a/videos/x/source/sub/x.mp4",
+        "projects//videos/x/source/x.mp4",
+        "../projects/a/videos/x/source/x.mp4",
+        "projects/a/videos/%2e%2e/source/x.mp4",
+    ]
     accepted = [k for k in crafted if classify(k)[0] is not None]
     out.ok = all(refused.values()) and intact and not accepted
-    out.happened = (f"on moto's S3: {', '.join(refused)} all refused, B's object intact; {len(crafted)} crafted event keys "
-                    f"skipped by the sensor" if out.ok else f"NOT refused: {[k for k, v in refused.items() if not v]} {accepted}")
+    out.happened = (
+        f"on moto's S3: {', '.join(refused)} all refused, B's object intact; {len(crafted)} crafted event keys "
+        f"skipped by the sensor"
+        if out.ok
+        else f"NOT refused: {[k for k, v in refused.items() if not v]} {accepted}"
+    )
 
 
 @case("security", "links and a FIFO dropped in incoming/: to another project's source, outside the store, dangling")
@@ -725,9 +949,15 @@ def links_in_drop_folder(b: Bench, out: Outcome) -> None:
     adopted = [r.partition_key for r in result.run_requests if r.partition_key.startswith("links-in-drop-folder__")]
     after = hashlib.sha256(victim.read_bytes()).hexdigest() if victim.is_file() else "deleted"
     left = sorted(p.name for p in drop.iterdir())
-    out.ok = not adopted and after == before and left == ["dangling.mp4", "outside", "pipe.mp4", "stolen.mp4"] \
+    out.ok = (
+        not adopted
+        and after == before
+        and left == ["dangling.mp4", "outside", "pipe.mp4", "stolen.mp4"]
         and not (root / "projects/links-in-drop-folder").exists()
-    out.happened = f"adopted {adopted or 'nothing'}; keep's source {'intact' if after == before else after}; left in place: {left}"
+    )
+    out.happened = (
+        f"adopted {adopted or 'nothing'}; keep's source {'intact' if after == before else after}; left in place: {left}"
+    )
     for p in drop.iterdir():
         os.unlink(p)
 
@@ -737,11 +967,21 @@ def old_ffmpeg_on_path(b: Bench, out: Outcome) -> None:
     stub = Path(__file__).parent / "old_ffmpeg_bin"
     env = {"PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}
     ok = b.vidintel("ingest", str(b.clip("v.mp4")), "--project", "old-ffmpeg-on-path", "--quiet", env=env)
-    bad = b.vidintel("ingest", str(b.clip("v.mp4")), "--project", "old-ffmpeg-on-path", "--video-id", "w", "--quiet",
-                     env={**env, "VIDINTEL_FFMPEG": str(stub / "ffmpeg")})
+    bad = b.vidintel(
+        "ingest",
+        str(b.clip("v.mp4")),
+        "--project",
+        "old-ffmpeg-on-path",
+        "--video-id",
+        "w",
+        "--quiet",
+        env={**env, "VIDINTEL_FFMPEG": str(stub / "ffmpeg")},
+    )
     said = bad.stderr.strip().splitlines()[-1] if bad.stderr.strip() else ""
     out.ok = ok.returncode == 0 and bad.returncode != 0 and "5.1" in said and "6.0" in said
-    out.happened = f"PATH's 5.1 ignored (exit {ok.returncode}); VIDINTEL_FFMPEG=5.1: exit {bad.returncode}, {said[:120]}"
+    out.happened = (
+        f"PATH's 5.1 ignored (exit {ok.returncode}); VIDINTEL_FFMPEG=5.1: exit {bad.returncode}, {said[:120]}"
+    )
 
 
 @case("load", "the same video ingested by two `vidintel ingest` at once")
@@ -749,7 +989,9 @@ def same_video_twice(b: Bench, out: Outcome) -> None:
     clip = b.clip("twice.mp4", seconds=3)
     env = dict(os.environ, VIDINTEL_HOME=str(b.home), DAGSTER_HOME=str(b.home / "dagster"))
     args = [VIDINTEL, "ingest", str(clip), "--project", "same-video-twice", "--video-id", "v", "--quiet"]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    ]
     res = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     codes = sorted(c for c, _ in res)
     busy = [e for c, e in res if c != 0]
@@ -760,14 +1002,28 @@ def same_video_twice(b: Bench, out: Outcome) -> None:
 
 @case("security", "secrets from the environment never reach run logs, event logs, metadata or storage")
 def secrets_stay_secret(b: Bench, out: Outcome) -> None:
-    canaries = {"AWS_SECRET_ACCESS_KEY": "canary-aws-3f9a1c7e", "OPENAI_API_KEY": "sk-canary-77d2e0b4",
-                "NVIDIA_API_KEY": "nvapi-canary-0c1d"}
+    canaries = {
+        "AWS_SECRET_ACCESS_KEY": "canary-aws-3f9a1c7e",
+        "OPENAI_API_KEY": "sk-canary-77d2e0b4",
+        "NVIDIA_API_KEY": "nvapi-canary-0c1d",
+    }
     old = {k: os.environ.get(k) for k in canaries}
     os.environ.update(canaries)
     try:
-        r = b.drop_and_run("secrets-stay-secret", "v", b.clip("v.mp4"),
-                           resources={"transcription": {"config": {"plugin": "openai_transcribe", "fallbacks": ["faster_whisper"],
-                                                                   "options": {"base_url": "http://127.0.0.1:9/v1"}}}})
+        r = b.drop_and_run(
+            "secrets-stay-secret",
+            "v",
+            b.clip("v.mp4"),
+            resources={
+                "transcription": {
+                    "config": {
+                        "plugin": "openai_transcribe",
+                        "fallbacks": ["faster_whisper"],
+                        "options": {"base_url": "http://127.0.0.1:9/v1"},
+                    }
+                }
+            },
+        )
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
@@ -777,9 +1033,12 @@ def secrets_stay_secret(b: Bench, out: Outcome) -> None:
             data = p.read_bytes()
             found += [f"{p.relative_to(b.home)}:{k}" for k, v in canaries.items() if v.encode() in data]
     out.ok = r.success and not found
-    out.happened = (f"run ok (openai_transcribe unreachable, fell back); scanned every file of the home: "
-                    f"{sum(1 for p in b.home.rglob('*') if p.is_file())} files, no secret" if out.ok
-                    else f"unexpected: {found[:3]} {'' if r.success else b.reasons(r)}")
+    out.happened = (
+        f"run ok (openai_transcribe unreachable, fell back); scanned every file of the home: "
+        f"{sum(1 for p in b.home.rglob('*') if p.is_file())} files, no secret"
+        if out.ok
+        else f"unexpected: {found[:3]} {'' if r.success else b.reasons(r)}"
+    )
 
 
 @case("security", "plugins load only from plugins/, configured folders and entry points")
@@ -810,6 +1069,7 @@ def plugins_only_from_configured_places(b: Bench, out: Outcome) -> None:
 # load
 # --------------------------------------------------------------------------------------------------
 
+
 def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
     """``n`` videos dropped at once; the real daemon ticks the sensor and drains the queue."""
     from vidintel_pipeline.runtime.instance import get_instance
@@ -822,22 +1082,36 @@ def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
         shutil.copy(one, inbox / f"clip {i:03d}.mp4")
     dh = b.root / f"daemon-{n}"
     dh.mkdir()
-    (dh / "dagster.yaml").write_text(textwrap.dedent(f"""\
+    (dh / "dagster.yaml").write_text(
+        textwrap.dedent(f"""\
         telemetry: {{enabled: false}}
-        storage: {{sqlite: {{base_dir: {b.home / 'dagster'}}}}}
+        storage: {{sqlite: {{base_dir: {b.home / "dagster"}}}}}
         run_coordinator:
           module: dagster._core.run_coordinator
           class: QueuedRunCoordinator
           config: {{max_concurrent_runs: {concurrency}, dequeue_interval_seconds: 1}}
         sensors: {{num_workers: 1}}
-        """))
-    env = dict(os.environ, DAGSTER_HOME=str(dh), VIDINTEL_SENSOR_SETTLE_S="0", VIDINTEL_SENSOR_MAX_RUNS="50",
-               VIDINTEL_EXECUTOR="in_process", VIDINTEL_SENSOR_INTERVAL_S="2")
+        """)
+    )
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(dh),
+        VIDINTEL_SENSOR_SETTLE_S="0",
+        VIDINTEL_SENSOR_MAX_RUNS="50",
+        VIDINTEL_EXECUTOR="in_process",
+        VIDINTEL_SENSOR_INTERVAL_S="2",
+    )
     daemon_bin = str(Path(sys.executable).with_name("dagster-daemon"))
     log = open(b.root / f"daemon-{n}.log", "w")
     t0 = time.time()
-    daemon = subprocess.Popen([daemon_bin, "run", "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    daemon = subprocess.Popen(
+        [daemon_bin, "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     from dagster import DagsterRunStatus, RunsFilter
 
     max_running, peak_rss, done = 0, 0, []
@@ -847,7 +1121,11 @@ def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
             runs = [r for r in instance.get_runs(RunsFilter(tags={"vidintel/project": proj}))]
             running = [r for r in runs if r.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)]
             max_running = max(max_running, len(running))
-            done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)]
+            done = [
+                r
+                for r in runs
+                if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+            ]
             peak_rss = max(peak_rss, _tree_rss_mb(daemon.pid))
             if len(runs) >= n and len(done) == len(runs):
                 break
@@ -860,16 +1138,32 @@ def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
     runs = instance.get_runs(RunsFilter(tags={"vidintel/project": proj}))
     by_partition: dict[str, int] = {}
     for r in runs:
-        by_partition[r.tags.get("dagster/partition", "?")] = by_partition.get(r.tags.get("dagster/partition", "?"), 0) + 1
+        by_partition[r.tags.get("dagster/partition", "?")] = (
+            by_partition.get(r.tags.get("dagster/partition", "?"), 0) + 1
+        )
     ok_runs = [r for r in runs if r.status == DagsterRunStatus.SUCCESS]
     memories = list((b.home / "data/output/projects" / proj / "memories").glob("*.json"))
-    out.figures = {"videos": n, "runs": len(runs), "succeeded": len(ok_runs), "max_concurrent_seen": max_running,
-                   "limit": concurrency, "wall_s": round(wall), "videos_per_minute": round(len(ok_runs) / wall * 60, 1),
-                   "peak_rss_mb_daemon_and_runs": round(peak_rss)}
-    out.ok = (len(by_partition) == n and all(v == 1 for v in by_partition.values()) and len(ok_runs) == n
-              and len(memories) == n and max_running <= concurrency)
-    out.happened = (f"{len(ok_runs)}/{n} runs succeeded, one per video, at most {max_running} at once (limit {concurrency}); "
-                    f"{out.figures['videos_per_minute']} videos/min, peak RSS {round(peak_rss)} MB")
+    out.figures = {
+        "videos": n,
+        "runs": len(runs),
+        "succeeded": len(ok_runs),
+        "max_concurrent_seen": max_running,
+        "limit": concurrency,
+        "wall_s": round(wall),
+        "videos_per_minute": round(len(ok_runs) / wall * 60, 1),
+        "peak_rss_mb_daemon_and_runs": round(peak_rss),
+    }
+    out.ok = (
+        len(by_partition) == n
+        and all(v == 1 for v in by_partition.values())
+        and len(ok_runs) == n
+        and len(memories) == n
+        and max_running <= concurrency
+    )
+    out.happened = (
+        f"{len(ok_runs)}/{n} runs succeeded, one per video, at most {max_running} at once (limit {concurrency}); "
+        f"{out.figures['videos_per_minute']} videos/min, peak RSS {round(peak_rss)} MB"
+    )
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -910,6 +1204,7 @@ def load_200_videos(b: Bench, out: Outcome) -> None:
 
 # --------------------------------------------------------------------------------------------------
 
+
 def ordered() -> list[Case]:
     """Load first: its daemon's sensor sees a store that holds only the good video (later cases leave
     half-done partitions on purpose, which a sensor would rightly pick up again)."""
@@ -918,9 +1213,16 @@ def ordered() -> list[Case]:
 
 def table(outcomes: list[Outcome]) -> str:
     rows = [("case", "group", "tried", "what happened", "lost", "ok", "s")]
-    rows += [(o.case, o.group, o.tried, o.happened, o.lost, "yes" if o.ok else "NO", f"{o.seconds:g}") for o in outcomes]
-    return "\n".join("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" + ("\n|---|---|---|---|---|---|---|" if i == 0 else "")
-                     for i, r in enumerate(rows))
+    rows += [
+        (o.case, o.group, o.tried, o.happened, o.lost, "yes" if o.ok else "NO", f"{o.seconds:g}") for o in outcomes
+    ]
+    return "\n".join(
+        "| "
+        + " | ".join(str(c).replace("|", "/") for c in r)
+        + " |"
+        + ("\n|---|---|---|---|---|---|---|" if i == 0 else "")
+        for i, r in enumerate(rows)
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:

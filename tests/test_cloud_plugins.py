@@ -21,15 +21,19 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
-
 from provider_replay import ReplayServer, Reply, aws_error
+
+from vidintel_pipeline.engine.runner import RunPolicy, analyze_video, transcribe_with_fallbacks
+from vidintel_pipeline.media.samples import speech_fixture
 from vidintel_pipeline.plugin_api.cloud import TokenBucket, redact
 from vidintel_pipeline.plugin_api.contracts import (
-    AnalysisConfig, ChunkInfo, PluginError, RateLimitError, TranscriptionConfig,
+    AnalysisConfig,
+    ChunkInfo,
+    PluginError,
+    RateLimitError,
+    TranscriptionConfig,
 )
-from vidintel_pipeline.engine.runner import RunPolicy, analyze_video, transcribe_with_fallbacks
 from vidintel_pipeline.plugin_api.registry import PluginRegistry
-from vidintel_pipeline.media.samples import speech_fixture
 from vidintel_pipeline.plugin_api.testing import check_temporal_plugin, check_transcription_plugin
 
 REPLAYS = Path(__file__).parent / "replays"
@@ -66,8 +70,15 @@ def two_speakers(tmp_path_factory) -> tuple[Path, list[str], float]:
 
 
 def wer(ref: str, hyp: str) -> float:
-    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
-                          jiwer.ReduceToListOfListOfWords()])
+    norm = jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
+    )
     return jiwer.wer(ref, hyp, reference_transform=norm, hypothesis_transform=norm)
 
 
@@ -75,8 +86,15 @@ def wer(ref: str, hyp: str) -> float:
 # AWS Rekognition
 # ---------------------------------------------------------------------------------------------------------
 def _segment(kind: str, start_ms: int, end_ms: int, **extra) -> dict:
-    seg = {"Type": kind, "StartTimestampMillis": start_ms, "EndTimestampMillis": end_ms, "DurationMillis": end_ms - start_ms,
-           "StartTimecodeSMPTE": "00:00:00:00", "EndTimecodeSMPTE": "00:00:01:00", "DurationSMPTE": "00:00:01:00"}
+    seg = {
+        "Type": kind,
+        "StartTimestampMillis": start_ms,
+        "EndTimestampMillis": end_ms,
+        "DurationMillis": end_ms - start_ms,
+        "StartTimecodeSMPTE": "00:00:00:00",
+        "EndTimecodeSMPTE": "00:00:01:00",
+        "DurationSMPTE": "00:00:01:00",
+    }
     if kind == "SHOT":
         seg["ShotSegment"] = {"Index": extra["index"], "Confidence": 99.5}
     else:
@@ -85,24 +103,53 @@ def _segment(kind: str, start_ms: int, end_ms: int, **extra) -> dict:
 
 
 SEGMENT_PAGE_1 = {
-    "JobStatus": "SUCCEEDED", "NextToken": "page-2",
-    "VideoMetadata": [{"Codec": "h264", "DurationMillis": 12000, "Format": "QuickTime / MOV", "FrameRate": 30.0,
-                       "FrameHeight": 360, "FrameWidth": 640, "ColorRange": "LIMITED"}],
+    "JobStatus": "SUCCEEDED",
+    "NextToken": "page-2",
+    "VideoMetadata": [
+        {
+            "Codec": "h264",
+            "DurationMillis": 12000,
+            "Format": "QuickTime / MOV",
+            "FrameRate": 30.0,
+            "FrameHeight": 360,
+            "FrameWidth": 640,
+            "ColorRange": "LIMITED",
+        }
+    ],
     "AudioMetadata": [{"Codec": "aac", "DurationMillis": 12000, "SampleRate": 44100, "NumberOfChannels": 1}],
     "SelectedSegmentTypes": [{"Type": "SHOT", "ModelVersion": "1.0"}, {"Type": "TECHNICAL_CUE", "ModelVersion": "2.0"}],
-    "Segments": [_segment("SHOT", 0, 3000, index=0), _segment("SHOT", 3000, 7500, index=1),
-                 _segment("TECHNICAL_CUE", 0, 1000, cue="ColorBars")],
+    "Segments": [
+        _segment("SHOT", 0, 3000, index=0),
+        _segment("SHOT", 3000, 7500, index=1),
+        _segment("TECHNICAL_CUE", 0, 1000, cue="ColorBars"),
+    ],
 }
 SEGMENT_PAGE_2 = {
     "JobStatus": "SUCCEEDED",
-    "Segments": [_segment("SHOT", 7500, 12000, index=2), _segment("TECHNICAL_CUE", 1000, 11000, cue="Content"),
-                 _segment("TECHNICAL_CUE", 11000, 12000, cue="BlackFrames")],
+    "Segments": [
+        _segment("SHOT", 7500, 12000, index=2),
+        _segment("TECHNICAL_CUE", 1000, 11000, cue="Content"),
+        _segment("TECHNICAL_CUE", 11000, 12000, cue="BlackFrames"),
+    ],
 }
 LABELS = {
-    "JobStatus": "SUCCEEDED", "LabelModelVersion": "3.0",
-    "Labels": [{"Timestamp": 2000, "StartTimestampMillis": 2000, "EndTimestampMillis": 6000, "DurationMillis": 4000,
-                "Label": {"Name": "Person", "Confidence": 97.25, "Instances": [], "Parents": [],
-                          "Categories": [{"Name": "Person Description"}]}}],
+    "JobStatus": "SUCCEEDED",
+    "LabelModelVersion": "3.0",
+    "Labels": [
+        {
+            "Timestamp": 2000,
+            "StartTimestampMillis": 2000,
+            "EndTimestampMillis": 6000,
+            "DurationMillis": 4000,
+            "Label": {
+                "Name": "Person",
+                "Confidence": 97.25,
+                "Instances": [],
+                "Parents": [],
+                "Categories": [{"Name": "Person Description"}],
+            },
+        }
+    ],
 }
 
 
@@ -147,7 +194,10 @@ def test_rekognition_stages_the_chunk_polls_paginates_and_maps_markers(replay, s
     asyncio.run(plugin.detect_markers(chunk, AnalysisConfig()))
     tokens = {r.body["ClientRequestToken"] for r in replay.calls("rekognition:StartSegmentDetection")}
     assert len(tokens) == 1
-    assert len(s3["client"].list_objects_v2(Bucket=s3["ingest"], Prefix="projects/acme/videos/clip/chunks/")["Contents"]) == 1
+    assert (
+        len(s3["client"].list_objects_v2(Bucket=s3["ingest"], Prefix="projects/acme/videos/clip/chunks/")["Contents"])
+        == 1
+    )
     check_temporal_plugin(plugin, media_path=str(demo_video[0]), duration_s=12.0)
 
 
@@ -155,8 +205,13 @@ def test_rekognition_throttling_is_retried_then_succeeds_and_is_billed_per_featu
     plugin = registry.get_plugin("aws_rekognition", features=["shots", "labels"], **FAST)
     _script_rekognition(replay, s3["client"], first_start=aws_error("ThrottlingException", "Rate exceeded"))
     source = _chunk(demo_video[0], end=61.0)
-    result = analyze_video(source=source, chunks=[source], plugins=[plugin], config=AnalysisConfig(),
-                           policy=RunPolicy(max_retries=2, retry_base_delay_s=0.01))
+    result = analyze_video(
+        source=source,
+        chunks=[source],
+        plugins=[plugin],
+        config=AnalysisConfig(),
+        policy=RunPolicy(max_retries=2, retry_base_delay_s=0.01),
+    )
     run = result.runs[0]
     assert run.status == "ok" and run.attempts == 2, run
     # billed per started minute: 61 s = 2 minutes of shot detection ($0.05) and label detection ($0.10)
@@ -164,8 +219,15 @@ def test_rekognition_throttling_is_retried_then_succeeds_and_is_billed_per_featu
     assert {m.label for m in result.markers} >= {"cut", "person"}
 
 
-@pytest.mark.parametrize("code,retryable", [("LimitExceededException", True), ("ProvisionedThroughputExceededException", True),
-                                            ("AccessDeniedException", False), ("InvalidS3ObjectException", False)])
+@pytest.mark.parametrize(
+    "code,retryable",
+    [
+        ("LimitExceededException", True),
+        ("ProvisionedThroughputExceededException", True),
+        ("AccessDeniedException", False),
+        ("InvalidS3ObjectException", False),
+    ],
+)
 def test_rekognition_errors_map_to_retryable_or_permanent(replay, s3, demo_video, registry, code, retryable):
     plugin = registry.get_plugin("aws_rekognition", features=["shots"], **FAST)
     replay.add("rekognition:StartSegmentDetection", aws_error(code, "no"))
@@ -181,9 +243,14 @@ def test_rekognition_permanent_failure_falls_back_to_local_shots(replay, s3, dem
     replay.add("rekognition:GetSegmentDetection", {"JobStatus": "FAILED", "StatusMessage": "Unsupported codec."})
     plugin = registry.get_plugin("aws_rekognition", features=["shots"], **FAST)
     source = _chunk(path, end=truth.duration_s)
-    result = analyze_video(source=source, chunks=[source], plugins=[plugin], config=AnalysisConfig(),
-                           policy=RunPolicy(max_retries=1, retry_base_delay_s=0.01, fallbacks={"aws_rekognition": ["local_shots"]}),
-                           make_plugin=registry.get_plugin)
+    result = analyze_video(
+        source=source,
+        chunks=[source],
+        plugins=[plugin],
+        config=AnalysisConfig(),
+        policy=RunPolicy(max_retries=1, retry_base_delay_s=0.01, fallbacks={"aws_rekognition": ["local_shots"]}),
+        make_plugin=registry.get_plugin,
+    )
     failed, fallback = result.runs
     assert failed.status == "failed" and "FAILED: Unsupported codec." in failed.error and failed.attempts == 1
     assert fallback.plugin == "local_shots" and fallback.fallback_for == "aws_rekognition" and fallback.status == "ok"
@@ -193,17 +260,31 @@ def test_rekognition_permanent_failure_falls_back_to_local_shots(replay, s3, dem
 # ---------------------------------------------------------------------------------------------------------
 # Amazon Transcribe
 # ---------------------------------------------------------------------------------------------------------
-NOT_FOUND = aws_error("BadRequestException", "The requested job couldn't be found. Check the job name and try your request again.")
+NOT_FOUND = aws_error(
+    "BadRequestException", "The requested job couldn't be found. Check the job name and try your request again."
+)
 
 
 def _job(name: str, status: str, req_body: dict) -> dict:
-    job = {"TranscriptionJobName": name, "TranscriptionJobStatus": status, "MediaFormat": "wav",
-           "Media": req_body.get("Media", {"MediaFileUri": "s3://x/y"}), "CreationTime": NOW, "StartTime": NOW,
-           "IdentifyLanguage": True}
+    job = {
+        "TranscriptionJobName": name,
+        "TranscriptionJobStatus": status,
+        "MediaFormat": "wav",
+        "Media": req_body.get("Media", {"MediaFileUri": "s3://x/y"}),
+        "CreationTime": NOW,
+        "StartTime": NOW,
+        "IdentifyLanguage": True,
+    }
     if status == "COMPLETED":
-        job.update(LanguageCode="en-US", IdentifiedLanguageScore=0.9883, CompletionTime=NOW,
-                   Transcript={"TranscriptFileUri": f"https://s3.us-east-1.amazonaws.com/{req_body.get('OutputBucketName', 'x')}/"
-                                                    f"{req_body.get('OutputKey', 'y')}"})
+        job.update(
+            LanguageCode="en-US",
+            IdentifiedLanguageScore=0.9883,
+            CompletionTime=NOW,
+            Transcript={
+                "TranscriptFileUri": f"https://s3.us-east-1.amazonaws.com/{req_body.get('OutputBucketName', 'x')}/"
+                f"{req_body.get('OutputKey', 'y')}"
+            },
+        )
     if status == "FAILED":
         job["FailureReason"] = "The media format that you specified doesn't match the detected media format."
     return {"TranscriptionJob": job}
@@ -217,7 +298,9 @@ def _script_transcribe(replay: ReplayServer, s3_client, *, start_first=None) -> 
         doc = json.loads((REPLAYS / "transcribe_two_speakers.json").read_text())
         doc["jobName"] = req.body["TranscriptionJobName"]
         # what Transcribe does when the job completes: write the transcript to the requested output location
-        s3_client.put_object(Bucket=req.body["OutputBucketName"], Key=req.body["OutputKey"], Body=json.dumps(doc).encode())
+        s3_client.put_object(
+            Bucket=req.body["OutputBucketName"], Key=req.body["OutputKey"], Body=json.dumps(doc).encode()
+        )
         return _job(req.body["TranscriptionJobName"], "IN_PROGRESS", req.body)
 
     def get(req):
@@ -265,22 +348,39 @@ def test_transcribe_uses_audio_already_in_s3_and_a_given_language(replay, s3, tw
     s3["client"].upload_file(str(wav), s3["ingest"], key)
     state = _script_transcribe(replay, s3["client"])
     plugin = registry.get_plugin("aws_transcribe", speaker_labels=False, **FAST)
-    asyncio.run(plugin.transcribe("/nonexistent/local/copy.wav", _tconfig(language="en", audio_uri=f"s3://{s3['ingest']}/{key}")))
+    asyncio.run(
+        plugin.transcribe(
+            "/nonexistent/local/copy.wav", _tconfig(language="en", audio_uri=f"s3://{s3['ingest']}/{key}")
+        )
+    )
     assert state["start"]["Media"]["MediaFileUri"] == f"s3://{s3['ingest']}/{key}"
     assert state["start"]["LanguageCode"] == "en-US" and "Settings" not in state["start"]
     # another tenant's object is refused before any request
     with pytest.raises(PluginError, match="outside projects/acme/videos/talk/"):
-        asyncio.run(plugin.transcribe(str(wav), _tconfig(audio_uri=f"s3://{s3['ingest']}/projects/other/videos/x/chunks/audio.wav")))
+        asyncio.run(
+            plugin.transcribe(
+                str(wav), _tconfig(audio_uri=f"s3://{s3['ingest']}/projects/other/videos/x/chunks/audio.wav")
+            )
+        )
 
 
 def test_transcribe_throttled_then_failed_job_falls_back_to_faster_whisper(replay, s3, two_speakers, registry):
     wav, texts, _ = two_speakers
-    replay.add("transcribe:GetTranscriptionJob", NOT_FOUND, NOT_FOUND,
-               lambda req: _job(req.body["TranscriptionJobName"], "FAILED", {}))
-    replay.add("transcribe:StartTranscriptionJob", aws_error("LimitExceededException", "Too many jobs"),
-               lambda req: _job(req.body["TranscriptionJobName"], "IN_PROGRESS", req.body))
+    replay.add(
+        "transcribe:GetTranscriptionJob",
+        NOT_FOUND,
+        NOT_FOUND,
+        lambda req: _job(req.body["TranscriptionJobName"], "FAILED", {}),
+    )
+    replay.add(
+        "transcribe:StartTranscriptionJob",
+        aws_error("LimitExceededException", "Too many jobs"),
+        lambda req: _job(req.body["TranscriptionJobName"], "IN_PROGRESS", req.body),
+    )
     chain = [registry.get_plugin("aws_transcribe", **FAST), registry.get_plugin("faster_whisper")]
-    result, runs, winner = transcribe_with_fallbacks(chain, str(wav), _tconfig(), RunPolicy(max_retries=2, retry_base_delay_s=0.01))
+    result, runs, winner = transcribe_with_fallbacks(
+        chain, str(wav), _tconfig(), RunPolicy(max_retries=2, retry_base_delay_s=0.01)
+    )
     assert [r.status for r in runs] == ["failed", "ok"] and runs[0].attempts == 2
     assert "FAILED: The media format" in runs[0].error and winner.name == "faster_whisper"
     assert wer(" ".join(texts), result.text) <= 0.2
@@ -288,8 +388,9 @@ def test_transcribe_throttled_then_failed_job_falls_back_to_faster_whisper(repla
 
 def test_transcribe_passes_the_contract_kit(replay, s3, two_speakers, registry):
     _script_transcribe(replay, s3["client"])
-    check_transcription_plugin(registry.get_plugin("aws_transcribe", **FAST), audio_path=str(two_speakers[0]),
-                               config=_tconfig())
+    check_transcription_plugin(
+        registry.get_plugin("aws_transcribe", **FAST), audio_path=str(two_speakers[0]), config=_tconfig()
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -324,12 +425,29 @@ def openai_whisper_reply(model):
         segs = list(segs)
         if fields["response_format"] == ["json"]:
             return {"text": " ".join(s.text.strip() for s in segs), "usage": {"type": "duration", "seconds": 3}}
-        return {"task": "transcribe", "language": "english", "duration": info.duration,
-                "text": " ".join(s.text.strip() for s in segs),
-                "words": [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in segs for w in s.words],
-                "segments": [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": s.tokens,
-                              "temperature": 0.0, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
-                              "no_speech_prob": s.no_speech_prob} for i, s in enumerate(segs)]}
+        return {
+            "task": "transcribe",
+            "language": "english",
+            "duration": info.duration,
+            "text": " ".join(s.text.strip() for s in segs),
+            "words": [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in segs for w in s.words],
+            "segments": [
+                {
+                    "id": i,
+                    "seek": 0,
+                    "start": s.start,
+                    "end": s.end,
+                    "text": s.text,
+                    "tokens": s.tokens,
+                    "temperature": 0.0,
+                    "avg_logprob": s.avg_logprob,
+                    "compression_ratio": s.compression_ratio,
+                    "no_speech_prob": s.no_speech_prob,
+                }
+                for i, s in enumerate(segs)
+            ],
+        }
+
     return reply
 
 
@@ -358,7 +476,7 @@ def test_openai_splits_long_audio_in_pauses_and_stitches_words(replay, two_speak
             t += w.getnframes() / rate
         cut = int(t * rate)
         if cut < len(pcm):  # every cut lies in a quiet moment, not inside a word
-            assert np.abs(pcm[max(0, cut - 80):cut + 80]).max() < 0.25 * peak
+            assert np.abs(pcm[max(0, cut - 80) : cut + 80]).max() < 0.25 * peak
     assert wer(" ".join(texts), result.text) <= 0.2
     starts = [w.start_s for s in result.segments for w in s.words]
     assert starts == sorted(starts) and result.language == "en"
@@ -368,19 +486,36 @@ def test_openai_splits_long_audio_in_pauses_and_stitches_words(replay, two_speak
 def test_openai_text_only_model_rate_limit_and_bad_key(replay, registry, whisper, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     wav, text = speech_fixture("speech_a")
-    replay.add("POST /v1/audio/transcriptions",
-               Reply(429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
-                     {"Retry-After": "0"}),
-               openai_whisper_reply(whisper))
+    replay.add(
+        "POST /v1/audio/transcriptions",
+        Reply(
+            429,
+            {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+            {"Retry-After": "0"},
+        ),
+        openai_whisper_reply(whisper),
+    )
     plugin = registry.get_plugin("openai_transcribe", base_url=replay.url + "/v1", model="gpt-4o-mini-transcribe")
-    result, runs, _ = transcribe_with_fallbacks([plugin], str(wav), _tconfig(), RunPolicy(max_retries=2, retry_base_delay_s=0.01))
+    result, runs, _ = transcribe_with_fallbacks(
+        [plugin], str(wav), _tconfig(), RunPolicy(max_retries=2, retry_base_delay_s=0.01)
+    )
     assert runs[0].attempts == 2 and len(result.segments) == 1 and wer(text, result.text) <= 0.2
     assert plugin.estimate_cost(60.0) == pytest.approx(0.003)  # gpt-4o-mini-transcribe's price
 
     replay.queues.clear()
-    replay.add("POST /v1/audio/transcriptions", Reply(401, {"error": {
-        "message": f"Incorrect API key provided: {SECRET}. You can find your API key at ...", "type": "invalid_request_error",
-        "code": "invalid_api_key"}}))
+    replay.add(
+        "POST /v1/audio/transcriptions",
+        Reply(
+            401,
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {SECRET}. You can find your API key at ...",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+        ),
+    )
     with pytest.raises(PluginError) as err:
         asyncio.run(plugin.transcribe(str(wav), _tconfig()))
     assert not err.value.retryable and "401" in str(err.value) and SECRET not in str(err.value)
@@ -396,21 +531,42 @@ def _vila_reply(req) -> dict:
     content = req.body["messages"][0]["content"]
     times = [float(p["text"].split()[2]) for p in content if p["type"] == "text" and p["text"].startswith("Frame at")]
     images = [p for p in content if p["type"] == "image_url"]
-    assert len(images) == len(times) and all(i["image_url"]["url"].startswith("data:image/jpeg;base64,") for i in images)
-    events = [{"start_s": times[0], "end_s": times[-1], "type": "action_detection", "label": "bars on screen", "confidence": 0.8},
-              {"start_s": times[0], "end_s": 999.0, "type": "scene_understanding", "label": "studio test pattern"},
-              {"start_s": "soon", "label": "malformed"}]
+    assert len(images) == len(times) and all(
+        i["image_url"]["url"].startswith("data:image/jpeg;base64,") for i in images
+    )
+    events = [
+        {
+            "start_s": times[0],
+            "end_s": times[-1],
+            "type": "action_detection",
+            "label": "bars on screen",
+            "confidence": 0.8,
+        },
+        {"start_s": times[0], "end_s": 999.0, "type": "scene_understanding", "label": "studio test pattern"},
+        {"start_s": "soon", "label": "malformed"},
+    ]
     text = "Here you go:\n```json\n" + json.dumps({"events": events}) + "\n```"
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1764000000, "model": req.body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 1200, "completion_tokens": 80, "total_tokens": 1280}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1764000000,
+        "model": req.body["model"],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 1200, "completion_tokens": 80, "total_tokens": 1280},
+    }
 
 
 def test_vila_samples_by_density_batches_and_parses_events(replay, demo_video, registry, monkeypatch):
     monkeypatch.setenv("NVIDIA_API_KEY", SECRET)
     replay.add("POST /v1/chat/completions", _vila_reply)
-    plugin = registry.get_plugin("nvidia_vila", base_url=replay.url + "/v1", frames_per_minute=30,
-                                 max_frames_per_request=4, usd_per_minute=0.5, usd_per_image=0.001)
+    plugin = registry.get_plugin(
+        "nvidia_vila",
+        base_url=replay.url + "/v1",
+        frames_per_minute=30,
+        max_frames_per_request=4,
+        usd_per_minute=0.5,
+        usd_per_image=0.001,
+    )
     chunk = _chunk(demo_video[0], start=0.0, end=20.0)
     markers = asyncio.run(plugin.detect_markers(chunk, AnalysisConfig(prompt="When are colour bars shown?")))
     calls = replay.calls("POST /v1/chat/completions")
@@ -424,7 +580,9 @@ def test_vila_samples_by_density_batches_and_parses_events(replay, demo_video, r
     check_temporal_plugin(plugin, media_path=str(demo_video[0]), duration_s=20.0)
 
     replay.queues.clear()
-    replay.add("POST /v1/chat/completions", lambda req: {"choices": [{"message": {"content": "I see a test pattern."}}]})
+    replay.add(
+        "POST /v1/chat/completions", lambda req: {"choices": [{"message": {"content": "I see a test pattern."}}]}
+    )
     with pytest.raises(PluginError, match="did not answer with the JSON"):
         asyncio.run(plugin.detect_markers(chunk, AnalysisConfig()))
 
@@ -441,8 +599,14 @@ def test_token_bucket_spaces_requests_shared_by_concurrent_chunks(replay, demo_v
 
     monkeypatch.setenv("NVIDIA_API_KEY", SECRET)
     replay.add("POST /v1/chat/completions", _vila_reply)
-    plugin = registry.get_plugin("nvidia_vila", base_url=replay.url + "/v1", frames_per_minute=12,
-                                 max_frames_per_request=1, requests_per_second=10.0, max_chunk_s=5.0)
+    plugin = registry.get_plugin(
+        "nvidia_vila",
+        base_url=replay.url + "/v1",
+        frames_per_minute=12,
+        max_frames_per_request=1,
+        requests_per_second=10.0,
+        max_chunk_s=5.0,
+    )
     path, truth = demo_video
     chunks = [_chunk(path, start=s, end=s + 5.0) for s in (0.0, 5.0, 10.0)]
     source = _chunk(path, end=15.0)
@@ -474,7 +638,9 @@ def test_cloud_plugins_pass_cost_rules_and_need_s3(registry):
 AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY-vidintel"
 
 
-def test_dagster_run_with_cloud_plugins_falls_back_costs_and_leaks_no_secret(replay, s3, home, demo_video, whisper, monkeypatch):
+def test_dagster_run_with_cloud_plugins_falls_back_costs_and_leaks_no_secret(
+    replay, s3, home, demo_video, whisper, monkeypatch
+):
     import dagster as dg
 
     from vidintel_pipeline.runtime import in_process
@@ -482,15 +648,24 @@ def test_dagster_run_with_cloud_plugins_falls_back_costs_and_leaks_no_secret(rep
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    replay.add("rekognition:StartSegmentDetection", aws_error(
-        "AccessDeniedException", "User: arn:aws:iam::111122223333:user/ci is not authorized to perform rekognition:StartSegmentDetection"))
+    replay.add(
+        "rekognition:StartSegmentDetection",
+        aws_error(
+            "AccessDeniedException",
+            "User: arn:aws:iam::111122223333:user/ci is not authorized to perform rekognition:StartSegmentDetection",
+        ),
+    )
     replay.add("POST /v1/audio/transcriptions", openai_whisper_reply(whisper))
     path, truth = demo_video
     resources = {
-        "temporal_plugins": {"config": {
-            "plugins": ["aws_rekognition", "local_technical_cues"],
-            "options": {"aws_rekognition": {"features": ["shots"], "poll_first_s": 0.01}},
-            "fallbacks": {"aws_rekognition": ["local_shots"]}, "retry_base_delay_s": 0.01}},
+        "temporal_plugins": {
+            "config": {
+                "plugins": ["aws_rekognition", "local_technical_cues"],
+                "options": {"aws_rekognition": {"features": ["shots"], "poll_first_s": 0.01}},
+                "fallbacks": {"aws_rekognition": ["local_shots"]},
+                "retry_base_delay_s": 0.01,
+            }
+        },
         "transcription": {"config": {"plugin": "openai_transcribe", "options": {"base_url": replay.url + "/v1"}}},
     }
     info = in_process.ingest(str(path), "acme", "cloud-clip", quiet=True, resources_config=resources)
@@ -501,14 +676,20 @@ def test_dagster_run_with_cloud_plugins_falls_back_costs_and_leaks_no_secret(rep
     assert meta["plugins_failed"] == 1 and "AccessDeniedException" in json.dumps(meta["plugins"])
     tr = instance.get_latest_materialization_event(dg.AssetKey("transcript")).asset_materialization.metadata
     assert tr["cost/plugin/openai_transcribe"].value == pytest.approx(round(truth.duration_s, 3) * 0.006 / 60, rel=0.05)
-    memory = json.loads(s3["client"].get_object(Bucket=s3["output"], Key="projects/acme/memories/cloud-clip.json")["Body"].read())
+    memory = json.loads(
+        s3["client"].get_object(Bucket=s3["output"], Key="projects/acme/memories/cloud-clip.json")["Body"].read()
+    )
     assert "revenue" in " ".join(s["text"] for s in memory["transcript"]["segments"]).lower()
     assert len([m for m in memory["markers"] if m["label"] == "cut"]) == len(truth.cuts)
 
     # scan what users and operators can see: event log (logs, metadata, run config), compute logs, stored files
     seen = [str(r.event_log_entry) for r in instance.get_records_for_run(info["run_id"]).records]
     seen.append(json.dumps(instance.get_run_by_id(info["run_id"]).run_config))
-    seen += [p.read_text(errors="replace") for p in (home / "dagster").rglob("*") if p.is_file() and p.suffix in (".out", ".err", ".log", ".txt")]
+    seen += [
+        p.read_text(errors="replace")
+        for p in (home / "dagster").rglob("*")
+        if p.is_file() and p.suffix in (".out", ".err", ".log", ".txt")
+    ]
     for bucket in (s3["ingest"], s3["output"]):
         for o in s3["client"].list_objects_v2(Bucket=bucket).get("Contents", []):
             if o["Key"].endswith(".json"):

@@ -20,26 +20,56 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from test_store_safety import Lines, _sensor_tick
-from vidintel_pipeline.outputs import search
+
 from vidintel_pipeline.defs import sensors
+from vidintel_pipeline.media.ffmpeg import run_ffmpeg
+from vidintel_pipeline.outputs import search
 from vidintel_pipeline.runtime.instance import get_instance
 from vidintel_pipeline.storage.layout import VideoRef
-from vidintel_pipeline.storage.locks import held, holder, index_lock_name, video_lock_name
-from vidintel_pipeline.media.ffmpeg import run_ffmpeg
 from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.locks import held, holder, index_lock_name, video_lock_name
 
 VIDINTEL = str(Path(sys.executable).with_name("vidintel"))
-PER_VIDEO = ["source_video", "video_chunks", "audio", "keyframes", "temporal_markers", "transcript", "prompt_markers",
-             "memory", "exports", "search_index"]
+PER_VIDEO = [
+    "source_video",
+    "video_chunks",
+    "audio",
+    "keyframes",
+    "temporal_markers",
+    "transcript",
+    "prompt_markers",
+    "memory",
+    "exports",
+    "search_index",
+]
 
 
 def clip(path: Path, seconds: float) -> Path:
     """testsrc2 with a tone: long enough that an ingest holds its lock for seconds, not milliseconds."""
-    run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=s=320x180:r=25:d={seconds}", "-f", "lavfi", "-i", f"sine=f=440:d={seconds}",
-                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
-               what=f"render {path.name}")
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s=320x180:r=25:d={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=f=440:d={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        what=f"render {path.name}",
+    )
     return path
 
 
@@ -56,7 +86,8 @@ def materialized_by(instance, partition: str) -> dict[str, set[str]]:
     out = {}
     for name in PER_VIDEO:
         recs = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[partition]), limit=100).records
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[partition]), limit=100
+        ).records
         out[name] = {r.run_id for r in recs}
     return out
 
@@ -65,18 +96,22 @@ def materialized_by(instance, partition: str) -> dict[str, set[str]]:
 # one video, two ingests
 # --------------------------------------------------------------------------------------------------
 
+
 def test_two_cli_ingests_of_one_video_at_once_one_wins_and_every_output_is_from_its_run(home, tmp_path):
     instance = get_instance()  # the SQLite schema exists before the two processes race
     files = {"a": clip(tmp_path / "a.mp4", 12.0), "b": clip(tmp_path / "b.mp4", 16.0)}  # same video id, different files
-    procs = {n: subprocess.Popen(ingest_cmd(f, "acme", "v"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for n, f in files.items()}
+    procs = {
+        n: subprocess.Popen(ingest_cmd(f, "acme", "v"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for n, f in files.items()
+    }
     outs = {n: p.communicate(timeout=600) for n, p in procs.items()}
     codes = {n: p.returncode for n, p in procs.items()}
     assert sorted(codes.values()) == [0, 2], {n: (codes[n], outs[n][1][-800:]) for n in files}
     won = next(n for n in files if codes[n] == 0)
     lost = next(n for n in files if codes[n] == 2)
-    assert (f"acme/v is already being ingested by pid {procs[won].pid} (vidintel ingest, since "
-            in outs[lost][1]), outs[lost][1][-800:]
+    assert f"acme/v is already being ingested by pid {procs[won].pid} (vidintel ingest, since " in outs[lost][1], outs[
+        lost
+    ][1][-800:]
     run_id = json.loads(outs[won][0])["run_id"]
 
     # one run, and every per-video output is from it and from the winner's file
@@ -121,6 +156,7 @@ def test_the_sensor_leaves_a_video_being_ingested_by_the_cli_for_a_later_tick(ho
 # runs the daemon launches hold the same lock, in their run worker
 # --------------------------------------------------------------------------------------------------
 
+
 def test_a_launched_run_waits_for_a_cli_ingest_and_a_cli_fails_fast_on_a_running_one(home, tmp_path):
     from vidintel_pipeline.definitions import defs
 
@@ -129,8 +165,12 @@ def test_a_launched_run_waits_for_a_cli_ingest_and_a_cli_fails_fast_on_a_running
 
     def launch(partition: str, log: Path, sleep_s: float) -> subprocess.Popen:
         """A run worker in its own process, as the daemon launches one."""
-        return subprocess.Popen([sys.executable, job, partition, str(log), str(sleep_s)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, job, partition, str(log), str(sleep_s)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def outcome(proc: subprocess.Popen) -> dict:
         out, err = proc.communicate(timeout=300)
@@ -142,7 +182,7 @@ def test_a_launched_run_waits_for_a_cli_ingest_and_a_cli_fails_fast_on_a_running
     with held(video_lock_name(VideoRef("acme", "v")), "vidintel ingest"):
         pv, pw = launch("acme__v", v_log, 0.1), launch("acme__w", w_log, 0.1)
         w = outcome(pw)
-        assert w["success"] and w_log.exists()   # w ran to the end meanwhile ...
+        assert w["success"] and w_log.exists()  # w ran to the end meanwhile ...
         assert not v_log.exists() and pv.poll() is None  # ... while v's step has not started
         released = time.time()
     v = outcome(pv)
@@ -157,8 +197,12 @@ def test_a_launched_run_waits_for_a_cli_ingest_and_a_cli_fails_fast_on_a_running
     while time.time() < deadline and not x_log.exists() and px.poll() is None:
         time.sleep(0.05)
     t0 = time.time()
-    res = subprocess.run(ingest_cmd(clip(tmp_path / "x.mp4", 2.0), "acme", "x"), capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and f"acme/x is already being ingested by pid {px.pid} (run " in res.stderr, res.stderr[-800:]
+    res = subprocess.run(
+        ingest_cmd(clip(tmp_path / "x.mp4", 2.0), "acme", "x"), capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2 and f"acme/x is already being ingested by pid {px.pid} (run " in res.stderr, res.stderr[
+        -800:
+    ]
     assert px.poll() is None and time.time() - t0 < 14  # refused while the run was still going, not after it
     x = outcome(px)
     assert x["success"] and f"(run {x['run_id']}, since" in res.stderr
@@ -184,10 +228,24 @@ def test_the_embedded_instance_queues_one_run_per_video(tmp_path):
 # search indexes: many updates of two projects at once
 # --------------------------------------------------------------------------------------------------
 
+
 def _memory(project: str, i: int) -> dict:
-    return {"project_id": project, "video_id": f"v{i:02d}", "duration_s": 10.0, "markers": [
-        {"type": "custom_prompt", "start_s": float(k), "end_s": float(k), "label": f"tok{project}x{i:02d}k{k}",
-         "confidence": 1.0, "plugin": "test"} for k in range(3)]}
+    return {
+        "project_id": project,
+        "video_id": f"v{i:02d}",
+        "duration_s": 10.0,
+        "markers": [
+            {
+                "type": "custom_prompt",
+                "start_s": float(k),
+                "end_s": float(k),
+                "label": f"tok{project}x{i:02d}k{k}",
+                "confidence": 1.0,
+                "plugin": "test",
+            }
+            for k in range(3)
+        ],
+    }
 
 
 def _update(root: str, project: str, i: int, barrier) -> None:
@@ -203,13 +261,19 @@ def check_index(memories: Path, project: str, other: str, n: int) -> None:
     db = sqlite3.connect(memories / "index.sqlite")
     try:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        db.execute("INSERT INTO entries_fts(entries_fts) VALUES ('integrity-check')")  # raises if the FTS index is corrupt
+        db.execute(
+            "INSERT INTO entries_fts(entries_fts) VALUES ('integrity-check')"
+        )  # raises if the FTS index is corrupt
         assert sorted(v for (v,) in db.execute("SELECT video_id FROM videos")) == [f"v{i:02d}" for i in range(n)]
         assert db.execute("SELECT count(*) FROM entries").fetchone() == (3 * n,)
         for i in range(n):  # each video's words are found, and only that project's
-            hits = db.execute("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?", (f"tok{project}x{i:02d}k1",)).fetchone()
+            hits = db.execute(
+                "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?", (f"tok{project}x{i:02d}k1",)
+            ).fetchone()
             assert hits == (1,), (project, i)
-        assert db.execute("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?", (f"tok{other}x00k1",)).fetchone() == (0,)
+        assert db.execute(
+            "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?", (f"tok{other}x00k1",)
+        ).fetchone() == (0,)
     finally:
         db.close()
 
@@ -220,8 +284,11 @@ def test_concurrent_index_updates_of_two_projects_lose_nothing_and_corrupt_nothi
     projects, per_round, rounds = ("alpha", "beta"), 6, 5
     for r in range(rounds):
         barrier = ctx.Barrier(per_round * len(projects))
-        procs = [ctx.Process(target=_update, args=(root, p, r * per_round + i, barrier))
-                 for i in range(per_round) for p in projects]
+        procs = [
+            ctx.Process(target=_update, args=(root, p, r * per_round + i, barrier))
+            for i in range(per_round)
+            for p in projects
+        ]
         for p in procs:
             p.start()
         for p in procs:

@@ -2,10 +2,10 @@
 
 import pytest
 
-from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, ChunkInfo, PluginInfo, TemporalMarker
 from vidintel_pipeline.media.audio import extract_audio
-from vidintel_pipeline.plugin_api.registry import PluginRegistry
 from vidintel_pipeline.media.samples import speech_fixture
+from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, ChunkInfo, PluginInfo, TemporalMarker
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
 from vidintel_pipeline.plugin_api.testing import check_markers, check_temporal_plugin, check_transcription_plugin
 
 REG = PluginRegistry.default()
@@ -32,11 +32,24 @@ def test_builtin_temporal_plugins_pass_the_kit(name, demo_video, tmp_path):
         from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, TranscriptionResult
 
         speech = [{"start_s": s["start_s"], "end_s": s["end_s"], "text": s["text"]} for s in truth.speech]
-        evidence = {"transcript": TranscriptionResult(segments=speech),
-                    "markers": [TemporalMarker(type="technical_cue", start_s=a, end_s=b, label="color_bars", confidence=0.9,
-                                               plugin="local_technical_cues") for a, b in truth.bars],
-                    "config": AnalysisConfig(prompt="how much did sales grow")}
-    markers = check_temporal_plugin(plugin, media_path=str(path), duration_s=truth.duration_s, audio_path=str(wav), **evidence)
+        evidence = {
+            "transcript": TranscriptionResult(segments=speech),
+            "markers": [
+                TemporalMarker(
+                    type="technical_cue",
+                    start_s=a,
+                    end_s=b,
+                    label="color_bars",
+                    confidence=0.9,
+                    plugin="local_technical_cues",
+                )
+                for a, b in truth.bars
+            ],
+            "config": AnalysisConfig(prompt="how much did sales grow"),
+        }
+    markers = check_temporal_plugin(
+        plugin, media_path=str(path), duration_s=truth.duration_s, audio_path=str(wav), **evidence
+    )
     assert markers, f"{name} found nothing on the demo video"
     if plugin.info.uses_results:
         assert "revenue" in markers[0].attributes["matched"], markers
@@ -53,14 +66,28 @@ class _Unsorted(BaseTemporalPlugin):
         return PluginInfo(plugin_name="unsorted", plugin_version="1", supported_events=["x"])
 
     async def detect_markers(self, chunk, config):
-        return [TemporalMarker(type="custom_prompt", start_s=s, end_s=s, label="x", confidence=1, plugin="unsorted") for s in (5, 1)]
+        return [
+            TemporalMarker(type="custom_prompt", start_s=s, end_s=s, label="x", confidence=1, plugin="unsorted")
+            for s in (5, 1)
+        ]
 
 
 def test_the_kit_catches_contract_breaches(demo_video):
     chunk = ChunkInfo(project_id="p", video_id="v", path="x", start_s=0, end_s=10)
     with pytest.raises(AssertionError, match="sorted"):
-        check_markers([TemporalMarker(type="custom_prompt", start_s=s, end_s=s, label="x", confidence=1, plugin="u") for s in (5, 1)], chunk, "u")
+        check_markers(
+            [
+                TemporalMarker(type="custom_prompt", start_s=s, end_s=s, label="x", confidence=1, plugin="u")
+                for s in (5, 1)
+            ],
+            chunk,
+            "u",
+        )
     with pytest.raises(AssertionError, match="outside chunk"):
-        check_markers([TemporalMarker(type="custom_prompt", start_s=11, end_s=12, label="x", confidence=1, plugin="u")], chunk, "u")
+        check_markers(
+            [TemporalMarker(type="custom_prompt", start_s=11, end_s=12, label="x", confidence=1, plugin="u")],
+            chunk,
+            "u",
+        )
     with pytest.raises(AssertionError, match="did not raise PluginError|sorted"):
         check_temporal_plugin(_Unsorted(), media_path=str(demo_video[0]), duration_s=10)

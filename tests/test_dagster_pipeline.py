@@ -10,18 +10,21 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from vidintel_pipeline.runtime import in_process
-from vidintel_pipeline.defs.progress_bar import ProgressBar
-from vidintel_pipeline.runtime.instance import get_instance
 from vidintel_pipeline.defs.partitions import PROJECT_TAG
+from vidintel_pipeline.defs.progress_bar import ProgressBar
+from vidintel_pipeline.runtime import in_process
+from vidintel_pipeline.runtime.instance import get_instance
 
 REPO = Path(__file__).resolve().parents[1]
 VIDINTEL = str(Path(sys.executable).parent / "vidintel")
 
 
 def _digest_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _latest_metadata(instance, asset: str) -> dict:
@@ -31,8 +34,13 @@ def _latest_metadata(instance, asset: str) -> dict:
 
 
 def test_definitions_validate():
-    proc = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-m", "vidintel_pipeline.definitions"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "vidintel_pipeline.definitions"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -76,7 +84,12 @@ def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
         assert meta["video_seconds"] == pytest.approx(truth.duration_s, abs=0.1), asset
     tm = _latest_metadata(instance, "temporal_markers")
     assert tm["markers"] == len([m for m in memory["markers"]])
-    assert {p["plugin"] for p in tm["plugins"]} == {"local_shots", "local_technical_cues", "opencv_faces", "local_silence"}
+    assert {p["plugin"] for p in tm["plugins"]} == {
+        "local_shots",
+        "local_technical_cues",
+        "opencv_faces",
+        "local_silence",
+    }
     assert all(p["version"] and p["status"] == "ok" for p in tm["plugins"])
     assert tm["cost/plugin/local_shots"] == 0.0 and tm["markers_uri"].startswith("file://")
     tr = _latest_metadata(instance, "transcript")
@@ -85,7 +98,14 @@ def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
 
     # progress through the seed's phases is in the run's event log
     messages = " ".join(e.message or "" for e in instance.all_logs(info["run_id"]))
-    for phase in ("initializing", "chunking", "analyzing_temporal", "transcribing_audio", "building_memory", "finalizing"):
+    for phase in (
+        "initializing",
+        "chunking",
+        "analyzing_temporal",
+        "transcribing_audio",
+        "building_memory",
+        "finalizing",
+    ):
         assert f"phase={phase}" in messages
 
 
@@ -103,7 +123,8 @@ def test_corrupt_video_fails_clearly_and_leaves_other_partitions_intact(home, de
     from vidintel_pipeline.definitions import defs
 
     result = defs.resolve_job_def("ingest_video").execute_in_process(
-        instance=instance, partition_key="acme__broken", raise_on_error=False)
+        instance=instance, partition_key="acme__broken", raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "source_video"
@@ -118,7 +139,9 @@ def test_unknown_partition_is_refused(home):
     from vidintel_pipeline.definitions import defs
 
     with pytest.raises(dg.DagsterUnknownPartitionError, match="acme__never-added"):
-        defs.resolve_job_def("ingest_video").execute_in_process(instance=get_instance(), partition_key="acme__never-added")
+        defs.resolve_job_def("ingest_video").execute_in_process(
+            instance=get_instance(), partition_key="acme__never-added"
+        )
 
 
 def _vidintel(*args, env_home: Path):
@@ -146,23 +169,34 @@ def test_progress_carries_the_seeds_fields_and_ends_at_100(home, demo_video):
     shows them; every phase ends at 100; phases are AssetObservations in the instance; the CLI bar ends at 100 %."""
     import io
 
+    from vidintel_pipeline.defs.progress import listening
     from vidintel_pipeline.runtime import in_process
     from vidintel_pipeline.runtime.instance import get_instance
-    from vidintel_pipeline.defs.progress import listening
 
     events: list[dict] = []
     with listening(events.append):
         in_process.ingest(str(demo_video[0]), "acme", "progress", quiet=True)
     assert all({"current_phase", "phase_progress"} <= set(e) for e in events)
     ended = {e["current_phase"] for e in events if e["phase_progress"] == 100.0}
-    assert ended == {"initializing", "chunking", "analyzing_temporal", "transcribing_audio", "building_memory", "finalizing"}
+    assert ended == {
+        "initializing",
+        "chunking",
+        "analyzing_temporal",
+        "transcribing_audio",
+        "building_memory",
+        "finalizing",
+    }
     started = [e for e in events if e["current_phase"] == "analyzing_temporal" and e["phase_progress"] == 0.0]
-    assert started and isinstance(started[0]["providers_active"], list) and "local_shots" in started[0]["providers_active"]
+    assert (
+        started and isinstance(started[0]["providers_active"], list) and "local_shots" in started[0]["providers_active"]
+    )
     done = [e for e in events if e["current_phase"] == "analyzing_temporal" and e["phase_progress"] == 100.0]
     assert isinstance(done[0]["markers_detected"], int) and done[0]["markers_detected"] > 5
 
     obs = get_instance().fetch_observations(dg.AssetKey("temporal_markers"), limit=50).records
-    mine = [r.asset_observation for r in obs if r.asset_observation and r.asset_observation.partition == "acme__progress"]
+    mine = [
+        r.asset_observation for r in obs if r.asset_observation and r.asset_observation.partition == "acme__progress"
+    ]
     phases = {(o.metadata["progress/current_phase"].value, o.metadata["progress/phase_progress"].value) for o in mine}
     assert ("analyzing_temporal", 100.0) in phases and ("analyzing_temporal", 0.0) in phases
 

@@ -1,4 +1,5 @@
-"""deploy/: every config validated against the schema that reads it, the routing launcher on a real instance, the gpu pool."""
+"""deploy/: every config validated against the schema that reads it, the routing launcher on a real instance, the gpu
+pool."""
 
 from __future__ import annotations
 
@@ -40,9 +41,12 @@ def test_instance_configs_validate(path, tmp_path):
     cfg, _ = dagster_instance_config(str(tmp_path))  # Dagster's own schema and concurrency checks
     assert cfg["run_launcher"]["module"] == "vidintel_pipeline.runtime.launchers"
     routing_config_ok(cfg["run_launcher"]["config"])
-    assert cfg["run_coordinator"]["class"] == "QueuedRunCoordinator" and cfg["concurrency"]["pools"]["default_limit"] >= 1
-    assert {"key": COMPUTE_TAG, "value": "gpu"} in [{k: lim[k] for k in ("key", "value")}
-                                                   for lim in cfg["concurrency"]["runs"]["tag_concurrency_limits"]]
+    assert (
+        cfg["run_coordinator"]["class"] == "QueuedRunCoordinator" and cfg["concurrency"]["pools"]["default_limit"] >= 1
+    )
+    assert {"key": COMPUTE_TAG, "value": "gpu"} in [
+        {k: lim[k] for k in ("key", "value")} for lim in cfg["concurrency"]["runs"]["tag_concurrency_limits"]
+    ]
 
 
 def test_helm_values_compose_and_dockerfiles_reference_what_exists():
@@ -85,14 +89,18 @@ def test_helm_values_compose_and_dockerfiles_reference_what_exists():
         if "build" in svc:
             assert (ROOT / "deploy/compose" / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve().is_file()
         elif svc["image"] not in built:
-            assert re.search(r":[\w.-]+$", svc["image"]) and not svc["image"].endswith(":latest"), f"{name}: pin the image"
+            assert re.search(r":[\w.-]+$", svc["image"]) and not svc["image"].endswith(":latest"), (
+                f"{name}: pin the image"
+            )
         cmd = svc.get("command") or []
         if cmd and cmd[0].startswith("dagster"):
             assert (BIN / cmd[0]).exists(), f"{name} runs {cmd[0]}, which is not installed"
         for vol in svc.get("volumes", []):
             if vol.startswith("./"):
                 assert (DEPLOY / "compose" / vol.split(":")[0]).is_file(), vol
-    assert "-m" in services["user_code"]["command"] and "vidintel_pipeline.definitions" in services["user_code"]["command"]
+    assert (
+        "-m" in services["user_code"]["command"] and "vidintel_pipeline.definitions" in services["user_code"]["command"]
+    )
     workspace = yaml.safe_load((DEPLOY / "compose/workspace.yaml").read_text())
     server = workspace["load_from"][0]["grpc_server"]
     assert server["host"] == "user_code" and str(server["port"]) in services["user_code"]["command"]
@@ -103,7 +111,9 @@ def test_gpu_asset_carries_pool_and_executor_tags():
 
     op = defs.resolve_assets_def("gpu_analysis").op
     assert op.pool == GPU_POOL
-    tags = {k: json.loads(v) if v.startswith("{") else v for k, v in op.tags.items()}  # Dagster stores dict tags as JSON
+    tags = {
+        k: json.loads(v) if v.startswith("{") else v for k, v in op.tags.items()
+    }  # Dagster stores dict tags as JSON
     assert tags == GPU_OP_TAGS
     assert tags["dagster-k8s/config"]["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert tags["dagster-celery/queue"] == "gpu" and "ecs/task_overrides" in tags
@@ -117,18 +127,43 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
     """A real instance (SQLite) whose two routes are local launchers; runs launched with `dagster job launch`."""
     home = tmp_path / "dagster"
     home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump({
-        "telemetry": {"enabled": False},
-        # launch at once (the queued coordinator would wait for a daemon)
-        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
-        "run_launcher": {"module": "vidintel_pipeline.runtime.launchers", "class": "TagRoutingRunLauncher", "config": {
-            "routes": {"gpu": {"module": "dagster", "class": "DefaultRunLauncher"}},
-            "default": {"module": "dagster", "class": "DefaultRunLauncher"}}},
-    }))
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "telemetry": {"enabled": False},
+                # launch at once (the queued coordinator would wait for a daemon)
+                "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
+                "run_launcher": {
+                    "module": "vidintel_pipeline.runtime.launchers",
+                    "class": "TagRoutingRunLauncher",
+                    "config": {
+                        "routes": {"gpu": {"module": "dagster", "class": "DefaultRunLauncher"}},
+                        "default": {"module": "dagster", "class": "DefaultRunLauncher"},
+                    },
+                },
+            }
+        )
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home), "VIDINTEL_HOME": str(tmp_path / "vi")}
     for tags in ({COMPUTE_TAG: "gpu"}, {}):
-        proc = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(ROOT / "workspace.yaml"), "-j", "cost_report",
-                               "--tags", json.dumps(tags)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        proc = subprocess.run(
+            [
+                str(BIN / "dagster"),
+                "job",
+                "launch",
+                "-w",
+                str(ROOT / "workspace.yaml"),
+                "-j",
+                "cost_report",
+                "--tags",
+                json.dumps(tags),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     instance = dg.DagsterInstance.from_config(str(home))
     assert isinstance(instance.run_launcher, TagRoutingRunLauncher)
@@ -152,12 +187,20 @@ def test_gpu_pool_limit_is_respected(limit, tmp_path):
     from dagster._core.definitions.reconstruct import ReconstructableJob
 
     job = ReconstructableJob.for_file(str(Path(__file__).parent / "pool_job.py"), "two_gpu_steps")
-    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({
-        "telemetry": {"enabled": False}, "concurrency": {"pools": {"granularity": "op", "default_limit": limit}}}))
+    (tmp_path / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {"telemetry": {"enabled": False}, "concurrency": {"pools": {"granularity": "op", "default_limit": limit}}}
+        )
+    )
     log = tmp_path / "steps.log"
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        result = dg.execute_job(job, instance=instance, run_config={"ops": {
-            "gpu_step_a": {"config": {"log": str(log)}}, "gpu_step_b": {"config": {"log": str(log)}}}})
+        result = dg.execute_job(
+            job,
+            instance=instance,
+            run_config={
+                "ops": {"gpu_step_a": {"config": {"log": str(log)}}, "gpu_step_b": {"config": {"log": str(log)}}}
+            },
+        )
         assert result.success
     (a0, a1), (b0, b1) = [tuple(map(float, line.split()[1:])) for line in sorted(log.read_text().splitlines())]
     overlap = min(a1, b1) - max(a0, b0)

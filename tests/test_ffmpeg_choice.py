@@ -1,4 +1,5 @@
-"""The ffmpeg vidintel runs is the one the tests ran: the bundled build, whatever is on PATH, unless VIDINTEL_FFMPEG says.
+"""The ffmpeg vidintel runs is the one the tests ran: the bundled build, whatever is on PATH, unless VIDINTEL_FFMPEG
+says.
 
 The old ffmpeg is a real executable script (``tests/old_ffmpeg_bin/ffmpeg``) that answers ``-version`` as
 Debian 12's 5.1 does and fails anything else; the good one is the imageio-ffmpeg binary, run for real.
@@ -35,12 +36,15 @@ def fresh(monkeypatch):
 
 
 def stub(folder: Path, first_line: str) -> Path:
-    """An executable named ffmpeg whose -version prints ``first_line``; it logs every call, and fails all but -version."""
+    """An executable named ffmpeg whose -version prints ``first_line``; it logs every call, and fails all but
+    -version."""
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "ffmpeg"
-    exe.write_text(f"#!/bin/sh\necho \"$*\" >> {folder / 'calls.log'}\n"
-                   f"case \" $* \" in *\" -version \"*) echo '{first_line}'; exit 0 ;; esac\n"
-                   "echo \"Unrecognized option 'display_rotation'.\" >&2; exit 1\n")
+    exe.write_text(
+        f'#!/bin/sh\necho "$*" >> {folder / "calls.log"}\n'
+        f'case " $* " in *" -version "*) echo \'{first_line}\'; exit 0 ;; esac\n'
+        "echo \"Unrecognized option 'display_rotation'.\" >&2; exit 1\n"
+    )
     exe.chmod(0o755)
     return exe
 
@@ -48,8 +52,10 @@ def stub(folder: Path, first_line: str) -> Path:
 def rotate_for_real(tmp_path: Path) -> int:
     """Render a clip and stream-copy it with -display_rotation (a 6.0 option): the rotation the result carries."""
     raw, rotated = tmp_path / "raw.mp4", tmp_path / "rotated.mp4"
-    ff.run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=160x90:r=10:d=0.5", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(raw)],
-                  what="render")
+    ff.run_ffmpeg(
+        ["-f", "lavfi", "-i", "testsrc2=s=160x90:r=10:d=0.5", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(raw)],
+        what="render",
+    )
     ff.run_ffmpeg(["-display_rotation", "90", "-i", str(raw), "-c", "copy", str(rotated)], what="rotate")
     return probe(rotated).rotation
 
@@ -87,7 +93,9 @@ def test_vidintel_ffmpeg_naming_an_old_ffmpeg_is_a_clear_error(fresh, tmp_path, 
     with pytest.raises(ff.FfmpegVersionError) as err:
         ff.ffmpeg_exe()
     msg = str(err.value)
-    assert str(old) in msg and "ffmpeg 5.1 (5.1.6-0+deb12u1)" in msg and "6.0 or newer" in msg and "VIDINTEL_FFMPEG" in msg
+    assert (
+        str(old) in msg and "ffmpeg 5.1 (5.1.6-0+deb12u1)" in msg and "6.0 or newer" in msg and "VIDINTEL_FFMPEG" in msg
+    )
     with pytest.raises(ff.MediaError, match="5.1.6-0"):  # and every ffmpeg call says so, instead of failing oddly
         ff.run_ffmpeg(["-version"], what="anything")
 
@@ -122,13 +130,22 @@ def test_the_decision_is_made_once_per_process(fresh, tmp_path):
 
 def test_cli_refuses_an_old_vidintel_ffmpeg_before_touching_storage(fresh, home, tmp_path):
     video = tmp_path / "talk.mp4"
-    ff.run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=160x90:r=10:d=0.5", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)],
-                  what="render")
+    ff.run_ffmpeg(
+        ["-f", "lavfi", "-i", "testsrc2=s=160x90:r=10:d=0.5", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)],
+        what="render",
+    )
     old = stub(tmp_path / "bin", "ffmpeg version 5.1.6-0+deb12u1 Copyright (c) 2000-2024 the FFmpeg developers")
     env = dict(os.environ, VIDINTEL_FFMPEG=str(old))
-    res = subprocess.run([VIDINTEL, "ingest", str(video), "--project", "acme", "--quiet"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [VIDINTEL, "ingest", str(video), "--project", "acme", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 2, res.stderr[-1500:]
-    assert f"not ingested: {old} (VIDINTEL_FFMPEG) is ffmpeg 5.1 (5.1.6-0+deb12u1); vidintel needs ffmpeg 6.0 or newer" \
+    assert (
+        f"not ingested: {old} (VIDINTEL_FFMPEG) is ffmpeg 5.1 (5.1.6-0+deb12u1); vidintel needs ffmpeg 6.0 or newer"
         in res.stderr
+    )
     assert not (home / "data").exists()

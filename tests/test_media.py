@@ -9,8 +9,8 @@ import pytest
 from vidintel_pipeline.media import MediaError, probe
 from vidintel_pipeline.media.audio import extract_audio
 from vidintel_pipeline.media.chunking import cut_chunks, keyframe_times, plan_chunks
+from vidintel_pipeline.media.decode import iter_frames
 from vidintel_pipeline.media.ffmpeg import run_ffmpeg
-from vidintel_pipeline.media.frames import iter_frames
 
 
 def test_probe(demo_video):
@@ -25,7 +25,9 @@ def test_probe(demo_video):
 
 def test_probe_honours_rotation(tmp_path, demo_video):
     rotated = tmp_path / "rotated.mp4"
-    run_ffmpeg(["-display_rotation", "90", "-i", str(demo_video[0]), "-t", "1", "-c", "copy", str(rotated)], what="rotate")
+    run_ffmpeg(
+        ["-display_rotation", "90", "-i", str(demo_video[0]), "-t", "1", "-c", "copy", str(rotated)], what="rotate"
+    )
     info = probe(rotated)
     assert info.rotation in (90, 270)
     assert info.display_size == (360, 640)
@@ -33,10 +35,13 @@ def test_probe_honours_rotation(tmp_path, demo_video):
     assert first.width < first.height  # frames come out upright, as a viewer sees them
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "empty"),
-    (b"this is not a video at all\n" * 50, "not a readable video"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "empty"),
+        (b"this is not a video at all\n" * 50, "not a readable video"),
+    ],
+)
 def test_probe_rejects_garbage_with_a_clear_error(tmp_path, content, reason):
     bad = tmp_path / "broken clip.mp4"
     bad.write_bytes(content)
@@ -80,16 +85,34 @@ def test_chunks_are_stream_copies_within_the_limit(tmp_path, demo_video):
     path, truth = demo_video
     # re-mux with a keyframe every second so a 5 s limit can be honoured by stream copy
     src = tmp_path / "gop25.mp4"
-    run_ffmpeg(["-i", str(path), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-keyint_min", "25",
-                "-sc_threshold", "0", "-c:a", "copy", str(src)], what="re-encode")
+    run_ffmpeg(
+        [
+            "-i",
+            str(path),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+            "-sc_threshold",
+            "0",
+            "-c:a",
+            "copy",
+            str(src),
+        ],
+        what="re-encode",
+    )
     plans = plan_chunks(keyframe_times(src), probe(src).duration_s, 5.0)
     assert all(p.duration_s <= 5.0 + 1e-6 for p in plans) and not any(p.over_limit for p in plans)
     assert plans[0].start_s == 0 and plans[-1].end_s == pytest.approx(truth.duration_s, abs=0.1)
     files = cut_chunks(src, plans, tmp_path, ".mp4")
     assert len(files) == len(plans) >= 5
-    for f, p in zip(files, plans):
+    for f, p in zip(files, plans, strict=False):
         assert _video_frames(f) / 25 == pytest.approx(p.duration_s, abs=0.041)  # the video is cut on the frame
-        assert probe(f).duration_s == pytest.approx(p.duration_s, abs=0.15)   # audio packets may run a bit over
+        assert probe(f).duration_s == pytest.approx(p.duration_s, abs=0.15)  # audio packets may run a bit over
     # no re-encode: the chunks hold exactly the source's compressed video packets
     assert _packet_digest(files) == _packet_digest([src])
 
@@ -97,7 +120,10 @@ def test_chunks_are_stream_copies_within_the_limit(tmp_path, demo_video):
 def test_long_gop_is_flagged_not_reencoded():
     plans = plan_chunks([0.0, 10.0, 20.0], 25.0, 4.0)
     assert [(p.start_s, p.end_s, p.over_limit) for p in plans] == [
-        (0.0, 10.0, True), (10.0, 20.0, True), (20.0, 25.0, True)]
+        (0.0, 10.0, True),
+        (10.0, 20.0, True),
+        (20.0, 25.0, True),
+    ]
     # where keyframes allow, chunks stay within the limit and end on the last keyframe that fits
     plans = plan_chunks([0.0, 2.0, 4.0, 6.0, 8.0], 9.0, 5.0)
     assert [(p.start_s, p.end_s, p.over_limit) for p in plans] == [(0.0, 4.0, False), (4.0, 9.0, False)]

@@ -7,10 +7,20 @@ import pytest
 from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginError
 from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
-BUILTIN = {"local_shots", "local_technical_cues", "opencv_faces", "local_silence", "local_ocr", "local_prompt", "faster_whisper",
-           "openai_whisper", "transnetv2", "senko"}
+BUILTIN = {
+    "local_shots",
+    "local_technical_cues",
+    "opencv_faces",
+    "local_silence",
+    "local_ocr",
+    "local_prompt",
+    "faster_whisper",
+    "openai_whisper",
+    "transnetv2",
+    "senko",
+}
 
-GOOD = '''
+GOOD = """
 from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginInfo, TemporalMarker
 
 class EveryTenSeconds(BaseTemporalPlugin):
@@ -25,7 +35,7 @@ class EveryTenSeconds(BaseTemporalPlugin):
                                       plugin="%s"))
             t += 10
         return out
-'''
+"""
 
 
 def _write(folder, name, body):
@@ -40,7 +50,11 @@ def test_builtin_plugins_are_discovered():
     assert reg.names("transcription") == ["aws_transcribe", "faster_whisper", "openai_transcribe", "openai_whisper"]
     assert reg.names("diarization") == ["senko"]
     assert {p.name for p in reg.get_by_capability("shot_detection")} == {"local_shots", "aws_rekognition", "transnetv2"}
-    assert {i.plugin_name for i in reg.infos_by_capability("shot_detection")} == {"local_shots", "aws_rekognition", "transnetv2"}
+    assert {i.plugin_name for i in reg.infos_by_capability("shot_detection")} == {
+        "local_shots",
+        "aws_rekognition",
+        "transnetv2",
+    }
     # with a cloud and a local shot detector on offer, the cheapest that meets the requirement wins
     assert reg.select_plugin(["shot_detection"]).name == "local_shots"
     assert all(e.source.endswith(".py") for e in reg.entries.values())
@@ -65,7 +79,10 @@ def test_broken_duplicate_and_invalid_plugins_are_reported_by_file(tmp_path):
     _write(folder, "d_duplicate.py", GOOD % ("local_shots", "local_shots"))
     _write(folder, "e_invalid.py", GOOD % ("Bad Name!", "x"))
     # the seed's own AWSRekognitionPlugin shows only get_plugin_info; a base meant for others is left alone
-    _write(folder, "f_abstract.py", """
+    _write(
+        folder,
+        "f_abstract.py",
+        """
         from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin
 
         class BaseVendor(BaseTemporalPlugin):
@@ -73,8 +90,10 @@ def test_broken_duplicate_and_invalid_plugins_are_reported_by_file(tmp_path):
 
         class AWSRekognitionPlugin(BaseVendor):
             def get_plugin_info(self):
-                return {"plugin_name": "aws_rekognition_seed", "plugin_version": "1.0.0", "supported_events": ["shot_detection"]}
-    """)
+                return {"plugin_name": "aws_rekognition_seed", "plugin_version": "1.0.0", "supported_events":
+                ["shot_detection"]}
+    """,
+    )
     reg = PluginRegistry.default()
     reg.discover_plugins(folder)
     assert "good_one" in reg.names() and BUILTIN <= set(reg.names())
@@ -84,7 +103,10 @@ def test_broken_duplicate_and_invalid_plugins_are_reported_by_file(tmp_path):
     assert "BaseVendor" not in errors["f_abstract.py"]
     assert "SyntaxError" in errors["b_broken.py"]
     assert "needs a missing SDK" in errors["c_raises.py"]
-    assert "duplicate plugin name 'local_shots'" in errors["d_duplicate.py"] and "local_shots.py" in errors["d_duplicate.py"]
+    assert (
+        "duplicate plugin name 'local_shots'" in errors["d_duplicate.py"]
+        and "local_shots.py" in errors["d_duplicate.py"]
+    )
     assert "invalid plugin info" in errors["e_invalid.py"]
     assert reg.entries["local_shots"].source.endswith("plugins/local_shots.py")  # the built-in one wins
 

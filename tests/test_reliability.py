@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 import reliability
 from reliability import CASES, Bench, ordered, run_case
 

@@ -13,15 +13,17 @@ from vidintel_pipeline.defs import sensors
 from vidintel_pipeline.runtime import in_process
 from vidintel_pipeline.runtime.instance import get_instance
 from vidintel_pipeline.storage.layout import InvalidIdError
-from vidintel_pipeline.storage.s3 import S3Store
 from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.s3 import S3Store
 from vidintel_pipeline.storage.stores import StorageError, TenancyError
 
 LOG = logging.getLogger("test")
 
 
 def _store(s3, bucket="ingest", **kw) -> S3Store:
-    return VidintelStorage(multipart_threshold_mb=5, **kw).ingest() if bucket == "ingest" else VidintelStorage().output()
+    return (
+        VidintelStorage(multipart_threshold_mb=5, **kw).ingest() if bucket == "ingest" else VidintelStorage().output()
+    )
 
 
 def test_s3_store_roundtrip_multipart_and_streaming_download(s3, tmp_path):
@@ -39,7 +41,10 @@ def test_s3_store_roundtrip_multipart_and_streaming_download(s3, tmp_path):
     assert store.local_path("projects/acme/videos/v/source/big.mp4") == local  # cached while the ETag holds
     store.put_json("projects/acme/videos/v/metadata/x.json", {"a": 1})
     assert store.get_json("projects/acme/videos/v/metadata/x.json") == {"a": 1}
-    assert sorted(store.list("projects/acme/")) == ["projects/acme/videos/v/metadata/x.json", "projects/acme/videos/v/source/big.mp4"]
+    assert sorted(store.list("projects/acme/")) == [
+        "projects/acme/videos/v/metadata/x.json",
+        "projects/acme/videos/v/source/big.mp4",
+    ]
     with pytest.raises(StorageError, match="no object at s3://"):
         store.get_bytes("projects/acme/nothing.json")
 
@@ -49,8 +54,14 @@ def test_tenancy_is_enforced_in_one_place(kind, s3, tmp_path):
     store = _store(s3) if kind == "s3" else LocalStore(tmp_path)
     store.put_bytes("projects/b/videos/v/source/secret.mp4", b"b's data")
     a = store.scoped("a")
-    for bad in ("projects/b/videos/v/source/secret.mp4", "projects/a/../b/videos/v/source/secret.mp4",
-                "projects/ab/x", "/projects/a/x", "projects/a/x\n", "incoming/b/x.mp4"):
+    for bad in (
+        "projects/b/videos/v/source/secret.mp4",
+        "projects/a/../b/videos/v/source/secret.mp4",
+        "projects/ab/x",
+        "/projects/a/x",
+        "projects/a/x\n",
+        "incoming/b/x.mp4",
+    ):
         with pytest.raises(InvalidIdError):
             a.get_bytes(bad)
         with pytest.raises(InvalidIdError):
@@ -83,8 +94,8 @@ def test_scan_finds_new_and_changed_videos_once(s3, caplog):
     assert "notes.txt" in caplog.text and "not a video file" in caplog.text
     assert "hostile or invalid id" in caplog.text
     again, cursor2 = sensors.scan(store, cursor, LOG, now=now, settle_s=0)
-    assert again == []                                   # second tick: no duplicates
-    time.sleep(1.1)                                       # S3 timestamps have one-second resolution
+    assert again == []  # second tick: no duplicates
+    time.sleep(1.1)  # S3 timestamps have one-second resolution
     _put(s3, "projects/acme/videos/intro/source/intro.mp4", b"a new cut of the video")
     changed, _ = sensors.scan(store, cursor2, LOG, now=time.time() + 1, settle_s=0)
     assert [f.ref.partition_key for f in changed] == ["acme__intro"] and changed[0].run_key != found[0].run_key
@@ -103,7 +114,7 @@ def test_scan_paginates_past_1000_and_cursor_survives_restart(s3):
     now = time.time() + 1
     found, cursor = sensors.scan(store, None, LOG, now=now, settle_s=0, limit=5000)
     assert len(found) == 1200 and len({f.ref.partition_key for f in found}) == 1200
-    restarted = json.loads(json.dumps(cursor))           # what the instance stores between daemon restarts
+    restarted = json.loads(json.dumps(cursor))  # what the instance stores between daemon restarts
     assert sensors.scan(store, restarted, LOG, now=now, settle_s=0, limit=5000)[0] == []
     # the per-tick cap hands the rest to later ticks, each object exactly once
     seen, cur = [], None
@@ -142,8 +153,11 @@ def test_sensor_end_to_end_from_s3_drop_to_memory_in_output_bucket(s3, home, dem
 
     req = result.run_requests[0]
     run = defs.resolve_job_def("ingest_video").execute_in_process(
-        instance=instance, partition_key=req.partition_key, tags=req.tags,
-        run_config={"resources": {"transcription": {"config": {"enabled": False}}}})
+        instance=instance,
+        partition_key=req.partition_key,
+        tags=req.tags,
+        run_config={"resources": {"transcription": {"config": {"enabled": False}}}},
+    )
     assert run.success
     out = s3["client"].get_object(Bucket=s3["output"], Key="projects/acme/memories/launch-video.json")
     memory = json.loads(out["Body"].read())
@@ -165,15 +179,25 @@ def test_s3_outage_fails_clearly_and_a_retry_after_restart_succeeds(s3, home, de
     job = defs.resolve_job_def("ingest_video")
     cfg = {"resources": {"transcription": {"config": {"enabled": False}}}}
     # the first steps run, then the S3 server goes away in the middle of the run
-    first = job.execute_in_process(instance=instance, partition_key="acme__v1", run_config=cfg,
-                                   op_selection=["source_video", "video_chunks"])
+    first = job.execute_in_process(
+        instance=instance, partition_key="acme__v1", run_config=cfg, op_selection=["source_video", "video_chunks"]
+    )
     assert first.success
     s3["server"]["server"].stop()
     try:
-        failed = job.execute_in_process(instance=instance, partition_key="acme__v1", run_config=cfg, raise_on_error=False)
+        failed = job.execute_in_process(
+            instance=instance, partition_key="acme__v1", run_config=cfg, raise_on_error=False
+        )
         assert not failed.success
-        messages = " ".join(str(e.step_failure_data.error.cause.message if e.step_failure_data.error.cause else e.step_failure_data.error.message)
-                            for e in failed.all_events if e.is_step_failure)
+        messages = " ".join(
+            str(
+                e.step_failure_data.error.cause.message
+                if e.step_failure_data.error.cause
+                else e.step_failure_data.error.message
+            )
+            for e in failed.all_events
+            if e.is_step_failure
+        )
         assert "S3 unreachable" in messages and s3["server"]["url"] in messages
     finally:
         s3["server"]["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=s3["server"]["port"], verbose=False)
@@ -210,13 +234,15 @@ def test_local_store_drop_folder_and_late_uploads(home, monkeypatch):
 
 def test_sensor_skips_videos_already_ingested_until_they_change(home, tmp_path, monkeypatch):
     """A video ingested with the CLI is in storage but done: a sensor (new, or with its cursor reset) leaves it."""
-    from vidintel_pipeline.runtime import in_process
     from vidintel_pipeline.media.samples import Shot, render
+    from vidintel_pipeline.runtime import in_process
 
     monkeypatch.setattr(sensors, "SETTLE_S", 0.0)
     clip = tmp_path / "done.mp4"
     render(clip, [Shot("testsrc", 1.0), Shot("gradient", 1.0)], size=(160, 90))
-    in_process.ingest(str(clip), "acme", "done", quiet=True, resources_config={"transcription": {"config": {"enabled": False}}})
+    in_process.ingest(
+        str(clip), "acme", "done", quiet=True, resources_config={"transcription": {"config": {"enabled": False}}}
+    )
     store = VidintelStorage().ingest()
     store.put_bytes("projects/acme/videos/fresh/source/fresh.mp4", b"x")
     result = _sensor_tick(get_instance())
@@ -244,8 +270,13 @@ def test_nightly_rescan_requests_videos_without_memory(home, tmp_path):
 def test_cli_ingest_with_buckets_set(s3, home, demo_video):
     from vidintel_pipeline import cli
 
-    info = in_process.ingest(str(demo_video[0]), "acme", "cli-video", quiet=True,
-                      resources_config={"transcription": {"config": {"enabled": False}}})
+    info = in_process.ingest(
+        str(demo_video[0]),
+        "acme",
+        "cli-video",
+        quiet=True,
+        resources_config={"transcription": {"config": {"enabled": False}}},
+    )
     ingest = {k["Key"] for k in s3["client"].list_objects_v2(Bucket=s3["ingest"])["Contents"]}
     output = {k["Key"] for k in s3["client"].list_objects_v2(Bucket=s3["output"])["Contents"]}
     assert "projects/acme/videos/cli-video/source/demo.mp4" in ingest

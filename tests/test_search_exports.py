@@ -12,9 +12,9 @@ import srt
 import webvtt
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.runtime import in_process
-from vidintel_pipeline.plugin_api.contracts import MemoryDocument
 from vidintel_pipeline.outputs.exports import edl_fps
+from vidintel_pipeline.plugin_api.contracts import MemoryDocument
+from vidintel_pipeline.runtime import in_process
 from vidintel_pipeline.runtime.instance import get_instance
 
 
@@ -29,8 +29,12 @@ def project(home, demo_video, hard_video):
     in_process.ingest(str(demo_video[0]), "acme", "launch", quiet=True)
     first = _meta("search_index")
     in_process.ingest(str(hard_video[0]), "acme", "hard", quiet=True)
-    return {"out": home / "data/output/projects/acme", "first_index": first, "second_index": _meta("search_index"),
-            "truth": demo_video[1]}
+    return {
+        "out": home / "data/output/projects/acme",
+        "first_index": first,
+        "second_index": _meta("search_index"),
+        "truth": demo_video[1],
+    }
 
 
 def test_exports_parse_and_edl_matches_the_shots(project, capsys):
@@ -38,7 +42,7 @@ def test_exports_parse_and_edl_matches_the_shots(project, capsys):
     memory = MemoryDocument.model_validate_json((out / "memories/launch.json").read_text())
     subs = list(srt.parse((out / "exports/launch.srt").read_text()))
     assert subs and all(s.start < s.end for s in subs)
-    assert all(a.end <= b.start for a, b in zip(subs, subs[1:]))  # monotonic, no overlap
+    assert all(a.end <= b.start for a, b in zip(subs, subs[1:], strict=False))  # monotonic, no overlap
     assert "revenue" in " ".join(s.content for s in subs).lower()
     vtt = webvtt.from_buffer(io.StringIO((out / "exports/launch.vtt").read_text()))
     assert [c.text for c in vtt] == [s.content for s in subs]
@@ -60,7 +64,7 @@ def test_exports_parse_and_edl_matches_the_shots(project, capsys):
     for cut in truth.cuts:
         assert any(abs(f - cut * fps) <= 1 for f in src_in), cut
     rec = [(frames(e[6]), frames(e[7])) for e in events]
-    assert rec[0][0] == 0 and all(a[1] == b[0] for a, b in zip(rec, rec[1:]))  # laid end to end
+    assert rec[0][0] == 0 and all(a[1] == b[0] for a, b in zip(rec, rec[1:], strict=False))  # laid end to end
     assert frames(events[-1][5]) == round(memory.duration_s * fps)
 
     assert cli.main(["export", "acme", "launch", "--format", "vtt", "-o", "-"]) == 0
@@ -96,9 +100,14 @@ def titled_video(tmp_path_factory):
     from vidintel_pipeline.media.samples import Shot, render
 
     path = tmp_path_factory.mktemp("titled") / "titled.mp4"
-    truth = render(path, [Shot("gradient", 5.0), Shot("cells", 5.0)], size=(1280, 720), gop=25,
-                   titles=(("QUARTERLY RESULTS", 1.0, 4.0), ("Weather Forecast", 6.0, 9.0)),
-                   speech=(("speech_a", 0.3),))
+    truth = render(
+        path,
+        [Shot("gradient", 5.0), Shot("cells", 5.0)],
+        size=(1280, 720),
+        gop=25,
+        titles=(("QUARTERLY RESULTS", 1.0, 4.0), ("Weather Forecast", 6.0, 9.0)),
+        speech=(("speech_a", 0.3),),
+    )
     return path, truth
 
 
@@ -112,8 +121,24 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
 
     path, truth = titled_video
     plugins = "local_shots,local_technical_cues,local_ocr,local_prompt"
-    assert cli.main(["ingest", str(path), "--project", "acme", "--video-id", "titled", "--quiet",
-                     "--plugins", plugins, "--prompt", "financial earnings"]) == 0
+    assert (
+        cli.main(
+            [
+                "ingest",
+                str(path),
+                "--project",
+                "acme",
+                "--video-id",
+                "titled",
+                "--quiet",
+                "--plugins",
+                plugins,
+                "--prompt",
+                "financial earnings",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     memory = MemoryDocument.model_validate_json((home / "data/output/projects/acme/memories/titled.json").read_text())
 
@@ -152,15 +177,17 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     want = sum(c["end_s"] - c["start_s"] for c in manifest["clips"])
     info = probe(reel)
     assert abs(info.duration_s - want) <= 0.1 and abs(manifest["duration_s"] - info.duration_s) < 1e-3
-    for c, t in zip(manifest["clips"], truth.titles):  # each clip covers its title with the padding
+    for c, t in zip(manifest["clips"], truth.titles, strict=False):  # each clip covers its title with the padding
         assert c["start_s"] <= t["start_s"] and c["end_s"] >= t["end_s"] - 0.55
         assert c["source_uri"].endswith("/source/titled.mp4")
-    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-xerror", "-i", str(reel), "-f", "null", "-"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-xerror", "-i", str(reel), "-f", "null", "-"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     with av.open(str(reel)) as c:
         times = [f.time for f in c.decode(video=0)]
     assert len(times) == round(want * 25) or abs(len(times) - want * 25) <= len(manifest["clips"])
-    assert max(b - a for a, b in zip(times, times[1:])) < 0.05  # no holes where the parts meet
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 0.05  # no holes where the parts meet
     meta = _meta("compilation")
     assert meta["reel_uri"] == manifest["uri"] and meta["clips"] == 2
 
@@ -170,24 +197,34 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     mixed = json.loads(capsys.readouterr().out)
     assert {c["video_id"] for c in mixed["clips"]} == {"launch", "titled"} and mixed["method"] == "reencode"
     for c in mixed["clips"]:  # each clip holds the sentence the search found
-        spoken = [s for s in (truth.speech if c["video_id"] == "titled" else demo_video[1].speech) if "revenue" in s["text"]]
+        spoken = [
+            s for s in (truth.speech if c["video_id"] == "titled" else demo_video[1].speech) if "revenue" in s["text"]
+        ]
         assert c["start_s"] <= spoken[0]["start_s"] + 0.1 and "revenue" in c["why"].lower()
     reel = home / "data/output/projects/acme/compilations" / f"{mixed['name']}.mp4"
     info = probe(reel)
-    assert info.duration_s <= 9.05 and abs(info.duration_s - sum(c["end_s"] - c["start_s"] for c in mixed["clips"])) <= 0.1
+    assert (
+        info.duration_s <= 9.05 and abs(info.duration_s - sum(c["end_s"] - c["start_s"] for c in mixed["clips"])) <= 0.1
+    )
     assert (info.width, info.height) == (640, 360)  # the first clip's (videos in id order: launch, then titled)
-    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-xerror", "-i", str(reel), "-f", "null", "-"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-xerror", "-i", str(reel), "-f", "null", "-"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
 
     # the search job: launchpad config in, results and their URI out
     from vidintel_pipeline.definitions import defs
 
     run = defs.resolve_job_def("search_moments").execute_in_process(
-        instance=get_instance(), run_config={"ops": {"search_results": {"config": {"project_id": "acme", "query": "weather forecast"}}}})
+        instance=get_instance(),
+        run_config={"ops": {"search_results": {"config": {"project_id": "acme", "query": "weather forecast"}}}},
+    )
     assert run.success
     meta = _meta("search_results")
     saved = json.loads((home / "data/output" / meta["results_uri"].split("/data/output/", 1)[1]).read_text())
-    assert saved["moments"][0]["text"].lower().startswith("weather forecast") and meta["moments"] == len(saved["moments"])
+    assert saved["moments"][0]["text"].lower().startswith("weather forecast") and meta["moments"] == len(
+        saved["moments"]
+    )
 
     # clear errors for a bad request
     assert cli.main(["compile", "nobody", "anything"]) == 2

@@ -11,7 +11,7 @@ DOC = Path(__file__).resolve().parents[2] / "shared" / "design" / "plugin-system
 
 # each snippet exactly as the document shows it (the test checks that it still does, where the document is here)
 SNIPPETS = {
-    "dynamic loading": '''
+    "dynamic loading": """
 # Registry automatically discovers plugins
 registry = TemporalMarkerRegistry()
 registry.discover_plugins("./temporal_markers/")
@@ -21,29 +21,29 @@ plugin = registry.get_plugin("aws_rekognition")
 
 # Get plugins by capability
 shot_detectors = registry.get_by_capability("shot_detection")
-''',
-    "cost tracking": '''
+""",
+    "cost tracking": """
 # Each plugin reports its cost
 cost = plugin.estimate_cost(duration_seconds=30)
 
 # Registry tracks cumulative costs
 total_cost = registry.get_total_cost(video_id)
-''',
-    "smart selection": '''
+""",
+    "smart selection": """
 # Choose cheapest plugin that meets requirements
 plugin = registry.select_optimal_plugin(
     required_accuracy=0.85,
     max_cost_per_minute=0.50
 )
-''',
-    "capability-based selection": '''
+""",
+    "capability-based selection": """
 # Orchestrator selects best plugin for task
 plugin = registry.select_plugin(
     required_features=["shot_detection", "object_tracking"],
     preferred_cost=0.001,  # $/second
     chunk_duration=30
 )
-''',
+""",
 }
 
 
@@ -58,14 +58,23 @@ def test_the_snippets_are_the_documents():
 def test_the_registry_snippets_run_as_written(home, tmp_path, monkeypatch):
     import vidintel_pipeline
     from vidintel_pipeline import (  # noqa: F401  the public names the document and the issue list
-        AnalysisConfig, BaseTemporalPlugin, BaseTranscriptionPlugin, ChunkInfo, IngestionPhase, PluginError,
-        TemporalMarker, TemporalMarkerRegistry, TranscriptionConfig, TranscriptionResult,
+        AnalysisConfig,
+        BaseTemporalPlugin,
+        BaseTranscriptionPlugin,
+        ChunkInfo,
+        IngestionPhase,
+        PluginError,
+        TemporalMarker,
+        TemporalMarkerRegistry,
+        TranscriptionConfig,
+        TranscriptionResult,
     )
     from vidintel_pipeline.costs.ledger import CostLedger
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "temporal_markers").mkdir()
-    (tmp_path / "temporal_markers" / "logos.py").write_text(textwrap.dedent("""
+    (tmp_path / "temporal_markers" / "logos.py").write_text(
+        textwrap.dedent("""
         from vidintel_pipeline import BaseTemporalPlugin, TemporalMarker
 
         class LogoPlugin(BaseTemporalPlugin):
@@ -74,9 +83,18 @@ def test_the_registry_snippets_run_as_written(home, tmp_path, monkeypatch):
 
             async def detect_markers(self, chunk, config):
                 return []
-    """))
-    CostLedger(home / "ledger.sqlite").record(run_id="r", asset="temporal_markers", project_id="acme", video_id="v1",
-                                              plugin="aws_rekognition", usd=0.4, media_seconds=60, cached=False)
+    """)
+    )
+    CostLedger(home / "ledger.sqlite").record(
+        run_id="r",
+        asset="temporal_markers",
+        project_id="acme",
+        video_id="v1",
+        plugin="aws_rekognition",
+        usd=0.4,
+        media_seconds=60,
+        cached=False,
+    )
     scope = {name: getattr(vidintel_pipeline, name) for name in vidintel_pipeline.__all__} | {"video_id": "v1"}
 
     exec(SNIPPETS["dynamic loading"], scope)
@@ -91,5 +109,7 @@ def test_the_registry_snippets_run_as_written(home, tmp_path, monkeypatch):
     assert scope["plugin"].info.cost_per_minute <= 0.5
 
     # nothing that ships offline tracks objects: the error names the missing feature and the closest plugins
-    with pytest.raises(PluginError, match=r"no installed plugin offers \['object_tracking'\].*closest: .*shot_detection"):
+    with pytest.raises(
+        PluginError, match=r"no installed plugin offers \['object_tracking'\].*closest: .*shot_detection"
+    ):
         exec(SNIPPETS["capability-based selection"], scope)

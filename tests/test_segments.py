@@ -16,12 +16,12 @@ import pytest
 from vidintel.plugins.local_shots import LocalShotsPlugin
 from vidintel.plugins.local_technical_cues import LocalTechnicalCuesPlugin
 from vidintel.plugins.opencv_faces import OpenCVFacesPlugin
-from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo
 from vidintel_pipeline.engine.keyframes import KeyframeSelector
-from vidintel_pipeline.media.ffmpeg import MediaError
 from vidintel_pipeline.engine.runner import merge_markers, run_frame_plugins
-from vidintel_pipeline.plugin_api.registry import PluginRegistry
 from vidintel_pipeline.engine.segments import Segment, analyze_segments, margin_for, plan_segments
+from vidintel_pipeline.media.ffmpeg import MediaError
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo
+from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
 
 def _source(path, truth) -> ChunkInfo:
@@ -36,19 +36,19 @@ def _begun(plugins, source):
 
 def _cut_at(bounds: list[float], margin: float) -> list[Segment]:
     edges = [0.0, *bounds, math.inf]
-    return [Segment(a, b, max(0.0, a - margin), b + margin) for a, b in zip(edges, edges[1:])]
+    return [Segment(a, b, max(0.0, a - margin), b + margin) for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def test_plan_segments_cover_the_video_once():
-    assert len(plan_segments(200.0, workers=2, margin_s=7.5)) == 1          # too short to pay for a margin
-    assert len(plan_segments(3600.0, workers=1, margin_s=7.5)) == 1         # one CPU: one pass
+    assert len(plan_segments(200.0, workers=2, margin_s=7.5)) == 1  # too short to pay for a margin
+    assert len(plan_segments(3600.0, workers=1, margin_s=7.5)) == 1  # one CPU: one pass
     two = plan_segments(333.0, workers=2, margin_s=7.5)
     assert [(s.core_start, s.core_end) for s in two] == [(0.0, 166.5), (166.5, math.inf)]
     assert (two[0].decode_start, two[0].decode_end, two[1].decode_start) == (0.0, 174.0, 159.0)
     hour = plan_segments(3600.0, workers=2, margin_s=7.5)
     assert len(hour) == 6  # more segments than workers, so that both finish together
     assert hour[0].core_start == 0.0 and hour[-1].core_end == math.inf
-    assert all(a.core_end == b.core_start for a, b in zip(hour, hour[1:]))
+    assert all(a.core_end == b.core_start for a, b in zip(hour, hour[1:], strict=False))
     assert len(plan_segments(30.0, workers=2, margin_s=1.0, shortest_s=5.0)) == 2
 
 
@@ -69,8 +69,11 @@ def test_segments_split_mid_event_match_one_pass(demo_video, monkeypatch):
     monkeypatch.setenv("VIDINTEL_DECODE_WORKERS", "1")
     one_kf = KeyframeSelector()
     one, frames, passes = run_frame_plugins(
-        source, _begun([LocalShotsPlugin(), LocalTechnicalCuesPlugin(), OpenCVFacesPlugin()], source),
-        AnalysisConfig(), keyframes=one_kf)
+        source,
+        _begun([LocalShotsPlugin(), LocalTechnicalCuesPlugin(), OpenCVFacesPlugin()], source),
+        AnalysisConfig(),
+        keyframes=one_kf,
+    )
     assert passes == 1
 
     plugins = _begun([LocalShotsPlugin(), LocalTechnicalCuesPlugin(), OpenCVFacesPlugin()], source)
@@ -86,7 +89,7 @@ def test_segments_split_mid_event_match_one_pass(demo_video, monkeypatch):
         expected = merge_markers(markers)
         got = merge_markers(out.markers[name])
         assert [(m.type, m.label) for m in got] == [(m.type, m.label) for m in expected], name
-        for g, e in zip(got, expected):
+        for g, e in zip(got, expected, strict=False):
             assert g.start_s == pytest.approx(e.start_s, abs=frame + 1e-6), (name, g, e)
             assert g.end_s == pytest.approx(e.end_s, abs=frame + 1e-6), (name, g, e)
     labels = {m.label for ms in out.markers.values() for m in ms}
@@ -97,7 +100,7 @@ def test_segments_split_mid_event_match_one_pass(demo_video, monkeypatch):
     assert len(out.candidates) <= len(serial) + 3
 
 
-PLUGIN = '''
+PLUGIN = """
 import os, signal
 from vidintel_pipeline.plugin_api.contracts import PluginInfo
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
@@ -118,7 +121,7 @@ class Misbehaving(FramePlugin):
 
     def end(self):
         return []
-'''
+"""
 
 
 def _misbehaving(tmp_path, how: str, after: float):
@@ -181,6 +184,8 @@ def test_ingest_in_segments_matches_one_pass(home, demo_video, monkeypatch):
     frame = 1.0 / truth.fps
     one, seg = memories["one-pass"]["markers"], memories["segments"]["markers"]
     assert [(m["type"], m["label"]) for m in seg] == [(m["type"], m["label"]) for m in one]
-    for a, b in zip(seg, one):
-        assert a["start_s"] == pytest.approx(b["start_s"], abs=frame + 1e-6) and a["end_s"] == pytest.approx(b["end_s"], abs=frame + 1e-6)
+    for a, b in zip(seg, one, strict=False):
+        assert a["start_s"] == pytest.approx(b["start_s"], abs=frame + 1e-6) and a["end_s"] == pytest.approx(
+            b["end_s"], abs=frame + 1e-6
+        )
     assert len(memories["segments"]["keyframes"]) == len(memories["one-pass"]["keyframes"])

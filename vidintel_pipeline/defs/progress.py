@@ -35,8 +35,15 @@ LOG_EVERY_S = 2.0  # the run's log gets a phase's progress at most this often (l
 _logged: dict[tuple[int, str], float] = {}
 
 
-def report(context: Optional[Any], phase: IngestionPhase, progress: float, *,
-           providers_active: Optional[list[str]] = None, markers_detected: Optional[int] = None, **info: Any) -> None:
+def report(
+    context: Optional[Any],
+    phase: IngestionPhase,
+    progress: float,
+    *,
+    providers_active: Optional[list[str]] = None,
+    markers_detected: Optional[int] = None,
+    **info: Any,
+) -> None:
     progress = max(0.0, min(100.0, progress))
     event: dict[str, Any] = {"current_phase": phase.value, "phase_progress": round(progress, 1)}
     if providers_active is not None:
@@ -63,7 +70,9 @@ def _observe(context: Any, event: dict[str, Any]) -> None:
     import dagster as dg
 
     try:
-        keys = sorted(context.selected_asset_keys, key=lambda k: (k.to_user_string() != "temporal_markers", k.to_user_string()))
+        keys = sorted(
+            context.selected_asset_keys, key=lambda k: (k.to_user_string() != "temporal_markers", k.to_user_string())
+        )
         partition = context.partition_key if context.has_partition_key else None
     except Exception:  # not an asset step (a test's bare context): the log line is enough
         return
@@ -73,7 +82,13 @@ def _observe(context: Any, event: dict[str, Any]) -> None:
     for k, v in event.items():
         if isinstance(v, bool) or not isinstance(v, (int, float, str, list)):
             continue
-        meta[f"progress/{k}"] = (dg.MetadataValue.float(float(v)) if isinstance(v, float) else
-                                 dg.MetadataValue.int(v) if isinstance(v, int) else
-                                 dg.MetadataValue.json(v) if isinstance(v, list) else dg.MetadataValue.text(v))
+        meta[f"progress/{k}"] = (
+            dg.MetadataValue.float(float(v))
+            if isinstance(v, float)
+            else dg.MetadataValue.int(v)
+            if isinstance(v, int)
+            else dg.MetadataValue.json(v)
+            if isinstance(v, list)
+            else dg.MetadataValue.text(v)
+        )
     context.log_event(dg.AssetObservation(asset_key=keys[0], partition=partition, metadata=meta))

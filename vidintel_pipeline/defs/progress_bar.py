@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-
 PHASE_WEIGHTS = {  # share of the progress bar each phase fills; Dagster may run phases in any order
-    "initializing": 5, "chunking": 10, "analyzing_temporal": 45,
-    "transcribing_audio": 30, "building_memory": 5, "finalizing": 5,
+    "initializing": 5,
+    "chunking": 10,
+    "analyzing_temporal": 45,
+    "transcribing_audio": 30,
+    "building_memory": 5,
+    "finalizing": 5,
 }
 
 

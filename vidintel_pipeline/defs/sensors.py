@@ -34,13 +34,19 @@ from typing import Callable, Optional
 import dagster as dg
 
 from vidintel.resources import VidintelStorage
-
 from vidintel_pipeline.defs.jobs import ingest_video_job
-from vidintel_pipeline.intake import adopt_drop, partition_requests, register
-from vidintel_pipeline.storage.layout import DROP_PREFIX, PROJECTS_PREFIX, VideoRef, is_source_key, parse_drop_key, parse_source_key
-from vidintel_pipeline.storage.locks import holder, video_lock_name
 from vidintel_pipeline.defs.partitions import run_tags
+from vidintel_pipeline.intake import adopt_drop, partition_requests, register
+from vidintel_pipeline.storage.layout import (
+    DROP_PREFIX,
+    PROJECTS_PREFIX,
+    VideoRef,
+    is_source_key,
+    parse_drop_key,
+    parse_source_key,
+)
 from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.locks import holder, video_lock_name
 from vidintel_pipeline.storage.stores import ObjectInfo, StorageError, Store
 
 SETTLE_S = float(os.environ.get("VIDINTEL_SENSOR_SETTLE_S", "10"))
@@ -88,10 +94,17 @@ def adopt_drops(store: Store, log, now: float, settle_s: float) -> None:
         log.info(f"adopted {obj.key} as {ref.partition_key}")
 
 
-def scan(store: Store, cursor: Optional[str], log, *, now: Optional[float] = None,
-         settle_s: Optional[float] = None, limit: Optional[int] = None,
-         lookback_s: Optional[float] = None,
-         busy: Optional[Callable[[VideoRef], Optional[str]]] = None) -> tuple[list[Found], str]:
+def scan(
+    store: Store,
+    cursor: Optional[str],
+    log,
+    *,
+    now: Optional[float] = None,
+    settle_s: Optional[float] = None,
+    limit: Optional[int] = None,
+    lookback_s: Optional[float] = None,
+    busy: Optional[Callable[[VideoRef], Optional[str]]] = None,
+) -> tuple[list[Found], str]:
     """New or changed, settled video objects not yet seen, oldest first; and the new cursor.
 
     The cursor holds a watermark and the run keys seen within ``lookback_s`` before it. The look-back
@@ -150,7 +163,8 @@ def already_ingested(instance: dg.DagsterInstance, found: list[Found]) -> set[st
         if f.ref.partition_key not in materialized:
             continue
         last = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("memory"), asset_partitions=[f.ref.partition_key]), limit=1).records
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("memory"), asset_partitions=[f.ref.partition_key]), limit=1
+        ).records
         if not last:
             continue
         run = instance.get_run_record_by_id(last[0].run_id)
@@ -169,16 +183,22 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
     runs, keys = [], []
     for f in found:
         keys.append(f.ref.partition_key)
-        runs.append(dg.RunRequest(
-            run_key=f.run_key, partition_key=f.ref.partition_key,
-            tags={**run_tags(f.ref), "vidintel/source_key": f.obj.key[:200]},
-        ))
+        runs.append(
+            dg.RunRequest(
+                run_key=f.run_key,
+                partition_key=f.ref.partition_key,
+                tags={**run_tags(f.ref), "vidintel/source_key": f.obj.key[:200]},
+            )
+        )
     return runs, sorted(set(keys))
 
 
 @dg.sensor(
-    job=ingest_video_job, minimum_interval_seconds=INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Turns new or changed videos in the ingestion store (and incoming/{project}/ drops) into partitions and runs.",
+    job=ingest_video_job,
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns new or changed videos in the ingestion store (and incoming/{project}/ drops) into "
+    "partitions and runs.",
 )
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStorage) -> dg.SensorResult:
     store = watched(storage.ingest(), context.log)
@@ -189,15 +209,20 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStora
         context.log.info(f"{len(done)} video(s) already ingested since they were last written: not run again")
     runs, keys = requests_for([f for f in found if f.run_key not in done])
     if runs:
-        context.log.info(f"{len(runs)} new or changed video(s): {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}")
+        context.log.info(
+            f"{len(runs)} new or changed video(s): {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}"
+        )
     return dg.SensorResult(
-        run_requests=runs, cursor=cursor,
+        run_requests=runs,
+        cursor=cursor,
         dynamic_partitions_requests=partition_requests(f.ref for f in found if f.run_key not in done),
     )
 
 
 @dg.schedule(
-    job=ingest_video_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
+    job=ingest_video_job,
+    cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly re-scan: runs every stored video whose memory was never materialized.",
 )
 def nightly_rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStorage):

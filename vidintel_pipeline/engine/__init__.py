@@ -1,1 +1,2 @@
-"""How a video's analysis runs: plugin calls under a retry policy, merging, time segments, keyframes, the result cache, speaker turns."""
+"""How a video's analysis runs: plugin calls under a retry policy, merging, time segments, keyframes, the result
+cache, speaker turns."""

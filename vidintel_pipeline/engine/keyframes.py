@@ -1,7 +1,8 @@
 """Keyframe selection on the shared frame stream: the sharpest frame of every shot.
 
 While frames stream past, the sharpest sampled frame (variance of the Laplacian of the luma) of each
-short bucket is kept as a small JPEG: the bucket holds its best frame so far and encodes only the winner. Once shot boundaries are known, each shot takes the best candidate
+short bucket is kept as a small JPEG: the bucket holds its best frame so far and encodes only the winner. Once shot
+boundaries are known, each shot takes the best candidate
 inside its clean part (transitions excluded), so its keyframe always lies inside it and no two shots share
 one. A frame that changes like a cut closes its bucket early (at most once per sample period). Memory stays
 bounded: at most one JPEG per bucket and early close.
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 
 import cv2
 
-from vidintel_pipeline.plugin_api.contracts import TemporalMarker
 from vidintel_pipeline.media.frames import Frame
+from vidintel_pipeline.plugin_api.contracts import TemporalMarker
 
 
 @dataclass

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import math
 from typing import Any, Optional
-from vidintel_pipeline.plugin_api.contracts import (
-    MARKER_TYPES, ChunkInfo, PluginError, TemporalMarker,
-)
-from vidintel_pipeline.engine.policy import MAX_RUN_WARNINGS, PluginRun
 
+from vidintel_pipeline.engine.policy import MAX_RUN_WARNINGS, PluginRun
+from vidintel_pipeline.plugin_api.contracts import (
+    MARKER_TYPES,
+    ChunkInfo,
+    PluginError,
+    TemporalMarker,
+)
 
 MERGE_TOLERANCE_S = 0.05
 
@@ -18,8 +21,9 @@ MERGE_TOLERANCE_S = 0.05
 CLAMP_SLACK_S = 0.5  # a marker this far outside its chunk is clamped into it, further out it is dropped
 
 
-def check_markers(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRun] = None,
-             declared: Optional[set[str]] = None) -> list[TemporalMarker]:
+def check_markers(
+    markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[PluginRun] = None, declared: Optional[set[str]] = None
+) -> list[TemporalMarker]:
     """Validate a plugin's output marker by marker: one bad value never costs the plugin its whole result.
 
     A marker that spills over the chunk by at most ``CLAMP_SLACK_S`` is clamped into it (a detector that puts a
@@ -43,8 +47,10 @@ def check_markers(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[Plu
                 raise ValueError(f"non-finite time {start}-{end}")
             lo, hi = chunk.start_s - CLAMP_SLACK_S, chunk.end_s + CLAMP_SLACK_S
             if start < lo or end > hi:
-                raise ValueError(f"{data.get('label', '?')}@{start:.3f}-{end:.3f}s lies outside "
-                                 f"{chunk.start_s:.3f}-{chunk.end_s:.3f}s")
+                raise ValueError(
+                    f"{data.get('label', '?')}@{start:.3f}-{end:.3f}s lies outside "
+                    f"{chunk.start_s:.3f}-{chunk.end_s:.3f}s"
+                )
             if end < start:
                 raise ValueError(f"{data.get('label', '?')}: end_s {end:.3f} precedes start_s {start:.3f}")
             s2, e2 = min(max(start, chunk.start_s), chunk.end_s), min(max(end, chunk.start_s), chunk.end_s)
@@ -69,8 +75,11 @@ def check_markers(markers: Any, chunk: ChunkInfo, plugin: str, run: Optional[Plu
 def mark_unusable(run: PluginRun, kept: int) -> None:
     """Every marker a plugin returned was dropped: that is a failed plugin, not an empty result."""
     if run.dropped and not kept:
-        raise PluginError(f"every one of its {run.dropped} markers was malformed or out of range "
-                          f"({run.warnings[0] if run.warnings else 'no reason'})", plugin=run.plugin)
+        raise PluginError(
+            f"every one of its {run.dropped} markers was malformed or out of range "
+            f"({run.warnings[0] if run.warnings else 'no reason'})",
+            plugin=run.plugin,
+        )
 
 
 def merge_markers(markers: list[TemporalMarker], tolerance: float = MERGE_TOLERANCE_S) -> list[TemporalMarker]:

@@ -10,10 +10,10 @@ import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
+
 from vidintel_pipeline.plugin_api.contracts import (
     PluginError,
 )
-
 
 MAX_RUN_WARNINGS = 10  # reasons kept per plugin run (the counts are always complete)
 
@@ -30,7 +30,7 @@ class RunPolicy:
 class PluginRun:
     plugin: str
     version: str
-    status: str = "ok"                 # ok | failed
+    status: str = "ok"  # ok | failed
     markers: int = 0
     seconds: float = 0.0
     cost_usd: float = 0.0
@@ -38,10 +38,10 @@ class PluginRun:
     attempts: int = 0
     requests: int = 0
     error: Optional[str] = None
-    retryable: Optional[bool] = None   # set on failure: may trying again later succeed (throttling, timeouts)?
+    retryable: Optional[bool] = None  # set on failure: may trying again later succeed (throttling, timeouts)?
     fallback_for: Optional[str] = None
-    clamped: int = 0                   # markers moved into [chunk start, chunk end] (see check_markers)
-    dropped: int = 0                   # markers dropped alone: malformed or far outside the chunk
+    clamped: int = 0  # markers moved into [chunk start, chunk end] (see check_markers)
+    dropped: int = 0  # markers dropped alone: malformed or far outside the chunk
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,7 +66,7 @@ async def call_with_policy(call: Callable[[], Awaitable[Any]], policy: RunPolicy
             raise PluginError(f"{type(exc).__name__}: {exc}", plugin=name) from exc
         if not err.retryable or attempt == policy.max_retries:
             raise err
-        delay = policy.retry_base_delay_s * (2 ** attempt)
+        delay = policy.retry_base_delay_s * (2**attempt)
         await asyncio.sleep(delay + random.uniform(0, delay))
     raise AssertionError("unreachable")
 

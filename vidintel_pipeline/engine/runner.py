@@ -15,17 +15,38 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
+
 from vidintel_pipeline.engine.cache import ResultCache, cache_key
+from vidintel_pipeline.engine.keyframes import KeyframeSelector
+from vidintel_pipeline.engine.merge import check_markers, mark_unusable, merge_markers
+from vidintel_pipeline.engine.policy import (
+    PluginRun,
+    RunPolicy,
+    call_with_policy,
+    gather_all,
+    record_failure,
+    run_async,
+)
+from vidintel_pipeline.engine.segments import (
+    Guarded,
+    analyze_segments,
+    decode_workers,
+    margin_for,
+    min_segment_s,
+    plan_segments,
+)
+from vidintel_pipeline.media.decode import DecodeStats, run_frame_pipeline
 from vidintel_pipeline.plugin_api.contracts import (
-    AnalysisConfig, BaseTemporalPlugin, BaseTranscriptionPlugin, ChunkInfo, PluginError, TemporalMarker,
-    TranscriptionConfig, TranscriptionResult,
+    AnalysisConfig,
+    BaseTemporalPlugin,
+    BaseTranscriptionPlugin,
+    ChunkInfo,
+    PluginError,
+    TemporalMarker,
+    TranscriptionConfig,
+    TranscriptionResult,
 )
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
-from vidintel_pipeline.engine.keyframes import KeyframeSelector
-from vidintel_pipeline.media.frames import DecodeStats, run_frame_pipeline
-from vidintel_pipeline.engine.segments import Guarded, analyze_segments, decode_workers, margin_for, min_segment_s, plan_segments
-from vidintel_pipeline.engine.merge import check_markers, mark_unusable, merge_markers
-from vidintel_pipeline.engine.policy import PluginRun, RunPolicy, record_failure, gather_all, call_with_policy, run_async
 
 
 @dataclass
@@ -34,7 +55,7 @@ class AnalysisResult:
     runs: list[PluginRun] = field(default_factory=list)
     frames_decoded: int = 0
     decode_seconds: float = 0.0
-    decode_segments: int = 0           # 1: one pass; more: parallel time segments
+    decode_segments: int = 0  # 1: one pass; more: parallel time segments
     decode: DecodeStats = field(default_factory=DecodeStats)  # packets refused, frames flagged corrupt
 
     @property
@@ -86,7 +107,10 @@ def analyze_video(
     if pending_frame or keyframes is not None:
         t0 = time.perf_counter()
         outcome, result.frames_decoded, result.decode_segments = run_frame_plugins(
-            source, [p for p, _ in pending_frame], config, keyframes=keyframes,
+            source,
+            [p for p, _ in pending_frame],
+            config,
+            keyframes=keyframes,
             on_progress=(lambda t: on_progress(100.0 * t / max(duration, 1e-6), "decode")) if on_progress else None,
             stats=result.decode,
         )
@@ -140,20 +164,28 @@ def run_frame_plugins(
     margin = margin_for(plugins)
     segments = plan_segments(source.duration_s, workers, margin, min_segment_s()) if margin is not None else []
     if len(segments) > 1:
-        out = analyze_segments(source, plugins, config, segments, keyframes=keyframes, workers=workers, on_progress=on_progress)
+        out = analyze_segments(
+            source, plugins, config, segments, keyframes=keyframes, workers=workers, on_progress=on_progress
+        )
         if keyframes is not None:
             keyframes.candidates = out.candidates
         if stats is not None:
             stats.add(out.decode)
         outcome: dict[str, Any] = {
-            p.name: PluginError(out.errors[p.name], plugin=p.name) if p.name in out.errors
+            p.name: PluginError(out.errors[p.name], plugin=p.name)
+            if p.name in out.errors
             else merge_markers(out.markers[p.name])  # a marker across a segment edge comes in two pieces
             for p in plugins
         }
         return outcome, out.frames, len(segments)
     guarded = [Guarded(p) for p in plugins]
-    frames = run_frame_pipeline(source.path, [*guarded, *([keyframes] if keyframes is not None else [])],
-                                time_offset=source.start_s, on_progress=on_progress, stats=stats)
+    frames = run_frame_pipeline(
+        source.path,
+        [*guarded, *([keyframes] if keyframes is not None else [])],
+        time_offset=source.start_s,
+        on_progress=on_progress,
+        stats=stats,
+    )
     outcome = {}
     for g in guarded:
         try:
@@ -164,18 +196,30 @@ def run_frame_plugins(
 
 
 def estimate_run_cost(
-    *, source: ChunkInfo, chunks: list[ChunkInfo], plugins: list[BaseTemporalPlugin], config: AnalysisConfig,
-    cache: Optional[ResultCache] = None, content_sha256: Optional[str] = None,
+    *,
+    source: ChunkInfo,
+    chunks: list[ChunkInfo],
+    plugins: list[BaseTemporalPlugin],
+    config: AnalysisConfig,
+    cache: Optional[ResultCache] = None,
+    content_sha256: Optional[str] = None,
 ) -> dict[str, float]:
     """USD each plugin would spend on this video now: one request per chunk it needs, $0 where cached."""
     ctx = _Ctx(AnalysisResult(), RunPolicy(), config, source, chunks, cache, content_sha256, None)
-    return {p.name: 0.0 if ctx.is_cached(p) else round(sum(p.estimate_cost(c.duration_s) for c in ctx.targets(p)), 6)
-            for p in plugins}
+    return {
+        p.name: 0.0 if ctx.is_cached(p) else round(sum(p.estimate_cost(c.duration_s) for c in ctx.targets(p)), 6)
+        for p in plugins
+    }
 
 
 def cached_plugins(
-    *, source: ChunkInfo, chunks: list[ChunkInfo], plugins: list[BaseTemporalPlugin], config: AnalysisConfig,
-    cache: Optional[ResultCache] = None, content_sha256: Optional[str] = None,
+    *,
+    source: ChunkInfo,
+    chunks: list[ChunkInfo],
+    plugins: list[BaseTemporalPlugin],
+    config: AnalysisConfig,
+    cache: Optional[ResultCache] = None,
+    content_sha256: Optional[str] = None,
 ) -> set[str]:
     """Names of the plugins whose results for this video are all in the cache."""
     ctx = _Ctx(AnalysisResult(), RunPolicy(), config, source, chunks, cache, content_sha256, None)
@@ -207,7 +251,9 @@ class _Ctx:
         return cache_key(content_sha256=self.sha, plugin=p, config=self.config, span=(c.start_s, c.end_s))
 
     def is_cached(self, p: BaseTemporalPlugin) -> bool:
-        return self.cache is not None and all(self.cache.get(p.name, self._key(p, c)) is not None for c in self.targets(p))
+        return self.cache is not None and all(
+            self.cache.get(p.name, self._key(p, c)) is not None for c in self.targets(p)
+        )
 
     def from_cache(self, p: BaseTemporalPlugin, targets: list[ChunkInfo]) -> bool:
         if self.cache is None:
@@ -268,7 +314,7 @@ class _Ctx:
             run.cost_usd = round(sum(p.estimate_cost(c.duration_s) for c in targets), 6)
             markers = [m for o in outs for m in o]
             mark_unusable(run, len(markers))
-            for c, o in zip(targets, outs):  # cached only once the whole result stands
+            for c, o in zip(targets, outs, strict=False):  # cached only once the whole result stands
                 self.store(p, c, o)
         except Exception as exc:
             record_failure(run, exc)
@@ -280,7 +326,10 @@ class _Ctx:
 
 
 def transcribe_with_fallbacks(
-    plugins: list[BaseTranscriptionPlugin], audio_path: str, config: TranscriptionConfig, policy: RunPolicy,
+    plugins: list[BaseTranscriptionPlugin],
+    audio_path: str,
+    config: TranscriptionConfig,
+    policy: RunPolicy,
 ) -> tuple[Optional[TranscriptionResult], list[PluginRun], Optional[BaseTranscriptionPlugin]]:
     """The first plugin that succeeds (after retries) wins; every attempt is recorded."""
     runs: list[PluginRun] = []

@@ -34,14 +34,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError, TemporalMarker
-from vidintel_pipeline.runtime.cpus import usable_cpus
-from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 from vidintel_pipeline.engine.keyframes import Candidate, KeyframeSelector
+from vidintel_pipeline.media.decode import DecodeStats, run_frame_pipeline
 from vidintel_pipeline.media.ffmpeg import MediaError
-from vidintel_pipeline.media.frames import DecodeStats, run_frame_pipeline
+from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError, TemporalMarker
+from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
+from vidintel_pipeline.runtime.cpus import usable_cpus
 
-MIN_SEGMENT_S = 120.0    # shorter segments would spend too much of their decode on margins
+MIN_SEGMENT_S = 120.0  # shorter segments would spend too much of their decode on margins
 TARGET_SEGMENT_S = 600.0  # long videos get more segments than workers, so that workers finish together
 
 
@@ -66,8 +66,8 @@ class Segment:
 
 @dataclass
 class SegmentOutput:
-    markers: dict[str, list[TemporalMarker]] = field(default_factory=dict)   # by plugin name
-    errors: dict[str, str] = field(default_factory=dict)                    # plugin name -> error text
+    markers: dict[str, list[TemporalMarker]] = field(default_factory=dict)  # by plugin name
+    errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
     candidates: list[Candidate] = field(default_factory=list)
     frames: int = 0
     decode: DecodeStats = field(default_factory=DecodeStats)  # margins decoded twice count twice: an upper bound
@@ -112,9 +112,13 @@ def plan_segments(duration_s: float, workers: int, margin_s: float, shortest_s: 
         n = min(int(duration_s // shortest_s), max(workers, math.ceil(duration_s / TARGET_SEGMENT_S)))
     bounds = [duration_s * i / n for i in range(n + 1)]
     return [
-        Segment(a, b if i < n - 1 else math.inf, max(0.0, a - margin_s) if i else 0.0,
-                b + margin_s if i < n - 1 else math.inf)
-        for i, (a, b) in enumerate(zip(bounds, bounds[1:]))
+        Segment(
+            a,
+            b if i < n - 1 else math.inf,
+            max(0.0, a - margin_s) if i else 0.0,
+            b + margin_s if i < n - 1 else math.inf,
+        )
+        for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))
     ]
 
 
@@ -128,7 +132,8 @@ def analyze_segments(
     workers: int,
     on_progress: Optional[Callable[[float], None]] = None,
 ) -> SegmentOutput:
-    """Run ``plugins`` (and the keyframe selector) over every segment, ``workers`` processes at a time; join the results.
+    """Run ``plugins`` (and the keyframe selector) over every segment, ``workers`` processes at a time; join the
+    results.
 
     Each segment runs in a fresh ``python -c`` process rather than under :mod:`multiprocessing`: spawn would
     re-import the caller's main module (a user's script without a ``__main__`` guard would run again).
@@ -142,7 +147,6 @@ def analyze_segments(
     running: set[subprocess.Popen] = set()
     stopping = threading.Event()
 
-
     def run(i: int, seg: Segment) -> SegmentOutput:
         if stopping.is_set():
             raise MediaError("stopped: another segment failed")
@@ -154,7 +158,10 @@ def analyze_segments(
             with open(os.path.join(tmp, "stderr"), "w+") as errors:
                 proc = subprocess.Popen(
                     [sys.executable, "-c", "from vidintel_pipeline.engine.segments import _main; _main()", job, answer],
-                    stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                    text=True,
+                    env=env,
                 )
                 with lock:
                     running.add(proc)
@@ -172,7 +179,9 @@ def analyze_segments(
                 tail = " ".join(err.strip().splitlines()[-3:]) or "no message"
                 why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
                 raise SegmentProcessDied(
-                    f"decoding segment {seg.core_start:.0f}-{min(seg.core_end, source.duration_s):.0f} s failed ({why}): {tail}")
+                    f"decoding segment {seg.core_start:.0f}-{min(seg.core_end, source.duration_s):.0f} s "
+                    f"failed ({why}): {tail}"
+                )
             with open(answer, "rb") as f:
                 result = pickle.load(f)
         if isinstance(result, BaseException):
@@ -265,8 +274,9 @@ class Guarded:
                 self.error = exc
 
 
-def _run_segment(source: ChunkInfo, seg: Segment, recipes: list, config: AnalysisConfig,
-                 selector: Optional[tuple], threads: int) -> SegmentOutput:
+def _run_segment(
+    source: ChunkInfo, seg: Segment, recipes: list, config: AnalysisConfig, selector: Optional[tuple], threads: int
+) -> SegmentOutput:
     # the plugins see the decoded span as their chunk (its path is still the whole source)
     end = min(seg.decode_end, source.duration_s)
     chunk = source.model_copy(update={"start_s": source.start_s + seg.decode_start, "end_s": source.start_s + end})
@@ -279,16 +289,26 @@ def _run_segment(source: ChunkInfo, seg: Segment, recipes: list, config: Analysi
             guarded.append(Guarded(plugin))
         except Exception as exc:
             out.errors[plugin.name] = _describe(exc)
-    kf = KeyframeSelector(bucket_s=selector[0], samples_per_s=1.0 / selector[1], jpeg_quality=selector[2]) if selector else None
+    kf = (
+        KeyframeSelector(bucket_s=selector[0], samples_per_s=1.0 / selector[1], jpeg_quality=selector[2])
+        if selector
+        else None
+    )
 
     def progress(t: float) -> None:
         covered = max(0.0, min(t - source.start_s, seg.core_end, source.duration_s) - seg.core_start)
         print(f"progress {covered:.3f}", flush=True)
 
     out.frames = run_frame_pipeline(
-        source.path, [*guarded, *([kf] if kf else [])], time_offset=source.start_s, read_ahead=0, threads=threads,
-        start_s=seg.decode_start or None, end_s=None if math.isinf(seg.decode_end) else seg.decode_end,
-        on_progress=progress, stats=out.decode,
+        source.path,
+        [*guarded, *([kf] if kf else [])],
+        time_offset=source.start_s,
+        read_ahead=0,
+        threads=threads,
+        start_s=seg.decode_start or None,
+        end_s=None if math.isinf(seg.decode_end) else seg.decode_end,
+        on_progress=progress,
+        stats=out.decode,
     )
     progress(math.inf)
     for g in guarded:

@@ -47,8 +47,15 @@ def assign_speakers(result: TranscriptionResult, turns: list[SpeakerTurn]) -> Tr
             if w is not None and w.speaker == run[-1].speaker:
                 run.append(w)
                 continue
-            segments.append(TranscriptSegment(start_s=run[0].start_s, end_s=run[-1].end_s, text=" ".join(x.word for x in run),
-                                              speaker=run[0].speaker, words=run))
+            segments.append(
+                TranscriptSegment(
+                    start_s=run[0].start_s,
+                    end_s=run[-1].end_s,
+                    text=" ".join(x.word for x in run),
+                    speaker=run[0].speaker,
+                    words=run,
+                )
+            )
             if w is not None:
                 run = [w]
     return result.model_copy(update={"segments": segments})

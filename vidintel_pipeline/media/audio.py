@@ -27,8 +27,23 @@ def extract_audio(src: str | os.PathLike[str], dst: Path, *, offset_s: float = 0
         # from this stream's own start (ffmpeg counts from the earliest stream of the file, which may be another)
         shift = ["-af", f"asetpts=PTS-STARTPTS,atrim=start={-offset_s:.6f},asetpts=PTS-STARTPTS"]
     run_ffmpeg(
-        ["-i", os.fspath(src), "-map", "0:a:0", "-vn", *shift, "-ac", "1", "-ar", str(SAMPLE_RATE),
-         "-c:a", "pcm_s16le", "-f", "wav", dst.as_posix()],
+        [
+            "-i",
+            os.fspath(src),
+            "-map",
+            "0:a:0",
+            "-vn",
+            *shift,
+            "-ac",
+            "1",
+            "-ar",
+            str(SAMPLE_RATE),
+            "-c:a",
+            "pcm_s16le",
+            "-f",
+            "wav",
+            dst.as_posix(),
+        ],
         what=f"extracting audio from {Path(src).name}",
     )
     return dst

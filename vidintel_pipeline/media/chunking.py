@@ -87,14 +87,23 @@ def cut_chunks(src: str | os.PathLike[str], plans: list[ChunkPlan], out_dir: Pat
     times = ",".join(f"{max(p.start_s - 0.0005, 0):.6f}" for p in plans[1:])
     run_ffmpeg(
         [
-            "-i", os.fspath(src), "-map", "0", "-c", "copy", "-f", "segment",
-            "-segment_times", times, "-reset_timestamps", "1", pattern,
+            "-i",
+            os.fspath(src),
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-f",
+            "segment",
+            "-segment_times",
+            times,
+            "-reset_timestamps",
+            "1",
+            pattern,
         ],
         what=f"chunking {Path(src).name}",
     )
     files = sorted(out_dir.glob(f"chunk_*{ext}"))
     if len(files) != len(plans):
-        raise MediaError(
-            f"chunking {Path(src).name}: ffmpeg wrote {len(files)} chunks where {len(plans)} were planned"
-        )
+        raise MediaError(f"chunking {Path(src).name}: ffmpeg wrote {len(files)} chunks where {len(plans)} were planned")
     return files

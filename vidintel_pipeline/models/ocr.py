@@ -45,16 +45,20 @@ def model_dir() -> Path:
     env = os.environ.get("VIDINTEL_OCR_MODEL")
     d = Path(env) if env else models.shared_dir(MODEL_NAME)
     if not ((d / DET).is_file() and (d / REC).is_file()):
-        raise OCRModelMissing(f"the OCR models are not installed in {d}; run `vidintel models fetch` (make install does) "
-                              "or set VIDINTEL_OCR_MODEL to a folder with det.onnx and rec.onnx")
+        raise OCRModelMissing(
+            f"the OCR models are not installed in {d}; run `vidintel models fetch` (make install does) "
+            "or set VIDINTEL_OCR_MODEL to a folder with det.onnx and rec.onnx"
+        )
     return d
 
 
 def fetch(dest: Optional[Path] = None) -> Path:
     base = "rapidocr_onnxruntime/models/"
     return models.fetch_from_wheel(
-        PACKAGE, {base + "ch_PP-OCRv4_det_infer.onnx": DET, base + "ch_PP-OCRv4_rec_infer.onnx": REC},
-        dest or models.shared_dir(MODEL_NAME), required=[DET, REC],
+        PACKAGE,
+        {base + "ch_PP-OCRv4_det_infer.onnx": DET, base + "ch_PP-OCRv4_rec_infer.onnx": REC},
+        dest or models.shared_dir(MODEL_NAME),
+        required=[DET, REC],
     )
 
 
@@ -68,8 +72,9 @@ class TextBox:
 class TextReader:
     """``read(bgr) -> [TextBox]``, top to bottom, left to right."""
 
-    def __init__(self, folder: Optional[Path] = None, *, max_side: int = 960, threads: int = 1,
-                 min_confidence: float = 0.5):
+    def __init__(
+        self, folder: Optional[Path] = None, *, max_side: int = 960, threads: int = 1, min_confidence: float = 0.5
+    ):
         import onnxruntime as ort
 
         folder = folder or model_dir()
@@ -90,14 +95,16 @@ class TextReader:
             return []
         strips = [_deskew(bgr, q) for q in quads]
         boxes = []
-        for q, (text, conf) in zip(quads, self.recognize(strips)):
+        for q, (text, conf) in zip(quads, self.recognize(strips), strict=False):
             text = text.strip()
             if text and conf >= self.min_confidence:
                 x, y, w, h = cv2.boundingRect(q.astype(np.int32))
                 boxes.append(TextBox(text, round(conf, 3), (x, y, w, h)))
         return _lines(boxes)
 
-    def detect(self, bgr: np.ndarray, thresh: float = 0.3, box_thresh: float = 0.5, unclip: float = 1.6) -> list[np.ndarray]:
+    def detect(
+        self, bgr: np.ndarray, thresh: float = 0.3, box_thresh: float = 0.5, unclip: float = 1.6
+    ) -> list[np.ndarray]:
         h, w = bgr.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         rh, rw = max(32, int(round(h * scale / 32)) * 32), max(32, int(round(w * scale / 32)) * 32)
@@ -113,7 +120,7 @@ class TextReader:
             bx, by, bw2, bh2 = cv2.boundingRect(c)
             region = np.zeros((bh2, bw2), np.uint8)
             cv2.fillPoly(region, [c - [bx, by]], 1)
-            if cv2.mean(prob[by:by + bh2, bx:bx + bw2], region)[0] < box_thresh:
+            if cv2.mean(prob[by : by + bh2, bx : bx + bw2], region)[0] < box_thresh:
                 continue
             d = bw * bh * unclip / (2 * (bw + bh))
             bw, bh = bw + 2 * d, bh + 2 * d
@@ -130,7 +137,7 @@ class TextReader:
         out: list[tuple[str, float]] = [("", 0.0)] * len(strips)
         name = self.rec.get_inputs()[0].name
         for i in range(0, len(order), batch):
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             width = max(320, max(int(math.ceil(48 * strips[j].shape[1] / strips[j].shape[0])) for j in idx))
             x = np.zeros((len(idx), 3, 48, width), np.float32)
             for k, j in enumerate(idx):

@@ -37,14 +37,14 @@ def read_ct2(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     def take(fmt: str) -> Any:
         nonlocal pos
         size = struct.calcsize(fmt)
-        value = struct.unpack(fmt, bytes(raw[pos:pos + size]))[0]
+        value = struct.unpack(fmt, bytes(raw[pos : pos + size]))[0]
         pos += size
         return value
 
     def text() -> str:
         nonlocal pos
         n = take("<H")
-        s = bytes(raw[pos:pos + n - 1]).decode()
+        s = bytes(raw[pos : pos + n - 1]).decode()
         pos += n
         return s
 
@@ -62,7 +62,7 @@ def read_ct2(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         nbytes = take("<I")
         if dtype is None:
             raise ValueError(f"{path}: {name} has an unsupported dtype (bfloat16?)")
-        out[name] = np.frombuffer(bytes(raw[pos:pos + nbytes]), dtype=dtype).reshape(shape)
+        out[name] = np.frombuffer(bytes(raw[pos : pos + nbytes]), dtype=dtype).reshape(shape)
         pos += nbytes
     for _ in range(take("<I")):
         alias, target = text(), text()
@@ -102,7 +102,10 @@ def to_state_dict(v: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict
         lin(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
 
     for name in ("conv1", "conv2"):
-        sd[f"encoder.{name}.weight"], sd[f"encoder.{name}.bias"] = v[f"encoder/{name}/weight"], v[f"encoder/{name}/bias"]
+        sd[f"encoder.{name}.weight"], sd[f"encoder.{name}.bias"] = (
+            v[f"encoder/{name}/weight"],
+            v[f"encoder/{name}/bias"],
+        )
     sd["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
     n_audio_layer = layers("encoder")
     for i in range(n_audio_layer):
@@ -127,10 +130,13 @@ def to_state_dict(v: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict
     dims = {
         "n_mels": int(v["encoder/conv1/weight"].shape[1]),
         "n_audio_ctx": int(v["encoder/position_encodings/encodings"].shape[0]),
-        "n_audio_state": n, "n_audio_head": int(v["encoder/num_heads"]), "n_audio_layer": n_audio_layer,
+        "n_audio_state": n,
+        "n_audio_head": int(v["encoder/num_heads"]),
+        "n_audio_layer": n_audio_layer,
         "n_vocab": int(v["decoder/embeddings/weight"].shape[0]),
         "n_text_ctx": int(v["decoder/position_encodings/encodings"].shape[0]),
-        "n_text_state": int(v["decoder/embeddings/weight"].shape[1]), "n_text_head": int(v["decoder/num_heads"]),
+        "n_text_state": int(v["decoder/embeddings/weight"].shape[1]),
+        "n_text_head": int(v["decoder/num_heads"]),
         "n_text_layer": n_text_layer,
     }
     return sd, dims
@@ -145,8 +151,10 @@ def convert(ct2_dir: str | os.PathLike[str], out: str | os.PathLike[str]) -> Pat
     config = json.loads((ct2_dir / "config.json").read_text()) if (ct2_dir / "config.json").is_file() else {}
     checkpoint = {
         "dims": dims,
-        "model_state_dict": {k: torch.from_numpy(np.array(a, dtype=np.float16 if a.dtype == np.float16 else np.float32))
-                             for k, a in sd.items()},
+        "model_state_dict": {
+            k: torch.from_numpy(np.array(a, dtype=np.float16 if a.dtype == np.float16 else np.float32))
+            for k, a in sd.items()
+        },
         "alignment_heads": config.get("alignment_heads"),
         "converted_from": str(ct2_dir / "model.bin"),
     }

@@ -33,7 +33,9 @@ def render(memory: MemoryDocument, fmt: str, **kw: Any) -> str:
 
 
 # subtitles -------------------------------------------------------------------------------------------
-def cues(memory: MemoryDocument, max_cue_s: float = 6.0, max_cue_words: int = 14) -> list[tuple[float, float, str, str | None]]:
+def cues(
+    memory: MemoryDocument, max_cue_s: float = 6.0, max_cue_words: int = 14
+) -> list[tuple[float, float, str, str | None]]:
     """``(start, end, text, speaker)`` per cue: monotonic, non-overlapping, at most ``max_cue_s`` long."""
     out: list[tuple[float, float, str, str | None]] = []
     for seg in memory.transcript.segments:
@@ -54,11 +56,21 @@ def _split(seg: TranscriptSegment, max_s: float, max_words: int):
     group: list[Word] = []
     for w in words:
         if group and (w.end_s - group[0].start_s > max_s or len(group) >= max_words or w.speaker != group[-1].speaker):
-            yield group[0].start_s, group[-1].end_s, " ".join(x.word.strip() for x in group), group[0].speaker or seg.speaker
+            yield (
+                group[0].start_s,
+                group[-1].end_s,
+                " ".join(x.word.strip() for x in group),
+                group[0].speaker or seg.speaker,
+            )
             group = []
         group.append(w)
     if group:
-        yield group[0].start_s, group[-1].end_s, " ".join(x.word.strip() for x in group), group[0].speaker or seg.speaker
+        yield (
+            group[0].start_s,
+            group[-1].end_s,
+            " ".join(x.word.strip() for x in group),
+            group[0].speaker or seg.speaker,
+        )
 
 
 def _clock(t: float, sep: str) -> str:
@@ -91,7 +103,18 @@ def to_json(memory: MemoryDocument, **_: Any) -> str:
     return json.dumps(memory.model_dump(mode="json"), indent=2) + "\n"
 
 
-CSV_FIELDS = ("project_id", "video_id", "type", "label", "start_s", "end_s", "duration_s", "confidence", "plugin", "plugins")
+CSV_FIELDS = (
+    "project_id",
+    "video_id",
+    "type",
+    "label",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "confidence",
+    "plugin",
+    "plugins",
+)
 
 
 def to_csv(memory: MemoryDocument, **_: Any) -> str:
@@ -99,9 +122,20 @@ def to_csv(memory: MemoryDocument, **_: Any) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
     for m in sorted(memory.markers, key=lambda m: (m.start_s, m.end_s, m.type, m.label)):
-        w.writerow([memory.project_id, memory.video_id, m.type, m.label, f"{m.start_s:.3f}", f"{m.end_s:.3f}",
-                    f"{m.end_s - m.start_s:.3f}", f"{m.confidence:.3f}", m.plugin,
-                    ";".join(m.attributes.get("plugins", [m.plugin]))])
+        w.writerow(
+            [
+                memory.project_id,
+                memory.video_id,
+                m.type,
+                m.label,
+                f"{m.start_s:.3f}",
+                f"{m.end_s:.3f}",
+                f"{m.end_s - m.start_s:.3f}",
+                f"{m.confidence:.3f}",
+                m.plugin,
+                ";".join(m.attributes.get("plugins", [m.plugin])),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -110,7 +144,7 @@ def shot_spans(memory: MemoryDocument) -> list[tuple[float, float]]:
     """Shots between consecutive shot boundaries (a transition belongs to the shot it leads into)."""
     bounds = sorted({round(m.start_s, 3) for m in memory.markers if m.type == "shot_boundary"} - {0.0})
     edges = [0.0] + [b for b in bounds if 0 < b < memory.duration_s] + [memory.duration_s]
-    return [(a, b) for a, b in zip(edges, edges[1:]) if b - a > 1e-3]
+    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b - a > 1e-3]
 
 
 def _timecode(t: float, fps: int) -> str:
@@ -134,8 +168,10 @@ def to_edl(memory: MemoryDocument, reel: str = "AX", **_: Any) -> str:
     clip = str(memory.source.get("key", memory.video_id)).rsplit("/", 1)[-1]
     for i, (a, b) in enumerate(shot_spans(memory), 1):
         length = b - a
-        lines.append(f"{i:03d}  {reel:<8} V     C        {_timecode(a, fps)} {_timecode(b, fps)} "
-                     f"{_timecode(rec, fps)} {_timecode(rec + length, fps)}")
+        lines.append(
+            f"{i:03d}  {reel:<8} V     C        {_timecode(a, fps)} {_timecode(b, fps)} "
+            f"{_timecode(rec, fps)} {_timecode(rec + length, fps)}"
+        )
         lines.append(f"* FROM CLIP NAME: {clip}")
         lines.append("")
         rec += length

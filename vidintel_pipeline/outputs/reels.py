@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidintel_pipeline.plugin_api.contracts import MemoryDocument
-from vidintel_pipeline.storage.layout import memories_prefix, memory_key, memory_keys, project_output_key, validate_id
 from vidintel_pipeline.media import probe
 from vidintel_pipeline.media.ffmpeg import run_ffmpeg
+from vidintel_pipeline.plugin_api.contracts import MemoryDocument
+from vidintel_pipeline.storage.layout import memories_prefix, memory_key, memory_keys, project_output_key, validate_id
 from vidintel_pipeline.storage.stores import Store
 
 COPYABLE = {"h264", "hevc"}
@@ -67,16 +67,26 @@ class Reel:
 
     def manifest(self) -> dict[str, Any]:
         return {
-            "project_id": self.project_id, "name": self.name, "query": self.query, "uri": self.uri,
-            "duration_s": round(self.duration_s, 3), "method": self.method,
+            "project_id": self.project_id,
+            "name": self.name,
+            "query": self.query,
+            "uri": self.uri,
+            "duration_s": round(self.duration_s, 3),
+            "method": self.method,
             "copied_s": round(sum(c.copied_s for c in self.clips), 3),
             "reencoded_s": round(sum(c.reencoded_s for c in self.clips), 3),
             "clips": [asdict(c) | {"duration_s": round(c.duration_s, 3)} for c in self.clips],
         }
 
 
-def choose_clips(moments: list[dict[str, Any]], durations: dict[str, float], *, max_seconds: float,
-                 pad_s: float = 0.5, min_clip_s: float = 1.0) -> list[Clip]:
+def choose_clips(
+    moments: list[dict[str, Any]],
+    durations: dict[str, float],
+    *,
+    max_seconds: float,
+    pad_s: float = 0.5,
+    min_clip_s: float = 1.0,
+) -> list[Clip]:
     """Best-first moments -> padded, merged clips whose total stays within ``max_seconds``.
 
     ``moments`` are dicts with ``video_id``, ``start_s``, ``end_s`` and ``why``, best first. Clips of one
@@ -130,8 +140,10 @@ def build_reel(ingest: Store, output: Store, project_id: str, clips: list[Clip],
             sources[c.video_id] = (path, info, frame_times(path) if info.video_codec in COPYABLE else ([], []))
             uris[c.video_id] = ingest.uri(memory.source["key"])
         c.source_uri = uris[c.video_id]
-    formats = {(i.video_codec, i.width, i.height, round(i.fps or 0, 3), i.rotation, i.pixel_format)
-               for _, i, _ in sources.values()}
+    formats = {
+        (i.video_codec, i.width, i.height, round(i.fps or 0, 3), i.rotation, i.pixel_format)
+        for _, i, _ in sources.values()
+    }
     smart = len(formats) == 1 and next(iter(formats))[0] in COPYABLE
     reel.method = "smart_copy" if smart else "reencode"
     first = sources[clips[0].video_id][1]
@@ -154,8 +166,29 @@ def build_reel(ingest: Store, output: Store, project_id: str, clips: list[Clip],
         out = Path(tmp) / f"{name}.mp4"
         sound = Path(tmp) / "audio.m4a"
         _audio(clips, sources, sound)
-        run_ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(sound), "-map", "0:v:0", "-map", "1:a:0",
-                    "-c", "copy", "-shortest", "-movflags", "+faststart", str(out)], what=f"joining reel {name}")
+        run_ffmpeg(
+            [
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(listing),
+                "-i",
+                str(sound),
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a:0",
+                "-c",
+                "copy",
+                "-shortest",
+                "-movflags",
+                "+faststart",
+                str(out),
+            ],
+            what=f"joining reel {name}",
+        )
         reel.duration_s = probe(out).duration_s
         reel.uri = output.put_file(project_output_key(project_id, "compilations", f"{name}.mp4"), out)
     reel.manifest_uri = output.put_json(project_output_key(project_id, "compilations", f"{name}.json"), reel.manifest())
@@ -203,9 +236,28 @@ def _smart_cut(path: Path, info: Any, times: tuple[list[float], list[float]], c:
         parts.append(head)
     body = tmp / f"{i:04d}_b_body.ts"
     n = sum(1 for t in frames if k0 - half <= t < k1 - half)
-    run_ffmpeg(["-ss", seek_arg(info, k0), "-i", str(path), "-frames:v", str(n), "-map", "0:v:0", "-c", "copy", "-bsf:v", f"{info.video_codec}_mp4toannexb",
-                "-muxdelay", "0", "-f", "mpegts", str(body)],
-               what=f"copying {path.name} {k0:.3f}-{k1:.3f} s")
+    run_ffmpeg(
+        [
+            "-ss",
+            seek_arg(info, k0),
+            "-i",
+            str(path),
+            "-frames:v",
+            str(n),
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-bsf:v",
+            f"{info.video_codec}_mp4toannexb",
+            "-muxdelay",
+            "0",
+            "-f",
+            "mpegts",
+            str(body),
+        ],
+        what=f"copying {path.name} {k0:.3f}-{k1:.3f} s",
+    )
     parts.append(body)
     if c.end_s - k1 > half:
         tail = tmp / f"{i:04d}_c_tail.ts"
@@ -231,10 +283,34 @@ def _encode(path: Path, start: float, end: float, out: Path, like: Any, src: Any
         w, h = h, w
     vf = f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps}"
     codec = ["-c:v", "libx265", "-tag:v", "hvc1"] if like.video_codec == "hevc" else ["-c:v", "libx264"]
-    run_ffmpeg(["-ss", seek_arg(src, start), "-i", str(path), "-t", f"{end - start:.6f}", "-map", "0:v:0", "-an",
-                "-vf", vf, *codec, "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-                "-muxdelay", "0", "-f", "mpegts", str(out)],
-               what=f"re-encoding {path.name} {start:.3f}-{end:.3f} s")
+    run_ffmpeg(
+        [
+            "-ss",
+            seek_arg(src, start),
+            "-i",
+            str(path),
+            "-t",
+            f"{end - start:.6f}",
+            "-map",
+            "0:v:0",
+            "-an",
+            "-vf",
+            vf,
+            *codec,
+            "-preset",
+            "veryfast",
+            "-crf",
+            "18",
+            "-pix_fmt",
+            "yuv420p",
+            "-muxdelay",
+            "0",
+            "-f",
+            "mpegts",
+            str(out),
+        ],
+        what=f"re-encoding {path.name} {start:.3f}-{end:.3f} s",
+    )
 
 
 def _audio(clips: list[Clip], sources: dict[str, tuple[Path, Any, Any]], out: Path) -> None:
@@ -249,19 +325,32 @@ def _audio(clips: list[Clip], sources: dict[str, tuple[Path, Any, Any]], out: Pa
         path, info, _ = sources[c.video_id]
         if info.has_audio:
             inputs += ["-ss", seek_arg(info, c.start_s), "-t", f"{c.duration_s:.6f}", "-i", str(path)]
-            chains.append(f"[{n}:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
-                          f"apad,atrim=duration={c.duration_s:.6f},asetpts=PTS-STARTPTS[a{i}]")
+            chains.append(
+                f"[{n}:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                f"apad,atrim=duration={c.duration_s:.6f},asetpts=PTS-STARTPTS[a{i}]"
+            )
         else:
             inputs += ["-f", "lavfi", "-t", f"{c.duration_s:.6f}", "-i", "anullsrc=r=48000:cl=stereo"]
             chains.append(f"[{n}:a:0]aformat=sample_fmts=fltp:channel_layouts=stereo,asetpts=PTS-STARTPTS[a{i}]")
         n += 1
     chains.append("".join(f"[a{i}]" for i in range(len(clips))) + f"concat=n={len(clips)}:v=0:a=1[aout]")
-    run_ffmpeg(inputs + ["-filter_complex", ";".join(chains), "-map", "[aout]", "-c:a", "aac", "-b:a", "128k", str(out)],
-               what="mixing the reel's audio")
+    run_ffmpeg(
+        inputs + ["-filter_complex", ";".join(chains), "-map", "[aout]", "-c:a", "aac", "-b:a", "128k", str(out)],
+        what="mixing the reel's audio",
+    )
 
 
-def moments_for(output: Store, project_id: str, *, query: str = "", marker_type: str = "", label: str = "",
-                mode: str = "hybrid", limit: int = 50, embedder: Any = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def moments_for(
+    output: Store,
+    project_id: str,
+    *,
+    query: str = "",
+    marker_type: str = "",
+    label: str = "",
+    mode: str = "hybrid",
+    limit: int = 50,
+    embedder: Any = None,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Best-first moments from a search (``query``) or a marker filter (``marker_type``, optional ``label``),
     and every video's duration."""
     from vidintel_pipeline.outputs.search import search
@@ -276,24 +365,44 @@ def moments_for(output: Store, project_id: str, *, query: str = "", marker_type:
         raise CompileError("give either a search query or a marker type (with an optional label), not both")
     if query:
         hits = search(output, project_id, query, limit=limit, mode=mode, embedder=embedder, refresh=True)
-        return [{"video_id": h.video_id, "start_s": h.start_s, "end_s": h.end_s, "why": f"{h.kind} \"{h.text}\" ({h.why})"}
-                for h in hits], durations
+        return [
+            {"video_id": h.video_id, "start_s": h.start_s, "end_s": h.end_s, "why": f'{h.kind} "{h.text}" ({h.why})'}
+            for h in hits
+        ], durations
     found = []
     for v, d in sorted(docs.items()):
         for m in d.markers:
             if m.type == marker_type and (not label or label.lower() in m.label.lower()):
-                found.append({"video_id": v, "start_s": m.start_s, "end_s": m.end_s, "confidence": m.confidence,
-                              "why": f"{m.type} {m.label!r} by {m.plugin}"})
+                found.append(
+                    {
+                        "video_id": v,
+                        "start_s": m.start_s,
+                        "end_s": m.end_s,
+                        "confidence": m.confidence,
+                        "why": f"{m.type} {m.label!r} by {m.plugin}",
+                    }
+                )
     found.sort(key=lambda f: -f["confidence"])
     return found[:limit], durations
 
 
-def compile_reel(ingest: Store, output: Store, project_id: str, *, query: str = "", marker_type: str = "",
-                 label: str = "", max_seconds: float = 60.0, mode: str = "hybrid", pad_s: float = 0.5,
-                 embedder: Any = None) -> Reel:
+def compile_reel(
+    ingest: Store,
+    output: Store,
+    project_id: str,
+    *,
+    query: str = "",
+    marker_type: str = "",
+    label: str = "",
+    max_seconds: float = 60.0,
+    mode: str = "hybrid",
+    pad_s: float = 0.5,
+    embedder: Any = None,
+) -> Reel:
     """Search (or filter markers), choose clips within ``max_seconds``, and cut the reel."""
-    moments, durations = moments_for(output, project_id, query=query, marker_type=marker_type, label=label,
-                                     mode=mode, embedder=embedder)
+    moments, durations = moments_for(
+        output, project_id, query=query, marker_type=marker_type, label=label, mode=mode, embedder=embedder
+    )
     clips = choose_clips(moments, durations, max_seconds=max_seconds, pad_s=pad_s)
     what = query or f"{marker_type}{':' + label if label else ''}"
     name = reel_name(what, {"max_seconds": max_seconds, "mode": mode, "pad_s": pad_s, "filter": bool(marker_type)})

@@ -52,7 +52,7 @@ class Moment:
     video_id: str
     start_s: float
     end_s: float
-    kind: str          # transcript | marker
+    kind: str  # transcript | marker
     text: str
     score: float
     why: str
@@ -82,14 +82,29 @@ def entries_of(memory: MemoryDocument) -> list[dict[str, Any]]:
     out = []
     for s in memory.transcript.segments:
         if s.text.strip():
-            out.append({"kind": "transcript", "start_s": s.start_s, "end_s": s.end_s, "text": s.text.strip(),
-                        "speaker": s.speaker, "keyframe_uri": keyframe(s.start_s, s.end_s)})
+            out.append(
+                {
+                    "kind": "transcript",
+                    "start_s": s.start_s,
+                    "end_s": s.end_s,
+                    "text": s.text.strip(),
+                    "speaker": s.speaker,
+                    "keyframe_uri": keyframe(s.start_s, s.end_s),
+                }
+            )
     for m in memory.markers:
         words = f"{m.label.replace('_', ' ')} {m.type.replace('_', ' ')}"
         extra = m.attributes.get("text") or m.attributes.get("description")
-        out.append({"kind": "marker", "start_s": m.start_s, "end_s": m.end_s,
-                    "text": f"{words}: {extra}" if extra else words, "speaker": None,
-                    "keyframe_uri": keyframe(m.start_s, m.end_s)})
+        out.append(
+            {
+                "kind": "marker",
+                "start_s": m.start_s,
+                "end_s": m.end_s,
+                "text": f"{words}: {extra}" if extra else words,
+                "speaker": None,
+                "keyframe_uri": keyframe(m.start_s, m.end_s),
+            }
+        )
     return out
 
 
@@ -114,9 +129,19 @@ class SearchIndex:
             self._drop(memory.video_id)
             for i, r in enumerate(rows):
                 cur = self.db.execute(
-                    "INSERT INTO entries(video_id, kind, start_s, end_s, text, speaker, keyframe_uri, embedding) VALUES (?,?,?,?,?,?,?,?)",
-                    (memory.video_id, r["kind"], r["start_s"], r["end_s"], r["text"], r["speaker"], r["keyframe_uri"],
-                     vecs[i].astype(np.float32).tobytes() if vecs is not None else None))
+                    "INSERT INTO entries(video_id, kind, start_s, end_s, text, speaker, keyframe_uri, "
+                    "embedding) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        memory.video_id,
+                        r["kind"],
+                        r["start_s"],
+                        r["end_s"],
+                        r["text"],
+                        r["speaker"],
+                        r["keyframe_uri"],
+                        vecs[i].astype(np.float32).tobytes() if vecs is not None else None,
+                    ),
+                )
                 self.db.execute("INSERT INTO entries_fts(rowid, text) VALUES (?, ?)", (cur.lastrowid, r["text"]))
             self.db.execute("INSERT INTO videos VALUES (?,?,?)", (memory.video_id, memory_sha, len(rows)))
         return len(rows)
@@ -142,7 +167,9 @@ class SearchIndex:
             match = " OR ".join(f'"{t}"' for t in terms)
             hits = self.db.execute(
                 "SELECT e.id, -bm25(entries_fts), e.text FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid "
-                "WHERE entries_fts MATCH ?", (match,)).fetchall()
+                "WHERE entries_fts MATCH ?",
+                (match,),
+            ).fetchall()
             best = max((s for _, s, _ in hits), default=0.0) or 1.0
             for rowid, s, text in hits:
                 text = text.lower()
@@ -155,7 +182,7 @@ class SearchIndex:
                 q = self.embedder.encode([query])[0]
                 mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
                 sims = mat @ q
-                for (rowid, _), sim in zip(rows, sims):
+                for (rowid, _), sim in zip(rows, sims, strict=False):
                     if sim >= min_similarity:
                         scores[rowid] = scores.get(rowid, 0.0) + float(sim)
                         why.setdefault(rowid, []).append(f"meaning: {sim:.2f} similar")
@@ -163,7 +190,8 @@ class SearchIndex:
         out = []
         for rowid, score in top:
             v, kind, a, b, text, spk, kf = self.db.execute(
-                "SELECT video_id, kind, start_s, end_s, text, speaker, keyframe_uri FROM entries WHERE id = ?", (rowid,)).fetchone()
+                "SELECT video_id, kind, start_s, end_s, text, speaker, keyframe_uri FROM entries WHERE id = ?", (rowid,)
+            ).fetchone()
             out.append(Moment(v, a, b, kind, text, round(score, 4), "; ".join(why[rowid]), kf, spk))
         return out
 
@@ -202,23 +230,43 @@ def sync_index(idx: SearchIndex, output: Store, project_id: str) -> dict[str, An
         idx.drop_video(video_id)
     if added or removed or not output.exists(key):
         output.put_file(key, idx.path)
-    return {"index_uri": output.uri(key), "reindexed": added, "removed": removed, "unchanged": unchanged,
-            "videos": len(memories), "entries": idx.db.execute("SELECT count(*) FROM entries").fetchone()[0],
-            "semantic_entries": idx.db.execute("SELECT count(*) FROM entries WHERE embedding IS NOT NULL").fetchone()[0]}
+    return {
+        "index_uri": output.uri(key),
+        "reindexed": added,
+        "removed": removed,
+        "unchanged": unchanged,
+        "videos": len(memories),
+        "entries": idx.db.execute("SELECT count(*) FROM entries").fetchone()[0],
+        "semantic_entries": idx.db.execute("SELECT count(*) FROM entries WHERE embedding IS NOT NULL").fetchone()[0],
+    }
 
 
 def sync(output: Store, project_id: str, embedder: Any = None) -> dict[str, Any]:
     """Bring the project's index up to date with its memories; returns what changed."""
-    with held(index_lock_name(project_id), "search index update", wait=True), opened(output, project_id, embedder) as idx:
+    with (
+        held(index_lock_name(project_id), "search index update", wait=True),
+        opened(output, project_id, embedder) as idx,
+    ):
         return sync_index(idx, output, project_id)
 
 
-def search(output: Store, project_id: str, query: str, *, limit: int = 10, mode: str = "hybrid",
-           embedder: Any = None, refresh: bool = False) -> list[Moment]:
+def search(
+    output: Store,
+    project_id: str,
+    query: str,
+    *,
+    limit: int = 10,
+    mode: str = "hybrid",
+    embedder: Any = None,
+    refresh: bool = False,
+) -> list[Moment]:
     """Moments matching ``query``; ``refresh`` first catches up with memories written since the last sync."""
     if not refresh:  # read only: the index is replaced atomically, never written in place
         with opened(output, project_id, embedder) as idx:
             return idx.search(query, limit=limit, mode=mode)
-    with held(index_lock_name(project_id), "search index update", wait=True), opened(output, project_id, embedder) as idx:
+    with (
+        held(index_lock_name(project_id), "search index update", wait=True),
+        opened(output, project_id, embedder) as idx,
+    ):
         sync_index(idx, output, project_id)
         return idx.search(query, limit=limit, mode=mode)

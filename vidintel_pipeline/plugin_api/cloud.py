@@ -78,8 +78,13 @@ def job_name(prefix: str, *parts: Any, max_len: int = 64) -> str:
 
 # polling ---------------------------------------------------------------------------------------------
 async def poll(
-    check: Callable[[], Awaitable[Optional[T]]], *, what: str, plugin: str, first_s: float = 5.0,
-    max_s: float = 30.0, deadline_s: float = 3600.0,
+    check: Callable[[], Awaitable[Optional[T]]],
+    *,
+    what: str,
+    plugin: str,
+    first_s: float = 5.0,
+    max_s: float = 30.0,
+    deadline_s: float = 3600.0,
 ) -> T:
     """Call ``check`` until it returns a value, waiting ``first_s`` then doubling up to ``max_s``."""
     delay = first_s
@@ -126,27 +131,39 @@ def env_secret(var: str, plugin: str) -> str:
 # AWS -------------------------------------------------------------------------------------------------
 # Errors AWS documents as "slow down / try later": retried with backoff, then a RateLimitError.
 AWS_THROTTLING = {
-    "ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException",
-    "TooManyRequestsException", "RequestLimitExceeded", "SlowDown", "ServiceUnavailableException",
-    "InternalServerError", "InternalServerErrorException",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailableException",
+    "InternalServerError",
+    "InternalServerErrorException",
 }
 
 
-def aws_client(service: str, *, region: Optional[str] = None, endpoint_url: Optional[str] = None,
-               timeout_s: float = 60.0) -> Any:
+def aws_client(
+    service: str, *, region: Optional[str] = None, endpoint_url: Optional[str] = None, timeout_s: float = 60.0
+) -> Any:
     """A boto3 client; credentials and endpoints from the standard AWS environment (``AWS_ENDPOINT_URL_<SERVICE>``)."""
     import boto3
     from botocore.config import Config
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    cfg = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=min(timeout_s, 10),
-                 read_timeout=timeout_s, user_agent_appid="vidintel")
+    cfg = Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=min(timeout_s, 10),
+        read_timeout=timeout_s,
+        user_agent_appid="vidintel",
+    )
     return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url or None, config=cfg)
 
 
 def aws_error(exc: BaseException, *, plugin: str, what: str) -> PluginError:
     """A botocore error as the PluginError the orchestrator understands (throttling is retryable)."""
-    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, PluginError):
         return exc
@@ -172,7 +189,13 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def stage_in_s3(
-    *, local_path: str, uri: Optional[str], bucket: Optional[str], ref: VideoRef, folder: str, plugin: str,
+    *,
+    local_path: str,
+    uri: Optional[str],
+    bucket: Optional[str],
+    ref: VideoRef,
+    folder: str,
+    plugin: str,
     client: Any = None,
 ) -> tuple[str, str]:
     """``(bucket, key)`` of the media in S3: its own object when it already lives there, else an upload.
@@ -201,18 +224,31 @@ def stage_in_s3(
         except Exception as exc:  # noqa: BLE001 - a 404 is the usual answer
             from botocore.exceptions import ClientError
 
-            if not (isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")):
+            if not (
+                isinstance(exc, ClientError)
+                and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+            ):
                 raise
         s3.upload_file(local_path, bucket, key)
     except Exception as exc:  # noqa: BLE001
-        raise aws_error(exc, plugin=plugin, what=f"staging {os.path.basename(local_path)} in s3://{bucket}/{key}") from exc
+        raise aws_error(
+            exc, plugin=plugin, what=f"staging {os.path.basename(local_path)} in s3://{bucket}/{key}"
+        ) from exc
     return bucket, key
 
 
 # HTTP APIs (OpenAI and OpenAI-compatible endpoints) -----------------------------------------------------
 def http_call(
-    method: str, url: str, *, plugin: str, what: str, api_key: Optional[str] = None, timeout_s: float = 120.0,
-    json_body: Any = None, data: Any = None, files: Any = None,
+    method: str,
+    url: str,
+    *,
+    plugin: str,
+    what: str,
+    api_key: Optional[str] = None,
+    timeout_s: float = 120.0,
+    json_body: Any = None,
+    data: Any = None,
+    files: Any = None,
 ) -> dict[str, Any]:
     """One HTTP request to a JSON API. 429 and 5xx become retryable errors; the key never appears in messages."""
     import requests
@@ -223,7 +259,9 @@ def http_call(
     try:
         r = requests.request(method, url, headers=headers, json=json_body, data=data, files=files, timeout=timeout_s)
     except requests.Timeout as exc:
-        raise PluginError(f"{what}: no answer from {url} within {timeout_s:g} s", plugin=plugin, retryable=True) from exc
+        raise PluginError(
+            f"{what}: no answer from {url} within {timeout_s:g} s", plugin=plugin, retryable=True
+        ) from exc
     except requests.RequestException as exc:
         raise PluginError(f"{what}: {url} unreachable ({type(exc).__name__})", plugin=plugin, retryable=True) from exc
     if r.status_code >= 400:
@@ -237,7 +275,9 @@ def http_call(
     try:
         return r.json()
     except ValueError as exc:
-        raise PluginError(f"{what}: {url} answered with non-JSON ({r.text[:120]!r})", plugin=plugin, retryable=True) from exc
+        raise PluginError(
+            f"{what}: {url} answered with non-JSON ({r.text[:120]!r})", plugin=plugin, retryable=True
+        ) from exc
 
 
 def _api_error(r: Any) -> str:

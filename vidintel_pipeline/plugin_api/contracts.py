@@ -22,8 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 MarkerType = str
 MARKER_TYPE_RE = r"^[a-z][a-z0-9_]{0,63}$"
 MARKER_TYPES: tuple[str, ...] = (
-    "shot_boundary", "scene_change", "technical_cue", "object_appearance", "custom_prompt",
-    "action_detection", "scene_understanding", "text_in_video",
+    "shot_boundary",
+    "scene_change",
+    "technical_cue",
+    "object_appearance",
+    "custom_prompt",
+    "action_detection",
+    "scene_understanding",
+    "text_in_video",
 )
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
@@ -69,7 +75,9 @@ class PluginInfo(_Model):
     plugin_name: str
     plugin_version: str
     kind: Literal["temporal", "transcription", "diarization"] = "temporal"
-    supported_events: list[str] = Field(default_factory=list, description="Capabilities, e.g. shot_detection, black_frames.")
+    supported_events: list[str] = Field(
+        default_factory=list, description="Capabilities, e.g. shot_detection, black_frames."
+    )
     requires_gpu: bool = False
     requires_s3: bool = False
     max_chunk_duration: Optional[float] = Field(default=None, gt=0, description="Seconds; None means whole videos.")
@@ -83,7 +91,7 @@ class PluginInfo(_Model):
     uses_results: bool = Field(
         default=False,
         description="Reads other plugins' results (ChunkInfo.markers, ChunkInfo.transcript) instead of the media: "
-                    "runs in the prompt_markers step, after every other temporal plugin and the transcript.",
+        "runs in the prompt_markers step, after every other temporal plugin and the transcript.",
     )
 
     @field_validator("accuracy")
@@ -148,7 +156,8 @@ class TemporalMarker(_Model):
     """One interesting time range. A hard cut has ``start_s == end_s`` == first frame of the new shot.
 
     Times are not range-checked here, so a plugin that computes a start half a frame before 0 can still build
-    its markers: the core clamps each marker into its chunk, or drops that one alone (``vidintel_pipeline.engine.merge.check_markers``).
+    its markers: the core clamps each marker into its chunk, or drops that one alone
+    (``vidintel_pipeline.engine.merge.check_markers``).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -329,5 +338,7 @@ class MemoryDocument(_Model):
     keyframes: list[Keyframe] = Field(default_factory=list)
     cost: CostSummary = Field(default_factory=CostSummary)
     plugins: list[dict[str, str]] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list, description="What a user must know: failed plugins, "
-                                "clamped or dropped markers, a truncated or damaged source.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What a user must know: failed plugins, clamped or dropped markers, a truncated or damaged source.",
+    )

@@ -12,9 +12,16 @@ import asyncio
 from abc import abstractmethod
 from typing import Optional
 
-from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, BaseTemporalPlugin, ChunkInfo, PluginError, TemporalMarker
+from vidintel_pipeline.media.decode import run_frame_pipeline
 from vidintel_pipeline.media.ffmpeg import MediaError
-from vidintel_pipeline.media.frames import Frame, run_frame_pipeline
+from vidintel_pipeline.media.frames import Frame
+from vidintel_pipeline.plugin_api.contracts import (
+    AnalysisConfig,
+    BaseTemporalPlugin,
+    ChunkInfo,
+    PluginError,
+    TemporalMarker,
+)
 
 
 class FramePlugin(BaseTemporalPlugin):

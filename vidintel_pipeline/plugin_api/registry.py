@@ -22,7 +22,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Optional
 
-from vidintel_pipeline.plugin_api.contracts import BaseDiarizationPlugin, BaseTemporalPlugin, BaseTranscriptionPlugin, PluginError, PluginInfo
+from vidintel_pipeline.plugin_api.contracts import (
+    BaseDiarizationPlugin,
+    BaseTemporalPlugin,
+    BaseTranscriptionPlugin,
+    PluginError,
+    PluginInfo,
+)
 
 ENTRY_POINT_GROUP = "vidintel.plugins"
 PluginClass = type  # a subclass of BaseTemporalPlugin or BaseTranscriptionPlugin
@@ -67,7 +73,7 @@ class PluginRegistry:
         for path in sorted(folder.glob("*.py")):
             if path.name.startswith("_"):
                 continue
-            self._load(lambda: importlib.import_module(f"{package}.{path.stem}"), str(path))
+            self._load(lambda stem=path.stem: importlib.import_module(f"{package}.{stem}"), str(path))
 
     def discover_plugins(self, folder: str | os.PathLike[str]) -> None:
         """Load every ``*.py`` module (and package with ``__init__.py``) directly under ``folder``."""
@@ -119,8 +125,13 @@ class PluginRegistry:
                 self._register(obj, source)
             elif _is_unfinished(obj):
                 missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
-                self.errors.append(LoadError(source, f"{name} is abstract: it does not define {missing} "
-                                                     "(a class meant as a base for others: name it Base... or _...)"))
+                self.errors.append(
+                    LoadError(
+                        source,
+                        f"{name} is abstract: it does not define {missing} "
+                        "(a class meant as a base for others: name it Base... or _...)",
+                    )
+                )
 
     def _register(self, cls: Any, source: str) -> None:
         if not _is_plugin_class(cls):
@@ -131,17 +142,26 @@ class PluginRegistry:
         except Exception as exc:
             self.errors.append(LoadError(source, f"{cls.__name__}: invalid plugin info: {exc}"))
             return
-        kind = ("transcription" if issubclass(cls, BaseTranscriptionPlugin)
-                else "diarization" if issubclass(cls, BaseDiarizationPlugin) else "temporal")
+        kind = (
+            "transcription"
+            if issubclass(cls, BaseTranscriptionPlugin)
+            else "diarization"
+            if issubclass(cls, BaseDiarizationPlugin)
+            else "temporal"
+        )
         if info.kind != kind:
             info = info.model_copy(update={"kind": kind})
         existing = self.entries.get(info.plugin_name)
         if existing is not None:
             if existing.cls is cls:
                 return
-            self.errors.append(LoadError(
-                source, f"duplicate plugin name {info.plugin_name!r}: already loaded from {existing.source}; this one is ignored"
-            ))
+            self.errors.append(
+                LoadError(
+                    source,
+                    f"duplicate plugin name {info.plugin_name!r}: already loaded from {existing.source}; "
+                    "this one is ignored",
+                )
+            )
             return
         self.entries[info.plugin_name] = PluginEntry(cls=cls, info=info, source=source)
 
@@ -159,16 +179,24 @@ class PluginRegistry:
         return entry.cls(**options)
 
     def get_by_capability(self, capability: str) -> list[Any]:
-        """A new instance of every plugin offering ``capability`` (a name in its ``supported_events``), as the seed uses it."""
+        """A new instance of every plugin offering ``capability`` (a name in its ``supported_events``), as the seed
+        uses it."""
         return [self.get_plugin(i.plugin_name) for i in self.infos_by_capability(capability)]
 
     def infos_by_capability(self, capability: str) -> list[PluginInfo]:
         """The same plugins' info records, without instantiating them."""
-        return [e.info for e in self.entries.values() if capability in e.info.supported_events or e.info.plugin_name == capability]
+        return [
+            e.info
+            for e in self.entries.values()
+            if capability in e.info.supported_events or e.info.plugin_name == capability
+        ]
 
     # selection ------------------------------------------------------------------------------------------
     def candidates(
-        self, required_features: Iterable[str] = (), chunk_duration: Optional[float] = None, kind: Optional[str] = None,
+        self,
+        required_features: Iterable[str] = (),
+        chunk_duration: Optional[float] = None,
+        kind: Optional[str] = None,
     ) -> list[PluginInfo]:
         """Plugins offering every required feature and accepting chunks of ``chunk_duration`` seconds."""
         need = set(required_features)
@@ -179,28 +207,44 @@ class PluginRegistry:
                 continue
             if not need <= set(i.supported_events):
                 continue
-            if chunk_duration is not None and i.max_chunk_duration is not None and chunk_duration > i.max_chunk_duration:
+            if (
+                chunk_duration is not None
+                and i.max_chunk_duration is not None
+                and chunk_duration > i.max_chunk_duration
+            ):
                 continue
             out.append(i)
         return out
 
     def select_plugin(
-        self, required_features: Iterable[str], preferred_cost: Optional[float] = None,
-        chunk_duration: Optional[float] = None, kind: Optional[str] = None, **options: Any,
+        self,
+        required_features: Iterable[str],
+        preferred_cost: Optional[float] = None,
+        chunk_duration: Optional[float] = None,
+        kind: Optional[str] = None,
+        **options: Any,
     ) -> Any:
-        """The best plugin for a task: within ``preferred_cost`` ($/second) if any is, then most accurate, then cheapest."""
+        """The best plugin for a task: within ``preferred_cost`` ($/second) if any is, then most accurate, then
+        cheapest."""
         features = list(required_features)
         found = self.candidates(features, chunk_duration, kind)
         if not found:
             offered = {c for e in self.entries.values() for c in e.info.supported_events}
             missing = [f for f in features if f not in offered]
-            closest = sorted(self.entries.values(), key=lambda e: (-len(set(features) & set(e.info.supported_events)),
-                                                                   e.info.plugin_name))[:3]
+            closest = sorted(
+                self.entries.values(),
+                key=lambda e: (-len(set(features) & set(e.info.supported_events)), e.info.plugin_name),
+            )[:3]
             raise PluginError(
-                f"no plugin offers {features}" + (f" for {chunk_duration:g} s chunks" if chunk_duration else "")
+                f"no plugin offers {features}"
+                + (f" for {chunk_duration:g} s chunks" if chunk_duration else "")
                 + (f"; no installed plugin offers {missing} at all" if missing else "")
-                + "; closest: " + ", ".join(f"{e.info.plugin_name} ({', '.join(sorted(set(features) & set(e.info.supported_events))) or 'none of them'})"
-                                            for e in closest)
+                + "; closest: "
+                + ", ".join(
+                    f"{e.info.plugin_name} "
+                    f"({', '.join(sorted(set(features) & set(e.info.supported_events))) or 'none of them'})"
+                    for e in closest
+                )
             )
 
         def rank(i: PluginInfo) -> tuple:
@@ -211,13 +255,18 @@ class PluginRegistry:
         return self.get_plugin(min(found, key=rank).plugin_name, **options)
 
     def select_optimal_plugin(
-        self, required_accuracy: float, max_cost_per_minute: float, required_features: Iterable[str] = (),
-        kind: Optional[str] = None, **options: Any,
+        self,
+        required_accuracy: float,
+        max_cost_per_minute: float,
+        required_features: Iterable[str] = (),
+        kind: Optional[str] = None,
+        **options: Any,
     ) -> Any:
         """The cheapest plugin whose benchmark-backed accuracy meets ``required_accuracy`` within the price cap."""
         features = list(required_features)
         ok = [
-            i for i in self.candidates(features, None, kind)
+            i
+            for i in self.candidates(features, None, kind)
             if _accuracy(i, features) >= required_accuracy and i.cost_per_minute <= max_cost_per_minute
         ]
         if not ok:
@@ -274,7 +323,9 @@ def _is_unfinished(obj: Any) -> bool:
 
 
 def _import_file(modname: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(modname, path, submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None)
+    spec = importlib.util.spec_from_file_location(
+        modname, path, submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None
+    )
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)

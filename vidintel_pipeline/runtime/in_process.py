@@ -10,16 +10,23 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import Any, Optional
+
+from vidintel_pipeline.defs.progress_bar import ProgressBar
 from vidintel_pipeline.errors import UserError
 from vidintel_pipeline.runtime.instance import ensure_instance_home
-from vidintel_pipeline.defs.progress_bar import ProgressBar
 
 
-def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bool = False,
-           resources_config: Optional[dict[str, Any]] = None, gpu: bool = False) -> dict[str, Any]:
+def ingest(
+    path: str,
+    project: str,
+    video_id: Optional[str] = None,
+    *,
+    quiet: bool = False,
+    resources_config: Optional[dict[str, Any]] = None,
+    gpu: bool = False,
+) -> dict[str, Any]:
     """Copy a video into storage, register its partition and materialize every asset for it."""
     from vidintel.resources import VidintelStorage
-
     from vidintel_pipeline.intake import check_local_file, register, store_source
 
     ref, src = check_local_file(path, project, video_id, VidintelStorage())
@@ -36,8 +43,10 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
         try:
             stack.enter_context(held(video_lock_name(ref), "vidintel ingest"))
         except Busy as exc:
-            raise UserError(f"{ref.project_id}/{ref.video_id} is already being ingested by {exc.holder}: "
-                           "wait for it to finish, then ingest again") from None
+            raise UserError(
+                f"{ref.project_id}/{ref.video_id} is already being ingested by {exc.holder}: "
+                "wait for it to finish, then ingest again"
+            ) from None
         store_source(VidintelStorage().for_video(ref)[0], ref, src)
         instance = get_instance()
         register(instance, [ref])
@@ -46,21 +55,35 @@ def ingest(path: str, project: str, video_id: Optional[str] = None, *, quiet: bo
         t0 = time.perf_counter()
         with listening(bar if bar else (lambda e: None)):
             result = job.execute_in_process(
-                instance=instance, partition_key=ref.partition_key, tags={**run_tags(ref), **(job.tags or {})}, raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                            "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})}},
+                instance=instance,
+                partition_key=ref.partition_key,
+                tags={**run_tags(ref), **(job.tags or {})},
+                raise_on_error=False,
+                run_config={
+                    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                    "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})},
+                },
             )
         if bar:
             bar.close()
     wall = time.perf_counter() - t0
     if result.success:  # keep the per-project cost report in the UI current
         defs.resolve_job_def("cost_report").execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
     if not result.success:
-        raise UserError(f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result)))
-    return {"run_id": result.run_id, "partition": ref.partition_key, "project_id": ref.project_id,
-            "video_id": ref.video_id, "wall_s": round(wall, 2)}
+        raise UserError(
+            f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result))
+        )
+    return {
+        "run_id": result.run_id,
+        "partition": ref.partition_key,
+        "project_id": ref.project_id,
+        "video_id": ref.video_id,
+        "wall_s": round(wall, 2),
+    }
 
 
 GPU_DEFAULTS = {"transcription": {"config": {"plugin": "openai_whisper"}}}  # as the ingest_video_gpu job's own config
@@ -74,32 +97,51 @@ def failure_reasons(result: Any) -> list[str]:
             err = ev.step_failure_data.error
             while err.cause is not None:  # Dagster wraps the user's exception: report the root cause
                 err = err.cause
-            msg = (ev.step_failure_data.user_failure_data.description
-                   if ev.step_failure_data.user_failure_data and ev.step_failure_data.user_failure_data.description
-                   else err.message.strip().splitlines()[-1])
+            msg = (
+                ev.step_failure_data.user_failure_data.description
+                if ev.step_failure_data.user_failure_data and ev.step_failure_data.user_failure_data.description
+                else err.message.strip().splitlines()[-1]
+            )
             reasons.append(f"{ev.step_key}: {msg}")
     return reasons or ["see the run in the UI"]
 
 
-def compile_reel(project: str, *, query: str = "", marker_type: str = "", label: str = "", max_seconds: float = 60.0,
-                 mode: str = "hybrid") -> dict[str, Any]:
+def compile_reel(
+    project: str,
+    *,
+    query: str = "",
+    marker_type: str = "",
+    label: str = "",
+    max_seconds: float = 60.0,
+    mode: str = "hybrid",
+) -> dict[str, Any]:
     """Run the ``compile_reel`` job on the CLI's instance; returns the reel's manifest."""
     from vidintel.resources import VidintelStorage
-
     from vidintel_pipeline.definitions import defs
     from vidintel_pipeline.runtime.instance import get_instance
     from vidintel_pipeline.storage.layout import project_output_key
 
     ensure_instance_home()
-    config = {"project_id": project, "query": query, "marker_type": marker_type, "label": label,
-              "max_seconds": max_seconds, "mode": mode}
+    config = {
+        "project_id": project,
+        "query": query,
+        "marker_type": marker_type,
+        "label": label,
+        "max_seconds": max_seconds,
+        "mode": mode,
+    }
     result = defs.resolve_job_def("compile_reel").execute_in_process(
-        instance=get_instance(), raise_on_error=False,
-        run_config={"ops": {"compilation": {"config": config}},
-                    "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        instance=get_instance(),
+        raise_on_error=False,
+        run_config={
+            "ops": {"compilation": {"config": config}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
     )
     if not result.success:
         raise UserError(f"no reel (run {result.run_id}):\n  " + "\n  ".join(failure_reasons(result)))
     name = result.asset_materializations_for_node("compilation")[0].metadata["name"].value
-    manifest = VidintelStorage().output().scoped(project).get_json(project_output_key(project, "compilations", f"{name}.json"))
+    manifest = (
+        VidintelStorage().output().scoped(project).get_json(project_output_key(project, "compilations", f"{name}.json"))
+    )
     return manifest | {"run_id": result.run_id}

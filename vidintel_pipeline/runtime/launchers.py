@@ -38,8 +38,13 @@ _LAUNCHER = Shape({"module": str, "class": str, "config": Field(Permissive(), is
 
 
 class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
-    def __init__(self, inst_data: Optional[ConfigurableClassData] = None, tag_key: str = COMPUTE_TAG,
-                 routes: Optional[Mapping[str, Mapping[str, Any]]] = None, default: Optional[Mapping[str, Any]] = None):
+    def __init__(
+        self,
+        inst_data: Optional[ConfigurableClassData] = None,
+        tag_key: str = COMPUTE_TAG,
+        routes: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        default: Optional[Mapping[str, Any]] = None,
+    ):
         super().__init__()
         self._inst_data = inst_data
         self.tag_key = tag_key
@@ -54,13 +59,19 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
     def config_type(cls) -> dict[str, Any]:
         return {
             "tag_key": Field(str, is_required=False, default_value=COMPUTE_TAG),
-            "routes": Field(Permissive(), is_required=False, default_value={},
-                            description="{tag value: {module, class, config}}: the launcher for runs with that tag value."),
+            "routes": Field(
+                Permissive(),
+                is_required=False,
+                default_value={},
+                description="{tag value: {module, class, config}}: the launcher for runs with that tag value.",
+            ),
             "default": Field(_LAUNCHER, is_required=False, description="The launcher for every other run."),
         }
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> "TagRoutingRunLauncher":
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> "TagRoutingRunLauncher":
         return cls(inst_data=inst_data, **config_value)
 
     def register_instance(self, instance) -> None:
@@ -83,7 +94,10 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
         self._instance.add_run_tags(run.run_id, {LAUNCHER_TAG: name})
         self._instance.report_engine_event(
             f"vidintel: {self.tag_key}={run.tags.get(self.tag_key, '(none)')} -> the {name} launcher "
-            f"({type(launcher).__name__})", run, cls=self.__class__)
+            f"({type(launcher).__name__})",
+            run,
+            cls=self.__class__,
+        )
         launcher.launch_run(context)
 
     def terminate(self, run_id: str) -> bool:
@@ -97,7 +111,9 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         return self.route(run)[1].check_run_worker_health(run)
 
-    def get_run_worker_debug_info(self, run: DagsterRun, include_container_logs: Optional[bool] = True) -> Optional[str]:
+    def get_run_worker_debug_info(
+        self, run: DagsterRun, include_container_logs: Optional[bool] = True
+    ) -> Optional[str]:
         return self.route(run)[1].get_run_worker_debug_info(run, include_container_logs)
 
     def dispose(self) -> None:
@@ -110,5 +126,7 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
 
 
 def _build(spec: Mapping[str, Any]) -> RunLauncher:
-    data = ConfigurableClassData(spec["module"], spec["class"], yaml.dump(dict(spec.get("config") or {}), default_flow_style=False))
+    data = ConfigurableClassData(
+        spec["module"], spec["class"], yaml.dump(dict(spec.get("config") or {}), default_flow_style=False)
+    )
     return data.rehydrate(as_type=RunLauncher)

@@ -29,14 +29,14 @@ DROP_PREFIX = "incoming/"  # incoming/{project_id}/{file}: dropped files the sen
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
 
 # file names inside a video's folders
-PROBE = "probe.json"                      # metadata/: what source_video read from the container
-CHUNK_MANIFEST = "manifest.json"          # chunks/
-AUDIO = "audio_16k.wav"                   # chunks/: the extracted 16 kHz mono track
-KEYFRAME_INDEX = "keyframes.json"         # keyframes/
-MARKERS = "markers.json"                  # metadata/
-PROMPT_MARKERS = "prompt_markers.json"    # metadata/
-TRANSCRIPT = "transcript.json"            # transcripts/
-SEARCH_INDEX = "index.sqlite"             # memories/ of the output tree: the project's search index
+PROBE = "probe.json"  # metadata/: what source_video read from the container
+CHUNK_MANIFEST = "manifest.json"  # chunks/
+AUDIO = "audio_16k.wav"  # chunks/: the extracted 16 kHz mono track
+KEYFRAME_INDEX = "keyframes.json"  # keyframes/
+MARKERS = "markers.json"  # metadata/
+PROMPT_MARKERS = "prompt_markers.json"  # metadata/
+TRANSCRIPT = "transcript.json"  # transcripts/
+SEARCH_INDEX = "index.sqlite"  # memories/ of the output tree: the project's search index
 
 
 class InvalidIdError(ValueError):
@@ -70,7 +70,7 @@ def slugify(name: str) -> str:
     untranslatable = any(ch.isalnum() and not ch.isascii() for ch in folded)  # folded is NFKD: accents are split off
     if untranslatable or not slug:
         tag = hashlib.sha256(stem.encode()).hexdigest()[:8]
-        slug = f"{slug[:ID_MAX_LEN - 9].strip('-')}-{tag}" if slug else f"video-{tag}"
+        slug = f"{slug[: ID_MAX_LEN - 9].strip('-')}-{tag}" if slug else f"video-{tag}"
     return re.sub(r"-+", "-", slug)[:ID_MAX_LEN].strip("-")
 
 
@@ -92,9 +92,7 @@ class VideoRef:
     @classmethod
     def from_partition_key(cls, key: str) -> "VideoRef":
         if not isinstance(key, str) or key.count(PARTITION_SEP) != 1:
-            raise InvalidIdError(
-                f"partition key {key!r} is not of the form '<project_id>{PARTITION_SEP}<video_id>'"
-            )
+            raise InvalidIdError(f"partition key {key!r} is not of the form '<project_id>{PARTITION_SEP}<video_id>'")
         project_id, video_id = key.split(PARTITION_SEP)
         return cls(project_id, video_id)
 
@@ -149,8 +147,11 @@ def memories_prefix(project_id: str) -> str:
 def memory_keys(keys: Iterable[str], project_id: str) -> dict[str, str]:
     """``{video_id: key}`` of the memory documents among a listing of :func:`memories_prefix`."""
     prefix = memories_prefix(project_id)
-    return {k[len(prefix):-5]: k for k in keys
-            if k.startswith(prefix) and k.endswith(".json") and "/" not in k[len(prefix):]}
+    return {
+        k[len(prefix) : -5]: k
+        for k in keys
+        if k.startswith(prefix) and k.endswith(".json") and "/" not in k[len(prefix) :]
+    }
 
 
 def search_index_key(project_id: str) -> str:

@@ -11,9 +11,9 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
+
 from vidintel_pipeline.storage.layout import InvalidIdError
 from vidintel_pipeline.storage.stores import ObjectInfo, StorageError, Store, UnsafeObjectError, check_key
-
 
 # Folders are opened one component at a time, relative to the one before, without following links: no
 # name is ever looked up again after it was checked, so a link swapped in meanwhile cannot redirect us.
@@ -104,8 +104,8 @@ class LocalStore(Store):
                         raise
                     mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
                     if stat.S_ISREG(mode):
-                        raise NotADirectoryError(errno.ENOTDIR, f"{'/'.join(parts[:i + 1])} is a file") from None
-                    raise UnsafeObjectError(f"refusing {key}: {'/'.join(parts[:i + 1])} is {_kind(mode)}") from None
+                        raise NotADirectoryError(errno.ENOTDIR, f"{'/'.join(parts[: i + 1])} is a file") from None
+                    raise UnsafeObjectError(f"refusing {key}: {'/'.join(parts[: i + 1])} is {_kind(mode)}") from None
                 os.close(fd)
                 fd = nfd
         except BaseException:
@@ -323,7 +323,7 @@ def _copy_fd(src: int, dst: int) -> None:
     while block := os.read(src, 4 << 20):
         view = memoryview(block)
         while view:
-            view = view[os.write(dst, view):]
+            view = view[os.write(dst, view) :]
 
 
 def _unlink_at(name: str, dir_fd: int) -> None:

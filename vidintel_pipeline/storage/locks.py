@@ -67,8 +67,14 @@ def _who(fd: int) -> str:
 
 
 @contextmanager
-def held(name: str, what: str, *, wait: bool = False, grace_s: float = GRACE_S,
-         waiting: Optional[Callable[[str], None]] = None) -> Iterator[None]:
+def held(
+    name: str,
+    what: str,
+    *,
+    wait: bool = False,
+    grace_s: float = GRACE_S,
+    waiting: Optional[Callable[[str], None]] = None,
+) -> Iterator[None]:
     """Hold the lock ``name``. Busy after ``grace_s`` unless ``wait``; ``waiting(holder)`` is told once when waiting."""
     fd = os.open(lock_path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -85,8 +91,9 @@ def held(name: str, what: str, *, wait: bool = False, grace_s: float = GRACE_S,
                     told = True
                 time.sleep(0.05 if not wait else 0.5)  # polled, not blocking: a run can still be terminated
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "what": what,
-                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        os.pwrite(
+            fd, json.dumps({"pid": os.getpid(), "what": what, "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0
+        )
         try:
             yield
         finally:
@@ -115,6 +122,7 @@ def holder(name: str) -> Optional[str]:
 # --------------------------------------------------------------------------------------------------
 # runs launched by the daemon: the run worker holds the video's lock around the whole execution plan
 # --------------------------------------------------------------------------------------------------
+
 
 def video_locked(inner):
     """``inner`` (an executor definition) whose runs of a per-video partition hold that video's lock.
@@ -147,15 +155,18 @@ def video_locked(inner):
                 return
 
             def waiting(who: str) -> None:
-                plan_context.log.warning(f"{ref.project_id}/{ref.video_id} is being ingested by {who}: "
-                                         "this run waits for it to finish")
+                plan_context.log.warning(
+                    f"{ref.project_id}/{ref.video_id} is being ingested by {who}: this run waits for it to finish"
+                )
 
             with held(video_lock_name(ref), f"run {run.run_id}", wait=True, waiting=waiting):
                 yield from self.wrapped.execute(plan_context, execution_plan)
 
     return dg.ExecutorDefinition(
-        name=inner.name, config_schema=inner.config_schema, requirements=inner.get_requirements,
+        name=inner.name,
+        config_schema=inner.config_schema,
+        requirements=inner.get_requirements,
         executor_creation_fn=lambda init_context: VideoLockedExecutor(inner.executor_creation_fn(init_context)),
         description=f"{inner.description or inner.name}; a per-video run holds its video's lock "
-                    "(vidintel_pipeline.storage.locks)",
+        "(vidintel_pipeline.storage.locks)",
     )

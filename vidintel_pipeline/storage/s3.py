@@ -20,8 +20,15 @@ from vidintel_pipeline.storage.stores import ObjectInfo, StorageError, Store, ch
 
 
 class S3Store(Store):
-    def __init__(self, bucket: str, client: Any, cache_dir: str | os.PathLike[str], *,
-                 multipart_threshold: int = 64 * 1024 * 1024, multipart_chunksize: int = 16 * 1024 * 1024):
+    def __init__(
+        self,
+        bucket: str,
+        client: Any,
+        cache_dir: str | os.PathLike[str],
+        *,
+        multipart_threshold: int = 64 * 1024 * 1024,
+        multipart_chunksize: int = 16 * 1024 * 1024,
+    ):
         self.bucket = bucket
         self.client = client
         self.cache_dir = Path(cache_dir) / bucket
@@ -36,9 +43,13 @@ class S3Store(Store):
     def _err(self, what: str, key: str, exc: Exception) -> StorageError:
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
-            return StorageError(f"{what} {self.uri(key)} failed: {code} {exc.response.get('Error', {}).get('Message', '')}".strip())
+            return StorageError(
+                f"{what} {self.uri(key)} failed: {code} {exc.response.get('Error', {}).get('Message', '')}".strip()
+            )
         endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", "?")
-        return StorageError(f"{what} {self.uri(key)} failed: S3 unreachable at {endpoint} ({type(exc).__name__}: {exc})")
+        return StorageError(
+            f"{what} {self.uri(key)} failed: S3 unreachable at {endpoint} ({type(exc).__name__}: {exc})"
+        )
 
     def head(self, key: str) -> Optional[ObjectInfo]:
         try:
@@ -79,8 +90,12 @@ class S3Store(Store):
 
     def copy(self, src_key: str, dst_key: str) -> None:
         try:
-            self.client.copy({"Bucket": self.bucket, "Key": check_key(src_key)}, self.bucket, check_key(dst_key),
-                             Config=self.transfer)
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": check_key(src_key)},
+                self.bucket,
+                check_key(dst_key),
+                Config=self.transfer,
+            )
         except (ClientError, BotoCoreError) as exc:
             raise self._err("copying", src_key, exc) from exc
 

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
+
 from vidintel_pipeline.storage.layout import InvalidIdError, project_prefix, validate_id
 
 

@@ -1,4 +1,5 @@
-"""The assets, one module per group: ingestion, analysis (CPU and GPU), outputs, costs and on-request project outputs."""
+"""The assets, one module per group: ingestion, analysis (CPU and GPU), outputs, costs and on-request project
+outputs."""
 
 from vidintel_pipeline.defs.assets.analysis import prompt_markers, transcript, visual_analysis
 from vidintel_pipeline.defs.assets.costs import project_costs
@@ -8,10 +9,33 @@ from vidintel_pipeline.defs.assets.outputs import exports, memory, search_index
 from vidintel_pipeline.defs.assets.requests import compilation, search_results
 
 # the per-video chain, in order; the GPU step and the project-level assets are listed on their own
-per_video_assets = [source_video, video_chunks, audio, visual_analysis, transcript, prompt_markers, memory, exports,
-                    search_index]
+per_video_assets = [
+    source_video,
+    video_chunks,
+    audio,
+    visual_analysis,
+    transcript,
+    prompt_markers,
+    memory,
+    exports,
+    search_index,
+]
 project_assets = [search_results, compilation]
 
-__all__ = ["audio", "compilation", "exports", "gpu_analysis", "memory", "per_video_assets", "project_assets",
-           "project_costs", "prompt_markers", "search_index", "search_results", "source_video", "transcript",
-           "video_chunks", "visual_analysis"]
+__all__ = [
+    "audio",
+    "compilation",
+    "exports",
+    "gpu_analysis",
+    "memory",
+    "per_video_assets",
+    "project_assets",
+    "project_costs",
+    "prompt_markers",
+    "search_index",
+    "search_results",
+    "source_video",
+    "transcript",
+    "video_chunks",
+    "visual_analysis",
+]

@@ -1,17 +1,17 @@
-"""What the per-video assets share: the partition's video, required and optional inputs, typed metadata, cost and warning entries."""
-
+"""What the per-video assets share: the partition's video, required and optional inputs, typed metadata, cost and
+warning entries."""
 
 from typing import Any, Optional
+
 import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
 import dagster as dg
+
 from vidintel.resources import TemporalPluginsResource
 from vidintel_pipeline.plugin_api.contracts import (
     PluginError,
 )
 from vidintel_pipeline.storage.layout import VIDEO_EXTENSIONS, InvalidIdError, VideoRef
-from vidintel_pipeline.storage.stores import Store, StorageError
-
-
+from vidintel_pipeline.storage.stores import StorageError, Store
 
 
 def video_ref(context: dg.AssetExecutionContext) -> VideoRef:
@@ -25,8 +25,9 @@ def need_json(store: Store, key: str, what: str) -> Any:
     try:
         return store.get_json(key)
     except StorageError as exc:
-        raise dg.Failure(description=f"{what} is missing ({exc}); materialize the upstream assets first.",
-                         allow_retries=False) from exc
+        raise dg.Failure(
+            description=f"{what} is missing ({exc}); materialize the upstream assets first.", allow_retries=False
+        ) from exc
 
 
 def optional_json(store: Store, key: str) -> Any:
@@ -56,7 +57,9 @@ def run_warnings(runs: list[dict[str, Any]], kind: str = "plugin") -> list[str]:
         if r.get("status", "ok") != "ok":
             out.append(f"{kind} {r['plugin']} failed: {r.get('error', 'no reason given')}")
         if r.get("dropped"):
-            out.append(f"{kind} {r['plugin']}: {r['dropped']} marker(s) dropped ({'; '.join(r.get('warnings', [])[:1])})")
+            out.append(
+                f"{kind} {r['plugin']}: {r['dropped']} marker(s) dropped ({'; '.join(r.get('warnings', [])[:1])})"
+            )
         if r.get("clamped"):
             out.append(f"{kind} {r['plugin']}: {r['clamped']} marker(s) clamped into the video's time range")
     return out
@@ -66,12 +69,17 @@ def source_warnings(info: dict[str, Any], decode: Optional[dict[str, Any]] = Non
     """A truncated or damaged source, in words: what the header promised against what could be read."""
     out = []
     if info.get("truncated"):
-        out.append(f"source truncated: {info.get('readable_video_s') or 0:.2f} s of video and "
-                   f"{info.get('readable_audio_s') or 0:.2f} s of audio readable of {info.get('declared_duration_s', 0):.2f} s "
-                   "declared; everything after is missing")
+        out.append(
+            f"source truncated: {info.get('readable_video_s') or 0:.2f} s of video and "
+            f"{info.get('readable_audio_s') or 0:.2f} s of audio readable of "
+            f"{info.get('declared_duration_s', 0):.2f} s "
+            "declared; everything after is missing"
+        )
     if decode and (decode.get("errors") or decode.get("corrupt")):
-        out.append(f"source damaged: {decode.get('errors', 0)} undecodable packet(s) and {decode.get('corrupt', 0)} "
-                   f"corrupt frame(s), first at {decode.get('first_error_s', 0) or 0:.2f} s")
+        out.append(
+            f"source damaged: {decode.get('errors', 0)} undecodable packet(s) and {decode.get('corrupt', 0)} "
+            f"corrupt frame(s), first at {decode.get('first_error_s', 0) or 0:.2f} s"
+        )
     return out
 
 

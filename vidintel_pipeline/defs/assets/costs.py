@@ -1,16 +1,18 @@
 """The ``costs`` group: the per-project cost report from the ledger."""
 
-
 from typing import Any
-import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
+
 import dagster as dg
+
 from vidintel.resources import CostControls
 from vidintel_pipeline.defs.assets.common import float_meta
 from vidintel_pipeline.defs.assets.outputs import memory
 
 
 @dg.asset(
-    group_name="costs", kinds={"sqlite"}, deps=[memory],
+    group_name="costs",
+    kinds={"sqlite"},
+    deps=[memory],
     automation_condition=dg.AutomationCondition.eager(),
     description="What every project has spent, per plugin, from the cost ledger (all runs, cached ones at $0).",
 )

@@ -1,28 +1,39 @@
 """The ``ingestion`` group: the source video probed, its stream-copied chunks and its 16 kHz audio."""
 
-
 import shutil
 from pathlib import Path
-import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
+
 import dagster as dg
+
 from vidintel.resources import TemporalPluginsResource, VidintelStorage
-from vidintel_pipeline.plugin_api.contracts import (
-    IngestionPhase,
+from vidintel_pipeline.defs.assets.common import (
+    cost_meta,
+    create_temporal_plugins,
+    find_source_key,
+    float_meta,
+    need_json,
+    source_warnings,
+    video_ref,
+    warnings_md,
 )
+from vidintel_pipeline.defs.partitions import run_tags, videos_partitions
+from vidintel_pipeline.defs.progress import report
 from vidintel_pipeline.engine.cache import file_sha256
 from vidintel_pipeline.media import MediaError, probe
 from vidintel_pipeline.media.audio import extract_audio
 from vidintel_pipeline.media.chunking import cut_chunks, keyframe_times, plan_chunks
-from vidintel_pipeline.defs.partitions import run_tags, videos_partitions
-from vidintel_pipeline.defs.progress import report
-from vidintel_pipeline.storage.stores import StorageError
-from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, need_json, create_temporal_plugins, video_ref, warnings_md, find_source_key, source_warnings
+from vidintel_pipeline.plugin_api.contracts import (
+    IngestionPhase,
+)
 from vidintel_pipeline.storage.layout import AUDIO, CHUNK_MANIFEST, PROBE
+from vidintel_pipeline.storage.stores import StorageError
 
 
 # --------------------------------------------------------------------------------------------------------
 @dg.asset(
-    partitions_def=videos_partitions, group_name="ingestion", kinds={"video", "pyav"},
+    partitions_def=videos_partitions,
+    group_name="ingestion",
+    kinds={"video", "pyav"},
     description="The source video as dropped into storage: validated and probed (duration, fps, streams, rotation).",
 )
 def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
@@ -46,26 +57,31 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
     doc = info.as_dict() | {"key": key, "path": None, "sha256": file_sha256(str(store.local_path(key)))}
     uri = store.put_json(ref.key("metadata", PROBE), doc)
     report(context, IngestionPhase.INITIALIZING, 100, duration_s=info.duration_s)
-    return dg.MaterializeResult(metadata={
-        "source_uri": dg.MetadataValue.url(store.uri(key)),
-        "probe_uri": dg.MetadataValue.url(uri),
-        "video_seconds": float_meta(info.duration_s),
-        "size_bytes": dg.IntMetadataValue(info.size_bytes),
-        "resolution": f"{info.display_size[0]}x{info.display_size[1]}",
-        "fps": float_meta(round(info.fps, 3)),
-        "video_codec": info.video_codec or "",
-        "has_audio": dg.BoolMetadataValue(info.has_audio),
-        "rotation": dg.IntMetadataValue(info.rotation),
-        "truncated": dg.BoolMetadataValue(info.truncated),
-        "declared_seconds": float_meta(info.declared_duration_s),
-        "warnings": warnings_md(warnings),
-        "sha256": doc["sha256"],
-        **cost_meta({}),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "source_uri": dg.MetadataValue.url(store.uri(key)),
+            "probe_uri": dg.MetadataValue.url(uri),
+            "video_seconds": float_meta(info.duration_s),
+            "size_bytes": dg.IntMetadataValue(info.size_bytes),
+            "resolution": f"{info.display_size[0]}x{info.display_size[1]}",
+            "fps": float_meta(round(info.fps, 3)),
+            "video_codec": info.video_codec or "",
+            "has_audio": dg.BoolMetadataValue(info.has_audio),
+            "rotation": dg.IntMetadataValue(info.rotation),
+            "truncated": dg.BoolMetadataValue(info.truncated),
+            "declared_seconds": float_meta(info.declared_duration_s),
+            "warnings": warnings_md(warnings),
+            "sha256": doc["sha256"],
+            **cost_meta({}),
+        }
+    )
 
 
 @dg.asset(
-    partitions_def=videos_partitions, group_name="ingestion", kinds={"video", "ffmpeg"}, deps=[source_video],
+    partitions_def=videos_partitions,
+    group_name="ingestion",
+    kinds={"video", "ffmpeg"},
+    deps=[source_video],
     description="Stream-copied chunks (no re-encode), cut at keyframes, no longer than the selected plugins allow.",
 )
 def video_chunks(
@@ -87,7 +103,7 @@ def video_chunks(
         except MediaError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         entries = []
-        for plan, f in zip(plans, files):
+        for plan, f in zip(plans, files, strict=False):
             k = ref.key("chunks", f.name)
             store.put_file(k, f, move=True)
             entries.append(plan.as_dict() | {"key": k, "size_bytes": store.size(k)})
@@ -100,20 +116,27 @@ def video_chunks(
         store.delete(stale)
     over = sum(1 for e in entries if e["over_limit"])
     if over:
-        context.log.warning(f"{over} chunk(s) exceed {max_chunk} s: the source's keyframes are too far apart to cut by stream copy")
+        context.log.warning(
+            f"{over} chunk(s) exceed {max_chunk} s: the source's keyframes are too far apart to cut by stream copy"
+        )
     report(context, IngestionPhase.CHUNKING, 100, chunks=len(entries))
-    return dg.MaterializeResult(metadata={
-        "manifest_uri": dg.MetadataValue.url(uri),
-        "chunks": dg.IntMetadataValue(len(entries)),
-        "max_chunk_s": float_meta(max_chunk),
-        "over_limit_chunks": dg.IntMetadataValue(over),
-        "video_seconds": float_meta(info["duration_s"]),
-        **cost_meta({}),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "manifest_uri": dg.MetadataValue.url(uri),
+            "chunks": dg.IntMetadataValue(len(entries)),
+            "max_chunk_s": float_meta(max_chunk),
+            "over_limit_chunks": dg.IntMetadataValue(over),
+            "video_seconds": float_meta(info["duration_s"]),
+            **cost_meta({}),
+        }
+    )
 
 
 @dg.asset(
-    partitions_def=videos_partitions, group_name="ingestion", kinds={"audio", "ffmpeg"}, deps=[source_video],
+    partitions_def=videos_partitions,
+    group_name="ingestion",
+    kinds={"audio", "ffmpeg"},
+    deps=[source_video],
     description="The audio track, extracted once as 16 kHz mono PCM WAV for speech and silence detection.",
 )
 def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
@@ -133,10 +156,12 @@ def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.Mat
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return dg.MaterializeResult(metadata={
-        "has_audio": dg.BoolMetadataValue(True),
-        "audio_uri": dg.MetadataValue.url(uri),
-        "sample_rate": dg.IntMetadataValue(16000),
-        "video_seconds": float_meta(info["duration_s"]),
-        **cost_meta({}),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "has_audio": dg.BoolMetadataValue(True),
+            "audio_uri": dg.MetadataValue.url(uri),
+            "sample_rate": dg.IntMetadataValue(16000),
+            "video_seconds": float_meta(info["duration_s"]),
+            **cost_meta({}),
+        }
+    )

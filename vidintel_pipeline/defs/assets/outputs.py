@@ -1,24 +1,39 @@
 """The ``outputs`` group: the merged memory document, its exports and the project's search index."""
 
-
-import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
 import dagster as dg
+
 from vidintel.resources import CostControls, VidintelStorage
-from vidintel_pipeline.plugin_api.contracts import (
-    CostSummary, IngestionPhase, Keyframe, MemoryDocument, SpeakerTurn,
-    TemporalMarker, TranscriptionResult,
+from vidintel_pipeline.defs.assets.analysis import prompt_markers, transcript
+from vidintel_pipeline.defs.assets.common import (
+    cost_meta,
+    float_meta,
+    need_json,
+    optional_json,
+    run_warnings,
+    source_warnings,
+    video_ref,
+    warnings_md,
 )
-from vidintel_pipeline.engine.runner import merge_markers
 from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.defs.progress import report
+from vidintel_pipeline.engine.runner import merge_markers
 from vidintel_pipeline.engine.speakers import assign_speakers
-from vidintel_pipeline.defs.assets.analysis import prompt_markers, transcript
-from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, need_json, optional_json, video_ref, warnings_md, run_warnings, source_warnings
+from vidintel_pipeline.plugin_api.contracts import (
+    CostSummary,
+    IngestionPhase,
+    Keyframe,
+    MemoryDocument,
+    SpeakerTurn,
+    TemporalMarker,
+    TranscriptionResult,
+)
 from vidintel_pipeline.storage.layout import KEYFRAME_INDEX, MARKERS, PROBE, PROMPT_MARKERS, TRANSCRIPT
 
 
 @dg.asset(
-    partitions_def=videos_partitions, group_name="outputs", kinds={"json"},
+    partitions_def=videos_partitions,
+    group_name="outputs",
+    kinds={"json"},
     deps=["temporal_markers", "keyframes", transcript, prompt_markers, "gpu_analysis"],
     description="The memory document: one merged, searchable timeline of everything found in the video.",
 )
@@ -31,34 +46,73 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     tr = need_json(store, ref.key("transcripts", TRANSCRIPT), "transcript")
     kfs = need_json(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")["keyframes"]
     empty = {"markers": [], "plugins": [], "cost": CostSummary(total_usd=0.0).model_dump()}
-    prompted = optional_json(store, ref.key("metadata", PROMPT_MARKERS)) or empty  # absent before prompt_markers existed
+    prompted = (
+        optional_json(store, ref.key("metadata", PROMPT_MARKERS)) or empty
+    )  # absent before prompt_markers existed
     # gpu_analysis runs only in the GPU job: use its results when they are for this very source
     gpu = optional_json(store, ref.key("metadata", "gpu_markers.json"))
     gpu = gpu if gpu and gpu.get("source_sha256") == info["sha256"] else empty
     speakers = optional_json(store, ref.key("transcripts", "speakers.json"))
-    turns = [SpeakerTurn.model_validate(t) for t in speakers["turns"]] \
-        if speakers and speakers.get("source_sha256") == info["sha256"] else []
+    turns = (
+        [SpeakerTurn.model_validate(t) for t in speakers["turns"]]
+        if speakers and speakers.get("source_sha256") == info["sha256"]
+        else []
+    )
     by_plugin: dict[str, float] = {}
     for part in (markers["cost"], tr["cost"], prompted["cost"], gpu["cost"]):
         for name, usd in part["by_plugin"].items():
             by_plugin[name] = by_plugin.get(name, 0.0) + usd
-    plugins = [{"name": r["plugin"], "version": r["version"], "kind": "temporal", "status": r["status"]}
-               for r in markers["plugins"] + prompted["plugins"] + gpu["plugins"]]
-    plugins += [{"name": r["plugin"], "version": r.get("version", ""), "kind": r.get("kind", "transcription"), "status": r["status"]}
-                for r in tr["plugin_runs"]]
-    transcript_doc = TranscriptionResult.model_validate({k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")})
-    warnings = source_warnings(info, markers.get("decode")) + run_warnings(markers["plugins"] + prompted["plugins"] + gpu["plugins"]) \
+    plugins = [
+        {"name": r["plugin"], "version": r["version"], "kind": "temporal", "status": r["status"]}
+        for r in markers["plugins"] + prompted["plugins"] + gpu["plugins"]
+    ]
+    plugins += [
+        {
+            "name": r["plugin"],
+            "version": r.get("version", ""),
+            "kind": r.get("kind", "transcription"),
+            "status": r["status"],
+        }
+        for r in tr["plugin_runs"]
+    ]
+    transcript_doc = TranscriptionResult.model_validate(
+        {k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")}
+    )
+    warnings = (
+        source_warnings(info, markers.get("decode"))
+        + run_warnings(markers["plugins"] + prompted["plugins"] + gpu["plugins"])
         + run_warnings(tr["plugin_runs"], "transcription plugin")
+    )
     for w in warnings:
         context.log.warning(w)
     if turns and not any(seg.speaker for seg in transcript_doc.segments):
         transcript_doc = assign_speakers(transcript_doc, turns)
     doc = MemoryDocument(
-        project_id=ref.project_id, video_id=ref.video_id, duration_s=info["duration_s"],
-        source={k: info.get(k) for k in ("key", "width", "height", "fps", "video_codec", "has_audio", "rotation", "size_bytes",
-                                        "truncated", "declared_duration_s", "readable_video_s", "readable_audio_s",
-                                        "video_start_s", "audio_offset_s")},
-        markers=merge_markers([TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"] + gpu["markers"]]),
+        project_id=ref.project_id,
+        video_id=ref.video_id,
+        duration_s=info["duration_s"],
+        source={
+            k: info.get(k)
+            for k in (
+                "key",
+                "width",
+                "height",
+                "fps",
+                "video_codec",
+                "has_audio",
+                "rotation",
+                "size_bytes",
+                "truncated",
+                "declared_duration_s",
+                "readable_video_s",
+                "readable_audio_s",
+                "video_start_s",
+                "audio_offset_s",
+            )
+        },
+        markers=merge_markers(
+            [TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"] + gpu["markers"]]
+        ),
         transcript=transcript_doc,
         keyframes=[Keyframe.model_validate(k) for k in kfs],
         cost=CostSummary(total_usd=round(sum(by_plugin.values()), 6), by_plugin=by_plugin),
@@ -70,24 +124,30 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     ledger = costs.ledger()
     uri = out.put_json(ref.memory_key, doc.model_dump(mode="json"))
     report(context, IngestionPhase.FINALIZING, 100, memory=uri)
-    return dg.MaterializeResult(metadata={
-        "memory_uri": dg.MetadataValue.url(uri),
-        "markers": dg.IntMetadataValue(len(doc.markers)),
-        "words": dg.IntMetadataValue(doc.transcript.word_count),
-        "keyframes": dg.IntMetadataValue(len(doc.keyframes)),
-        "plugins": dg.JsonMetadataValue(plugins),
-        "warnings": warnings_md(warnings),
-        "warning_count": dg.IntMetadataValue(len(warnings)),
-        "video_seconds": float_meta(info["duration_s"]),
-        "cost/video_total_usd": float_meta(ledger.get_total_cost(video_id=ref.video_id, project_id=ref.project_id)),
-        "cost/project_total_usd": float_meta(ledger.get_total_cost(project_id=ref.project_id)),
-        **cost_meta(by_plugin),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "memory_uri": dg.MetadataValue.url(uri),
+            "markers": dg.IntMetadataValue(len(doc.markers)),
+            "words": dg.IntMetadataValue(doc.transcript.word_count),
+            "keyframes": dg.IntMetadataValue(len(doc.keyframes)),
+            "plugins": dg.JsonMetadataValue(plugins),
+            "warnings": warnings_md(warnings),
+            "warning_count": dg.IntMetadataValue(len(warnings)),
+            "video_seconds": float_meta(info["duration_s"]),
+            "cost/video_total_usd": float_meta(ledger.get_total_cost(video_id=ref.video_id, project_id=ref.project_id)),
+            "cost/project_total_usd": float_meta(ledger.get_total_cost(project_id=ref.project_id)),
+            **cost_meta(by_plugin),
+        }
+    )
 
 
 @dg.asset(
-    partitions_def=videos_partitions, group_name="outputs", kinds={"srt", "csv"}, deps=[memory],
-    description="The memory as SRT and WebVTT subtitles, a CSV of markers, a CMX3600 EDL of the shots and JSON, in exports/.",
+    partitions_def=videos_partitions,
+    group_name="outputs",
+    kinds={"srt", "csv"},
+    deps=[memory],
+    description="The memory as SRT and WebVTT subtitles, a CSV of markers, a CMX3600 EDL of the shots and "
+    "JSON, in exports/.",
 )
 def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
     from vidintel_pipeline.outputs.exports import FORMATS, render, shot_spans
@@ -98,15 +158,20 @@ def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.M
     uris = {}
     for fmt in FORMATS:
         uris[fmt] = out.put_bytes(ref.output_key("exports", f"{ref.video_id}.{fmt}"), render(doc, fmt).encode())
-    return dg.MaterializeResult(metadata={
-        **{f"{fmt}_uri": dg.MetadataValue.url(u) for fmt, u in uris.items()},
-        "shots": dg.IntMetadataValue(len(shot_spans(doc))),
-        "subtitle_segments": dg.IntMetadataValue(len(doc.transcript.segments)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            **{f"{fmt}_uri": dg.MetadataValue.url(u) for fmt, u in uris.items()},
+            "shots": dg.IntMetadataValue(len(shot_spans(doc))),
+            "subtitle_segments": dg.IntMetadataValue(len(doc.transcript.segments)),
+        }
+    )
 
 
 @dg.asset(
-    partitions_def=videos_partitions, group_name="outputs", kinds={"sqlite"}, deps=[memory],
+    partitions_def=videos_partitions,
+    group_name="outputs",
+    kinds={"sqlite"},
+    deps=[memory],
     description="The project's search index (full text + meaning), brought up to date with this video's memory.",
 )
 def search_index(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
@@ -121,13 +186,13 @@ def search_index(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
         embedder = None
         context.log.warning(f"semantic search off for this update: {exc}")
     stats = sync(out, ref.project_id, embedder)
-    return dg.MaterializeResult(metadata={
-        "index_uri": dg.MetadataValue.url(stats["index_uri"]),
-        "videos_in_project": dg.IntMetadataValue(stats["videos"]),
-        "entries": dg.IntMetadataValue(stats["entries"]),
-        "semantic_entries": dg.IntMetadataValue(stats["semantic_entries"]),
-        "reindexed": dg.JsonMetadataValue(stats["reindexed"]),
-        "removed": dg.JsonMetadataValue(stats["removed"]),
-    })
-
-
+    return dg.MaterializeResult(
+        metadata={
+            "index_uri": dg.MetadataValue.url(stats["index_uri"]),
+            "videos_in_project": dg.IntMetadataValue(stats["videos"]),
+            "entries": dg.IntMetadataValue(stats["entries"]),
+            "semantic_entries": dg.IntMetadataValue(stats["semantic_entries"]),
+            "reindexed": dg.JsonMetadataValue(stats["reindexed"]),
+            "removed": dg.JsonMetadataValue(stats["removed"]),
+        }
+    )

@@ -12,7 +12,6 @@ import dagster as dg
 from pydantic import Field
 
 from vidintel.resources import VidintelStorage
-
 from vidintel_pipeline.defs.assets.outputs import search_index
 from vidintel_pipeline.outputs.reels import CompileError, compile_reel, reel_name
 from vidintel_pipeline.storage.layout import InvalidIdError, project_output_key, validate_id
@@ -29,7 +28,9 @@ class SearchConfig(dg.Config):
 class CompileConfig(dg.Config):
     project_id: str = Field(description="The project whose videos the reel is cut from.")
     query: str = Field(default="", description="Search query choosing the moments (or use marker_type).")
-    marker_type: str = Field(default="", description="Instead of a query: every marker of this type, e.g. text_in_video.")
+    marker_type: str = Field(
+        default="", description="Instead of a query: every marker of this type, e.g. text_in_video."
+    )
     label: str = Field(default="", description="With marker_type: only markers whose label contains this.")
     max_seconds: float = Field(default=60.0, gt=0, description="The reel's length limit.")
     mode: Literal["hybrid", "text", "semantic"] = "hybrid"
@@ -57,47 +58,88 @@ def _project(project_id: str) -> str:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-@dg.asset(group_name="requests", kinds={"sqlite", "json"}, deps=[search_index],
-          description="Moments matching a query across a project's videos (run config: project_id, query), as JSON in exports/.")
-def search_results(context: dg.AssetExecutionContext, config: SearchConfig, storage: VidintelStorage) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="requests",
+    kinds={"sqlite", "json"},
+    deps=[search_index],
+    description="Moments matching a query across a project's videos (run config: project_id, query), as "
+    "JSON in exports/.",
+)
+def search_results(
+    context: dg.AssetExecutionContext, config: SearchConfig, storage: VidintelStorage
+) -> dg.MaterializeResult:
     from vidintel_pipeline.outputs.search import search
 
     project = _project(config.project_id)
     out = storage.output().scoped(project)
-    moments = search(out, project, config.query, limit=config.limit, mode=config.mode,
-                     embedder=_embedder(context, config.mode), refresh=True)
+    moments = search(
+        out,
+        project,
+        config.query,
+        limit=config.limit,
+        mode=config.mode,
+        embedder=_embedder(context, config.mode),
+        refresh=True,
+    )
     name = reel_name(config.query, {"mode": config.mode, "limit": config.limit})
-    uri = out.put_json(project_output_key(project, "exports", f"search-{name}.json"),
-                       {"project_id": project, "query": config.query, "mode": config.mode,
-                        "moments": [m.as_dict() for m in moments]})
+    uri = out.put_json(
+        project_output_key(project, "exports", f"search-{name}.json"),
+        {"project_id": project, "query": config.query, "mode": config.mode, "moments": [m.as_dict() for m in moments]},
+    )
     rows = ["| video | start | end | kind | text | why |", "|---|---|---|---|---|---|"]
-    rows += [f"| {m.video_id} | {m.start_s:.2f} | {m.end_s:.2f} | {m.kind} | {m.text[:80]} | {m.why} |" for m in moments]
-    return dg.MaterializeResult(metadata={
-        "project_id": project, "query": config.query, "moments": dg.IntMetadataValue(len(moments)),
-        "results": dg.MetadataValue.md("\n".join(rows)), "results_uri": dg.MetadataValue.url(uri),
-    })
+    rows += [
+        f"| {m.video_id} | {m.start_s:.2f} | {m.end_s:.2f} | {m.kind} | {m.text[:80]} | {m.why} |" for m in moments
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "project_id": project,
+            "query": config.query,
+            "moments": dg.IntMetadataValue(len(moments)),
+            "results": dg.MetadataValue.md("\n".join(rows)),
+            "results_uri": dg.MetadataValue.url(uri),
+        }
+    )
 
 
-@dg.asset(group_name="requests", kinds={"mp4", "ffmpeg"}, deps=[search_index],
-          description="A highlight reel of the moments a query (or a marker filter) finds, in compilations/ with a JSON manifest.")
-def compilation(context: dg.AssetExecutionContext, config: CompileConfig, storage: VidintelStorage) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="requests",
+    kinds={"mp4", "ffmpeg"},
+    deps=[search_index],
+    description="A highlight reel of the moments a query (or a marker filter) finds, in compilations/ with "
+    "a JSON manifest.",
+)
+def compilation(
+    context: dg.AssetExecutionContext, config: CompileConfig, storage: VidintelStorage
+) -> dg.MaterializeResult:
     project = _project(config.project_id)
     try:
         reel = compile_reel(
-            storage.ingest().scoped(project), storage.output().scoped(project), project, query=config.query,
-            marker_type=config.marker_type, label=config.label, max_seconds=config.max_seconds, mode=config.mode,
-            pad_s=config.pad_s, embedder=_embedder(context, config.mode) if config.query else None,
+            storage.ingest().scoped(project),
+            storage.output().scoped(project),
+            project,
+            query=config.query,
+            marker_type=config.marker_type,
+            label=config.label,
+            max_seconds=config.max_seconds,
+            mode=config.mode,
+            pad_s=config.pad_s,
+            embedder=_embedder(context, config.mode) if config.query else None,
         )
     except (CompileError, StorageError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     m = reel.manifest()
-    return dg.MaterializeResult(metadata={
-        "project_id": project, "query": reel.query, "name": reel.name,
-        "reel_uri": dg.MetadataValue.url(reel.uri), "manifest_uri": dg.MetadataValue.url(reel.manifest_uri),
-        "duration_s": dg.FloatMetadataValue(round(reel.duration_s, 3)), "clips": dg.IntMetadataValue(len(reel.clips)),
-        "method": reel.method, "copied_s": dg.FloatMetadataValue(m["copied_s"]),
-        "reencoded_s": dg.FloatMetadataValue(m["reencoded_s"]),
-        "sources": dg.JsonMetadataValue(sorted({c.video_id for c in reel.clips})),
-    })
-
-
+    return dg.MaterializeResult(
+        metadata={
+            "project_id": project,
+            "query": reel.query,
+            "name": reel.name,
+            "reel_uri": dg.MetadataValue.url(reel.uri),
+            "manifest_uri": dg.MetadataValue.url(reel.manifest_uri),
+            "duration_s": dg.FloatMetadataValue(round(reel.duration_s, 3)),
+            "clips": dg.IntMetadataValue(len(reel.clips)),
+            "method": reel.method,
+            "copied_s": dg.FloatMetadataValue(m["copied_s"]),
+            "reencoded_s": dg.FloatMetadataValue(m["reencoded_s"]),
+            "sources": dg.JsonMetadataValue(sorted({c.video_id for c in reel.clips})),
+        }
+    )
