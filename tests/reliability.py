@@ -140,7 +140,7 @@ class Bench:
         )
 
     def reasons(self, result: Any) -> str:
-        from vidintel_pipeline.cli import failure_reasons
+        from vidintel_pipeline.runtime.in_process import failure_reasons
 
         return "; ".join(failure_reasons(result))
 
