@@ -7,7 +7,7 @@ GPU_STAMP := $(VENV)/.installed-gpu
 export VIDINTEL_HOME ?= $(CURDIR)/.vidintel
 export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
 
-.PHONY: install demo test ui bench reliability clean
+.PHONY: install demo check test ui bench reliability lock clean
 
 install: $(STAMP)
 
@@ -30,7 +30,16 @@ $(GPU_STAMP): $(STAMP)
 
 # tests/old_ffmpeg_bin holds an "ffmpeg 5.1" (Debian 12's) that fails every real call: first on PATH, it
 # proves the suite runs the bundled imageio-ffmpeg build, never whatever ffmpeg the machine has
-test: $(GPU_STAMP)  ## the whole test suite
+# ruff (lint and format) and mypy, as configured in pyproject.toml; plugins/ and resources/ are checked under their
+# installed names (vidintel.plugins, vidintel.resources) through links in build/typecheck/
+check: $(STAMP)  ## lint, format check and type check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@mkdir -p build/typecheck/vidintel && ln -sfn ../../../plugins build/typecheck/vidintel/plugins \
+		&& ln -sfn ../../../resources build/typecheck/vidintel/resources
+	$(BIN)/mypy -p vidintel_pipeline -p vidintel.plugins -p vidintel.resources
+
+test: $(GPU_STAMP) check  ## the checks, then the whole test suite
 	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q
 
 ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.1:3000)
@@ -44,7 +53,7 @@ bench: $(STAMP)  ## benchmark (not a test): the real-footage table, then vidinte
 	$(BIN)/python benchmarks/ingest_vs_decode.py --minutes 5
 
 reliability: $(GPU_STAMP)  ## every reliability/security case, slow ones too (4K, 1 hour of 1080p, 200 videos): prints the table
-	$(BIN)/python tests/reliability.py --json reliability.json
+	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q tests/reliability -m 'slow or not slow' --reliability-json reliability.json
 
 clean:
 	rm -rf $(VENV) .vidintel .pytest_cache

@@ -32,7 +32,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "vidintel_pipeline" / "media" /
 
 
 def save_frames(out: Path) -> None:
-    """Render the transitions clip of tests/test_gpu_plugins.py, decode it once, keep its planes and truth."""
+    """Render the transitions clip of tests/plugins/test_gpu_plugins.py, decode it once, keep its planes and truth."""
     from vidintel_pipeline.media.decode import iter_frames
     from vidintel_pipeline.media.samples import Shot, render
 

@@ -1,6 +1,6 @@
 """Benchmark (not a test): shot detection on the real-footage dev set, vidintel against PySceneDetect and TransNetV2.
 
-For every clip of tests/real_footage (three hand-labelled real clips and the cases re-edited from them) it
+For every clip of tests/plugins/real_footage (three hand-labelled real clips and the cases re-edited from them) it
 prints hard-cut precision, recall and F1 at +-1 frame for vidintel's ``local_shots``, PySceneDetect's
 ContentDetector and AdaptiveDetector with default settings (``make bench`` installs it) and TransNetV2 on the
 CPU (when the gpu extra is installed), then gradual transitions found and named right (vidintel; TransNetV2

@@ -88,7 +88,7 @@ def content_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     The correlation is that of the zero-mean 16x9 luma layouts, so it ignores the brightness and sharpness a
     keyframe adds to the same picture; the histogram distance (half the L1 distance of 8x4x4 YUV histograms,
     0..1) is what a cut between two similar layouts still changes. A cut needs ``(1 - r) + distance`` of at
-    least ``min_cut_content``: on the dev set (tests/real_footage) every real cut scores 1.0 or more, every
+    least ``min_cut_content``: on the dev set (tests/plugins/real_footage) every real cut scores 1.0 or more, every
     I-frame pop and one-frame colour pop 0.3 or less (correlation >= 0.98), fast blurred pans about 0.8.
     """
     r = layout_r(a, b)

@@ -49,7 +49,7 @@ class LocalOCRPlugin(FramePlugin):
             plugin_version="1.0.0",
             supported_events=["text_in_video", "ocr"],
             accuracy={"ocr": 0.9},
-            accuracy_source="tests/test_search_exports.py: rendered titles read word for word, within one "
+            accuracy_source="tests/outputs/test_search_exports.py: rendered titles read word for word, within one "
             "sample period",
             description="Text in the picture (PP-OCRv4 on onnxruntime), sampled per second and per shot "
             "from the shared decode.",

@@ -69,7 +69,7 @@ class LocalPromptPlugin(BaseTemporalPlugin):
             supported_events=["custom_prompt"],
             uses_results=True,
             accuracy={"custom_prompt": 0.8},
-            accuracy_source="tests/test_search_exports.py: a paraphrased prompt finds the spoken sentence "
+            accuracy_source="tests/outputs/test_search_exports.py: a paraphrased prompt finds the spoken sentence "
             "and the on-screen title",
             description="Matches a text prompt against the transcript, on-screen text and detector labels "
             "by meaning (MiniLM).",

@@ -14,7 +14,7 @@ Method (all on a 64x36 YUV thumbnail per frame, so it costs microseconds per fra
   rendering: ``(1 - layout correlation) + colour-histogram distance`` of the two frames must reach
   ``min_cut_content``. A keyframe "pop" (an I-frame re-rendering the same picture sharper or brighter for one
   frame, as low-bitrate H.264 and VP8 do) and a one-frame tint keep the layout (correlation >= 0.98); on
-  the real-footage dev set (tests/real_footage) this removed all 17 false cuts and no real one.
+  the real-footage dev set (tests/plugins/real_footage) this removed all 17 false cuts and no real one.
 * **Fades** (``fade_out`` to, ``fade_in`` from a flat field: black, white or any single colour): from each run
   of flat frames, walk away while the same picture's contrast keeps growing. Motion barely changes
   contrast; a fade scales it over its whole range. A fade through black is a ``fade_out`` and a ``fade_in``.
@@ -71,7 +71,7 @@ class LocalShotsPlugin(FramePlugin):
             plugin_version="1.1.0",
             supported_events=["shot_detection", "shot_boundary", "dissolve", "fade_in", "fade_out"],
             accuracy={"shot_detection": 1.0, "shot_boundary": 1.0, "dissolve": 1.0, "fade_in": 1.0, "fade_out": 1.0},
-            accuracy_source="tests/test_real_footage.py on the real-footage dev set (3 hand-labelled real "
+            accuracy_source="tests/plugins/test_real_footage.py on the real-footage dev set (3 hand-labelled real "
             "clips, 9 cases re-edited from them; thresholds chosen on it): hard cuts precision 1.00 recall "
             "1.00 at +-1 frame (23 cuts), gradual 9/9 found and named (2026-12-02); make bench on 5 minutes "
             "of synthetic 720p30: hard-cut F1 1.00, gradual recall 1.00",

@@ -42,8 +42,8 @@ class LocalTechnicalCuesPlugin(FramePlugin):
             plugin_version="1.1.0",
             supported_events=["technical_cue", "black_frames", "color_bars", "freeze_frame"],
             accuracy={"black_frames": 1.0, "color_bars": 1.0},
-            accuracy_source="tests/test_local_plugins.py on rendered media: every black and bars span found "
-            "within 0.05 s; tests/test_real_footage.py: SMPTE, EBU 75 % and pillarboxed HD bars under "
+            accuracy_source="tests/plugins/test_local_plugins.py on rendered media: every black and bars span found "
+            "within 0.05 s; tests/plugins/test_real_footage.py: SMPTE, EBU 75 % and pillarboxed HD bars under "
             "burnt-in counters and a logo: 250 of 250 frames found, none elsewhere (2026-12-02)",
             description="Black frames and colour bars from the shared decode (CPU, no network).",
         )
@@ -119,7 +119,7 @@ def _is_bars(s: np.ndarray) -> bool:
 
     Everything is measured on column *medians* and a band is flat when most of its pixels sit near its median,
     so a counter box, timecode or logo over part of the bars (up to a third of a band) changes nothing: on the
-    dev set's real-form bars (tests/real_footage: SMPTE with a counter, EBU 75 % with a counter and a logo,
+    dev set's real-form bars (tests/plugins/real_footage: SMPTE with a counter, EBU 75 % with a counter and a logo,
     pillarboxed HD bars with a counter) every frame is found; clean ffmpeg bars too.
     """
     h, w = s.shape[:2]

@@ -54,7 +54,7 @@ class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
             + ([] if self.options.model.endswith(".en") else ["language_detection"]),
             requires_gpu=True,
             accuracy={"transcription": 0.95},
-            accuracy_source="tests/test_gpu_plugins.py: WER on the speech fixtures within 0.02 of "
+            accuracy_source="tests/plugins/test_gpu_plugins.py: WER on the speech fixtures within 0.02 of "
             "faster-whisper (tiny.en)",
             description=f"openai-whisper {self.options.model} on torch ({self.options.device}); GPU-routed, "
             "CPU-capable.",

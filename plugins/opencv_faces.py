@@ -37,7 +37,7 @@ class OpenCVFacesPlugin(FramePlugin):
             plugin_version="1.0.0",
             supported_events=["object_appearance", "face_detection"],
             accuracy={"face_detection": 0.9},
-            accuracy_source="tests/test_local_plugins.py: the drawn face's appearance found within 0.6 s; "
+            accuracy_source="tests/plugins/test_local_plugins.py: the drawn face's appearance found within 0.6 s; "
             "Haar cascades miss profiles",
             description="Frontal faces (OpenCV Haar cascade), sampled from the shared decode.",
         )

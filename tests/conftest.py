@@ -10,6 +10,10 @@ import pytest
 from vidintel_pipeline.media.samples import Shot, Truth, render, render_demo
 
 
+def pytest_addoption(parser):
+    parser.addoption("--reliability-json", default=None, help="write the reliability matrix's outcomes to this file")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory):
     """Tests never touch the developer's ./.vidintel: the whole session gets a private, existing home."""

@@ -26,7 +26,7 @@ class Candidate:
 
 
 # Thumbnail change (0-255) from which a frame is taken to start a new picture. Real cuts on the dev set change
-# 16-60, camera motion inside a shot up to about 10 (tests/real_footage); a cut below this still gets candidates
+# 16-60, camera motion inside a shot up to about 10 (tests/plugins/real_footage); a cut below this still gets candidates
 # from the next bucket.
 NEW_PICTURE_CHANGE = 12.0
 

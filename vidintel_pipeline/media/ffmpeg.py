@@ -17,8 +17,8 @@ import signal
 import subprocess
 from typing import Optional, Sequence
 
-# 6.0: -display_rotation (how tests/test_media.py and tests/reliability.py make a rotated phone video) is
-# a 6.0 option; -fps_mode (tests/reliability.py) is 5.1. Everything else passed (the segment muxer's
+# 6.0: -display_rotation (how tests/media/test_media.py and tests/reliability/cases.py make a rotated phone video) is
+# a 6.0 option; -fps_mode (tests/reliability/cases.py) is 5.1. Everything else passed (the segment muxer's
 # -segment_times/-reset_timestamps, -bsf:v h264_mp4toannexb, xfade, lavfi sources) is older than both.
 MIN_VERSION = (6, 0)
 _VERSION_RE = re.compile(r"ffmpeg version n?(\d+)\.(\d+)")  # 5.1.6-0+deb12u1, n9.0.2-17-g2a57..., 6.0-static

@@ -238,7 +238,7 @@ class _PluginBase(ABC):
     Options: ClassVar[type[PluginOptions]] = PluginOptions
 
     def __init__(self, **options: Any):
-        # Constructors must stay cheap (no model loading): the registry instantiates plugins to read info.
+        # Keep constructors cheap all the same (load models on first use): selection builds the chosen plugins.
         try:
             self.options = self.Options(**options)
         except ValidationError as exc:
@@ -252,6 +252,21 @@ class _PluginBase(ABC):
     def info(self) -> PluginInfo:
         raw = self.get_plugin_info()
         return raw if isinstance(raw, PluginInfo) else PluginInfo.model_validate(raw)
+
+    @classmethod
+    def describe(cls) -> PluginInfo:
+        """The info of the plugin with its default options, read without constructing it.
+
+        Discovery and listing call this, so a plugin's ``__init__`` (which may want credentials or a model) runs
+        only for plugins a run selects. ``get_plugin_info`` sees a bare instance whose ``options`` are the
+        defaults; one that reads other state set in ``__init__`` is constructed after all.
+        """
+        bare = cls.__new__(cls)
+        bare.options = cls.Options()
+        try:
+            return bare.info
+        except AttributeError:
+            return cls().info
 
     @property
     def name(self) -> str:

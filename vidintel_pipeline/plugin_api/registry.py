@@ -138,7 +138,7 @@ class PluginRegistry:
             self.errors.append(LoadError(source, f"{cls!r} is not a concrete vidintel plugin class"))
             return
         try:
-            info = cls().info
+            info = cls.describe()  # never runs the plugin's __init__
         except Exception as exc:
             self.errors.append(LoadError(source, f"{cls.__name__}: invalid plugin info: {exc}"))
             return

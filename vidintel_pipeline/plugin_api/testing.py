@@ -8,7 +8,7 @@
 Each check raises ``AssertionError`` with a message saying which rule was broken: info valid, markers
 within the chunk, sorted, confidence in [0, 1], cost estimate consistent (non-negative, $0 for nothing,
 never decreasing with duration), and failures raised as ``PluginError``. All built-in plugins pass it
-(``tests/test_contract_kit.py``).
+(``tests/plugin_api/test_contract_kit.py``).
 """
 
 from __future__ import annotations

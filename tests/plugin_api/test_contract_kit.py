@@ -9,14 +9,14 @@ from vidintel_pipeline.plugin_api.registry import PluginRegistry
 from vidintel_pipeline.plugin_api.testing import check_markers, check_temporal_plugin, check_transcription_plugin
 
 REG = PluginRegistry.default()
-# cloud plugins run the same kit in tests/test_cloud_plugins.py, against their provider replays
+# cloud plugins run the same kit in tests/plugins/test_cloud_plugins.py, against their provider replays
 CLOUD = {"aws_rekognition", "aws_transcribe", "openai_transcribe", "nvidia_vila"}
 
 
 def test_every_cloud_plugin_runs_the_kit_against_its_replay():
     from pathlib import Path
 
-    src = (Path(__file__).parent / "test_cloud_plugins.py").read_text()
+    src = (Path(__file__).parents[1] / "plugins" / "test_cloud_plugins.py").read_text()
     assert CLOUD <= set(REG.names())
     for name in CLOUD:
         assert f'registry.get_plugin("{name}"' in src and "check_" in src

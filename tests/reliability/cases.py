@@ -6,14 +6,13 @@ holds one good video. A case passes when the pipeline did the right thing (a cor
 error naming the file and the reason) *and* nothing else was lost: every object under ``projects/`` of
 the other partitions is byte-for-byte as before, and no partial or temporary file is left behind.
 
-    python tests/reliability.py            # every case, fast and slow: the table `make reliability` prints
-    python tests/reliability.py --fast     # the cases tests/test_reliability.py runs in `make test`
-    python tests/reliability.py -k hevc    # cases whose name contains "hevc"
+    make reliability                                   # every case, fast and slow, then the table
+    pytest tests/reliability                           # the fast cases (what `make test` runs)
+    pytest tests/reliability -m slow -k hevc           # slow cases whose name contains "hevc"
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -23,15 +22,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 VIDINTEL = str(Path(sys.executable).with_name("vidintel"))
 
@@ -964,7 +962,7 @@ def links_in_drop_folder(b: Bench, out: Outcome) -> None:
 
 @case("fault", "an ffmpeg 5.1 first on PATH; then VIDINTEL_FFMPEG pointing at it")
 def old_ffmpeg_on_path(b: Bench, out: Outcome) -> None:
-    stub = Path(__file__).parent / "old_ffmpeg_bin"
+    stub = Path(__file__).parents[1] / "old_ffmpeg_bin"
     env = {"PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}
     ok = b.vidintel("ingest", str(b.clip("v.mp4")), "--project", "old-ffmpeg-on-path", "--quiet", env=env)
     bad = b.vidintel(
@@ -1223,27 +1221,3 @@ def table(outcomes: list[Outcome]) -> str:
         + ("\n|---|---|---|---|---|---|---|" if i == 0 else "")
         for i, r in enumerate(rows)
     )
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description="vidintel reliability and security matrix")
-    ap.add_argument("--fast", action="store_true", help="only the cases make test runs")
-    ap.add_argument("-k", default="", help="only cases whose name contains this")
-    ap.add_argument("--json", type=Path, default=Path("reliability.json"))
-    args = ap.parse_args(argv)
-    chosen = [c for c in ordered() if args.k in c.name and not (args.fast and c.slow)]
-    with tempfile.TemporaryDirectory(prefix="vidintel-reliability-") as tmp:
-        bench = Bench(Path(tmp))
-        outcomes = []
-        for c in chosen:
-            o = run_case(bench, c)
-            outcomes.append(o)
-            print(f"{'ok ' if o.ok else 'NO '} {o.case:<36} {o.seconds:>7.1f} s  {o.happened[:110]}", flush=True)
-    print("\n" + table(outcomes))
-    args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
-    print(f"\n{sum(o.ok for o in outcomes)}/{len(outcomes)} cases handled with nothing lost; details in {args.json}")
-    return 0 if all(o.ok for o in outcomes) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

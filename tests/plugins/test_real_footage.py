@@ -1,6 +1,6 @@
 """Shots, transitions, colour bars, keyframes and the time origin, measured on the real-footage dev set.
 
-The dev set (tests/real_footage/devset.py) is three hand-labelled real clips and nine cases re-edited from
+The dev set (tests/plugins/real_footage/devset.py) is three hand-labelled real clips and nine cases re-edited from
 them the way real footage misleads detectors. Every figure asserted here is printed, so a failing run says
 how far off it is; `make bench` prints the same table beside PySceneDetect.
 """

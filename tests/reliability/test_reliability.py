@@ -1,12 +1,15 @@
-"""The fast half of the reliability and security matrix (tests/reliability.py); `make reliability` runs all of it."""
+"""The reliability and security matrix (cases.py), one test per case.
+
+`make test` runs the fast cases; the slow ones (4K, an hour of 1080p, 200 videos through the daemon) are marked
+``slow`` and run with `make reliability`, which also prints the table and writes reliability.json.
+"""
 
 from __future__ import annotations
 
 import pytest
-import reliability
-from reliability import CASES, Bench, ordered, run_case
+from cases import CASES, Bench, ordered, run_case, table
 
-FAST = [c.name for c in ordered() if not c.slow]
+OUTCOMES: list = []  # what each case did, for the table conftest.py prints
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +23,12 @@ def bench(tmp_path_factory):
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
-@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize(
+    "name", [pytest.param(c.name, id=c.name, marks=[pytest.mark.slow] if c.slow else []) for c in ordered()]
+)
 def test_case(bench, name):
     out = run_case(bench, CASES[name])
+    OUTCOMES.append(out)
     assert out.ok, (out.happened, out.lost)
     assert out.lost == "nothing"
 
@@ -30,4 +36,4 @@ def test_case(bench, name):
 def test_every_case_of_the_issue_is_in_the_matrix():
     groups = {c.group for c in CASES.values()}
     assert groups == {"bad input", "fault", "load", "security"}
-    assert len(CASES) >= 25 and reliability.table([]).startswith("| case |")
+    assert len(CASES) >= 25 and table([]).startswith("| case |")

@@ -61,7 +61,7 @@ def two_speakers(tmp_path_factory) -> tuple[Path, list[str], float]:
     """speech_a then speech_b in one WAV (as scripts/make_provider_replays.py builds it)."""
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     from make_provider_replays import two_speakers as build
 
     dst = tmp_path_factory.mktemp("audio") / "two.wav"

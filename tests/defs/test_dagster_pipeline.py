@@ -15,7 +15,7 @@ from vidintel_pipeline.defs.progress_bar import ProgressBar
 from vidintel_pipeline.runtime import in_process
 from vidintel_pipeline.runtime.instance import get_instance
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VIDINTEL = str(Path(sys.executable).parent / "vidintel")
 
 

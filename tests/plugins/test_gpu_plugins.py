@@ -18,6 +18,8 @@ from vidintel_pipeline.plugin_api.contracts import MemoryDocument, Transcription
 from vidintel_pipeline.plugin_api.registry import PluginRegistry
 from vidintel_pipeline.runtime.instance import get_instance
 
+pytestmark = pytest.mark.gpu  # torch models: on the CPU here, on CUDA where there is one
+
 pytest.importorskip("torch")  # the gpu extra; make test installs it
 REG = PluginRegistry.default()
 

@@ -21,7 +21,7 @@ from dagster._core.instance.config import dagster_instance_config
 from vidintel_pipeline.runtime.gpu import COMPUTE_TAG, GPU_OP_TAGS, GPU_POOL
 from vidintel_pipeline.runtime.launchers import LAUNCHER_TAG, TagRoutingRunLauncher
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 

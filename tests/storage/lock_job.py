@@ -1,6 +1,6 @@
 """A one-step job under vidintel's video-locking executor, for tests/test_concurrency.py.
 
-Run as ``python tests/lock_job.py PARTITION LOG SLEEP_S``, it executes one run in this process, as a run
+Run as ``python tests/storage/lock_job.py PARTITION LOG SLEEP_S``, it executes one run in this process, as a run
 worker the daemon launched would (its executor holds the video's lock), and prints the run id and outcome.
 """
 

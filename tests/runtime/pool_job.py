@@ -1,4 +1,5 @@
-"""A job with two steps in vidintel's GPU pool, for tests/test_deploy.py (loaded by file path in subprocesses)."""
+"""A job with two steps in vidintel's GPU pool, for tests/runtime/test_deploy.py (loaded by file path in
+subprocesses)."""
 
 import time
 from pathlib import Path

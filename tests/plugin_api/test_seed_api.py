@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[2] / "shared" / "design" / "plugin-system-architecture.md"
+DOC = Path(__file__).resolve().parents[3] / "shared" / "design" / "plugin-system-architecture.md"
 
 # each snippet exactly as the document shows it (the test checks that it still does, where the document is here)
 SNIPPETS = {

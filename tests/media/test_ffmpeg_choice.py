@@ -20,7 +20,7 @@ import pytest
 from vidintel_pipeline.media import ffmpeg as ff
 from vidintel_pipeline.media.probe import probe
 
-OLD_BIN = Path(__file__).parent / "old_ffmpeg_bin"
+OLD_BIN = Path(__file__).parents[1] / "old_ffmpeg_bin"
 VIDINTEL = str(Path(sys.executable).with_name("vidintel"))
 WHEEL_BINARIES = Path(imageio_ffmpeg.__file__).parent / "binaries"
 

@@ -115,3 +115,39 @@ def test_unknown_plugin_names_the_available_ones():
     reg = PluginRegistry.default()
     with pytest.raises(PluginError, match=r"unknown plugin 'aws_rekognitoin'.*local_shots"):
         reg.get_plugin("aws_rekognitoin")
+
+
+NEEDS_CREDENTIALS = """
+import os
+from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginOptions
+
+class O(PluginOptions):
+    region: str = "eu-west-1"
+
+class Vault(BaseTemporalPlugin):
+    Options = O
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.token = os.environ["VAULT_TOKEN"]  # a constructor that wants credentials
+
+    def get_plugin_info(self):
+        return {"plugin_name": "vault", "plugin_version": "1.0.0", "supported_events": ["custom_prompt"],
+                "description": f"needs a token, region {self.options.region}"}
+
+    async def detect_markers(self, chunk, config):
+        return []
+"""
+
+
+def test_discovery_reads_info_without_constructing_plugins(tmp_path, monkeypatch):
+    _write(tmp_path / "extra", "vault.py", NEEDS_CREDENTIALS)
+    monkeypatch.delenv("VAULT_TOKEN", raising=False)
+    reg = PluginRegistry()
+    reg.discover_plugins(tmp_path / "extra")
+    assert not reg.errors, reg.errors
+    assert reg.entries["vault"].info.description == "needs a token, region eu-west-1"  # default options
+    with pytest.raises(KeyError):  # only using the plugin runs its constructor
+        reg.get_plugin("vault")
+    monkeypatch.setenv("VAULT_TOKEN", "t")
+    assert reg.get_plugin("vault", region="us-east-1").info.description.endswith("us-east-1")
