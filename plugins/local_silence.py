@@ -46,6 +46,8 @@ class LocalSilencePlugin(BaseTemporalPlugin):
         return await asyncio.to_thread(self._detect, chunk)
 
     def _detect(self, chunk: ChunkInfo) -> list[TemporalMarker]:
+        if chunk.audio_path is None:
+            return []  # no audio track: nothing can be silent
         try:
             x, rate = read_wav(chunk.audio_path)
         except (OSError, ValueError, EOFError) as exc:

@@ -78,12 +78,12 @@ def adopt_drop(store: Store, drop_key: str, ref: VideoRef, name: str) -> str:
 
 def register(instance: "dg.DagsterInstance", refs: Iterable[VideoRef]) -> list[str]:
     """Add the videos' partitions (those not there yet) to the instance; returns the keys added."""
-    from vidintel_pipeline.defs.partitions import videos_partitions
+    from vidintel_pipeline.defs.partitions import VIDEOS
 
-    known = set(instance.get_dynamic_partitions(videos_partitions.name))
+    known = set(instance.get_dynamic_partitions(VIDEOS))
     new = sorted({r.partition_key for r in refs} - known)
     if new:
-        instance.add_dynamic_partitions(videos_partitions.name, new)
+        instance.add_dynamic_partitions(VIDEOS, new)
     return new
 
 

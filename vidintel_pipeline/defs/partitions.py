@@ -8,7 +8,8 @@ import dagster as dg
 
 from vidintel_pipeline.storage.layout import VideoRef
 
-videos_partitions = dg.DynamicPartitionsDefinition(name="videos")
+VIDEOS = "videos"  # the dynamic partitions' name
+videos_partitions = dg.DynamicPartitionsDefinition(name=VIDEOS)
 
 PROJECT_TAG = "vidintel/project"
 VIDEO_TAG = "vidintel/video"

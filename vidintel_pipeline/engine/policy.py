@@ -9,7 +9,7 @@ import concurrent.futures
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Coroutine, Optional
 
 from vidintel_pipeline.plugin_api.contracts import (
     PluginError,
@@ -81,7 +81,7 @@ class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):  # asyncio accepts 
     """Each call on its own daemon thread. A plugin stuck in a blocking call after its timeout is abandoned:
     it cannot hold the step, or the process's exit, hostage the way a joined thread pool would."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+    def submit(self, fn, /, *args, **kwargs):
         fut: concurrent.futures.Future = concurrent.futures.Future()
 
         def work() -> None:
@@ -99,7 +99,7 @@ class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):  # asyncio accepts 
         return None
 
 
-def run_async(coro: Awaitable[Any]) -> Any:
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
     """``asyncio.run`` for plugin calls, except that threads left blocked by timed-out plugins are not waited for."""
     with asyncio.Runner() as runner:
         runner.get_loop().set_default_executor(_DaemonThreads())

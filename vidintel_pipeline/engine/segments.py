@@ -99,9 +99,10 @@ def min_segment_s() -> float:
 def margin_for(plugins: list[FramePlugin]) -> Optional[float]:
     """The decode margin the plugins need, or None when one of them must see the whole video at once."""
     contexts = [p.segment_context_s for p in plugins]
-    if any(c is None for c in contexts):
+    known = [c for c in contexts if c is not None]
+    if len(known) < len(contexts):
         return None
-    return max([0.0, *contexts]) + 0.5  # half a second more: a frame's time and a marker's edge are not exact
+    return max([0.0, *known]) + 0.5  # half a second more: a frame's time and a marker's edge are not exact
 
 
 def plan_segments(duration_s: float, workers: int, margin_s: float, shortest_s: float = MIN_SEGMENT_S) -> list[Segment]:
@@ -166,6 +167,7 @@ def analyze_segments(
                 with lock:
                     running.add(proc)
                 try:
+                    assert proc.stdout is not None  # started with stdout=PIPE
                     for line in proc.stdout:  # "progress SECONDS" lines as the segment's core is covered
                         if line.startswith("progress "):
                             done_s[i] = float(line.split()[1])

@@ -39,6 +39,8 @@ def keyframe_times(path: str | os.PathLike[str]) -> list[float]:
             return [0.0]
         s = c.streams.video[0]
         tb = s.time_base
+        if tb is None:
+            raise MediaError(f"{path}: the video stream has no time base")
         start = s.start_time or 0
         times = []
         for pkt in c.demux(s):

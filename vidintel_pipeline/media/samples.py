@@ -198,6 +198,7 @@ def render(
         truth.flashes = [round(f, 6) for f in flashes]
     title_dir = tempfile.TemporaryDirectory() if titles else None
     for k, (text, t0, t1) in enumerate(titles):
+        assert title_dir is not None  # made above whenever there are titles
         png = draw_title_image(Path(title_dir.name) / f"title{k}.png", text, w, h)
         inputs += ["-loop", "1", "-framerate", str(fps), "-t", f"{total:.3f}", "-i", str(png)]
         chains.append(

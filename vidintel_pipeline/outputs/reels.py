@@ -202,6 +202,8 @@ def frame_times(path: Path) -> tuple[list[float], list[float]]:
     with av.open(str(path)) as c:
         st = c.streams.video[0]
         tb, start = st.time_base, st.start_time or 0
+        if tb is None:
+            raise CompileError(f"{path}: the video stream has no time base")
         frames, keys = [], []
         for pkt in c.demux(st):
             if pkt.pts is None:

@@ -69,6 +69,9 @@ class PluginRegistry:
         except Exception as exc:
             self.errors.append(LoadError(package, f"cannot import package: {exc}"))
             return
+        if pkg.__file__ is None:
+            self.errors.append(LoadError(package, "a namespace package: plugins load from a package with __init__.py"))
+            return
         folder = Path(pkg.__file__).parent
         for path in sorted(folder.glob("*.py")):
             if path.name.startswith("_"):

@@ -36,6 +36,8 @@ KEYFRAME_INDEX = "keyframes.json"  # keyframes/
 MARKERS = "markers.json"  # metadata/
 PROMPT_MARKERS = "prompt_markers.json"  # metadata/
 TRANSCRIPT = "transcript.json"  # transcripts/
+SPEAKERS = "speakers.json"  # transcripts/: speaker turns (gpu_analysis)
+GPU_MARKERS = "gpu_markers.json"  # metadata/: gpu_analysis' markers
 SEARCH_INDEX = "index.sqlite"  # memories/ of the output tree: the project's search index
 
 

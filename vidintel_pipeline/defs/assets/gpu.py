@@ -25,10 +25,7 @@ from vidintel_pipeline.engine.runner import analyze_video
 from vidintel_pipeline.media import MediaError
 from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, CostSummary, PluginError
 from vidintel_pipeline.runtime.gpu import GPU_OP_TAGS, GPU_POOL
-from vidintel_pipeline.storage.layout import AUDIO, PROBE
-
-GPU_MARKERS = "gpu_markers.json"
-SPEAKERS = "speakers.json"
+from vidintel_pipeline.storage.layout import AUDIO, GPU_MARKERS, PROBE, SPEAKERS
 
 
 @dg.asset(

@@ -27,7 +27,15 @@ from vidintel_pipeline.plugin_api.contracts import (
     TemporalMarker,
     TranscriptionResult,
 )
-from vidintel_pipeline.storage.layout import KEYFRAME_INDEX, MARKERS, PROBE, PROMPT_MARKERS, TRANSCRIPT
+from vidintel_pipeline.storage.layout import (
+    GPU_MARKERS,
+    KEYFRAME_INDEX,
+    MARKERS,
+    PROBE,
+    PROMPT_MARKERS,
+    SPEAKERS,
+    TRANSCRIPT,
+)
 
 
 @dg.asset(
@@ -50,9 +58,9 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
         optional_json(store, ref.key("metadata", PROMPT_MARKERS)) or empty
     )  # absent before prompt_markers existed
     # gpu_analysis runs only in the GPU job: use its results when they are for this very source
-    gpu = optional_json(store, ref.key("metadata", "gpu_markers.json"))
+    gpu = optional_json(store, ref.key("metadata", GPU_MARKERS))
     gpu = gpu if gpu and gpu.get("source_sha256") == info["sha256"] else empty
-    speakers = optional_json(store, ref.key("transcripts", "speakers.json"))
+    speakers = optional_json(store, ref.key("transcripts", SPEAKERS))
     turns = (
         [SpeakerTurn.model_validate(t) for t in speakers["turns"]]
         if speakers and speakers.get("source_sha256") == info["sha256"]
