@@ -31,18 +31,38 @@ def main() -> int:
         args += ["--extra-index-url", url]
     for link in conf.get("find-links", "").split():
         args += ["--find-links", link]
-    cmd = [str(Path(sys.executable).parent / "uv"), "pip", "compile", "pyproject.toml", "--extra", "dev", "--extra",
-           "gpu", "--generate-hashes", "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
-           "--index-strategy", "unsafe-best-match", "--no-header", "-o", "requirements/lock.txt", *args]
+    cmd = [
+        str(Path(sys.executable).parent / "uv"),
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--extra",
+        "dev",
+        "--extra",
+        "gpu",
+        "--generate-hashes",
+        "--python-version",
+        "3.11",
+        "--python-platform",
+        "x86_64-manylinux_2_28",
+        "--index-strategy",
+        "unsafe-best-match",
+        "--no-header",
+        "-o",
+        "requirements/lock.txt",
+        *args,
+    ]
     if conf.get("constraint"):
         cmd += ["-c", conf["constraint"]]  # this machine's pip constraints, as pip itself would apply them
     print(" ".join(cmd), flush=True)
     rc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
     if rc == 0:
         lock = ROOT / "requirements" / "lock.txt"
-        lock.write_text("# `make lock` (scripts/lock.py) writes this file: every dependency of .[dev,gpu], pinned and hashed.\n"
-                        "# Installed by `make install` with pip install --require-hashes -r requirements/lock.txt.\n"
-                        + lock.read_text())
+        head = (
+            "# `make lock` (scripts/lock.py) writes this file: every dependency of .[dev,gpu], pinned and hashed.\n"
+            "# Installed by `make install`: pip install --require-hashes -r requirements/lock.txt.\n"
+        )
+        lock.write_text(head + lock.read_text())
     return rc
 
 
