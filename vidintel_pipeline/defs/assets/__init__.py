@@ -1,12 +1,13 @@
-"""The assets, one module per group: ingestion, analysis (CPU and GPU), outputs, costs and on-request project
-outputs."""
+"""The assets, one module per group: ingestion, analysis (pictures: visual.py; speech and prompts; GPU), outputs,
+costs and on-request project outputs."""
 
-from vidintel_pipeline.defs.assets.analysis import prompt_markers, transcript, visual_analysis
+from vidintel_pipeline.defs.assets.analysis import prompt_markers, transcript
 from vidintel_pipeline.defs.assets.costs import project_costs
 from vidintel_pipeline.defs.assets.gpu import gpu_analysis
 from vidintel_pipeline.defs.assets.ingestion import audio, source_video, video_chunks
 from vidintel_pipeline.defs.assets.outputs import exports, memory, search_index
 from vidintel_pipeline.defs.assets.requests import compilation, search_results
+from vidintel_pipeline.defs.assets.visual import visual_analysis
 
 # the per-video chain, in order; the GPU step and the project-level assets are listed on their own
 per_video_assets = [
