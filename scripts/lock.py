@@ -8,9 +8,11 @@ index URLs), for CPython 3.11 on manylinux x86_64. torch resolves to the local C
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +24,34 @@ def pip_config() -> dict[str, str]:
         key, _, value = line.partition("=")
         conf[key.split(".", 1)[-1]] = value.strip().strip("'")
     return conf
+
+
+WHEEL_OK = re.compile(r"-(cp311|py3|py2\.py3)-(cp311|abi3|none)-(any|manylinux[^-]*x86_64)\.whl$")
+
+
+def add_sibling_hashes(lock: Path, indexes: list[str]) -> int:
+    """Add the hashes of every usable file of each pinned version found in local (file://) indexes.
+
+    uv records the files of one index per package; when another index holds a better wheel of the same version
+    (soundfile 0.14.0: the manylinux wheel bundles libsndfile, the pure one does not), pip must be allowed to
+    pick it, so its hash goes into the lock too. Returns how many hashes were added.
+    """
+    text, added = lock.read_text(), 0
+    for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==([^ \\]+) \\$", text, re.M):
+        for index in indexes:
+            page = Path(urlparse(index).path) / re.sub(r"[-_.]+", "-", name).lower() / "index.html"
+            if urlparse(index).scheme != "file" or not page.is_file():
+                continue
+            for fname, sha in re.findall(r'href="[^"#]*?([^/"#]+)#sha256=([0-9a-f]{64})"', page.read_text()):
+                if f"-{version}-" not in fname or not (fname.endswith(".tar.gz") or WHEEL_OK.search(fname)):
+                    continue
+                if sha in text:
+                    continue
+                head = f"{name}=={version} \\\n"
+                text = text.replace(head, head + f"    --hash=sha256:{sha} \\\n", 1)
+                added += 1
+    lock.write_text(text)
+    return added
 
 
 def main() -> int:
@@ -63,6 +93,7 @@ def main() -> int:
             "# Installed by `make install`: pip install --require-hashes -r requirements/lock.txt.\n"
         )
         lock.write_text(head + lock.read_text())
+        print(f"{add_sibling_hashes(lock, conf.get('extra-index-url', '').split())} hashes added from other indexes")
     return rc
 
 
