@@ -164,7 +164,7 @@ def test_reels_seek_on_the_same_timeline(demo_video, tmp_path):
 
     from vidintel_pipeline.media.decode import iter_frames
     from vidintel_pipeline.media.probe import probe
-    from vidintel_pipeline.outputs.reels import seek_arg
+    from vidintel_pipeline.outputs.reel_cuts import seek_arg
 
     late = tmp_path / "late.mp4"
     run_ffmpeg(
