@@ -29,9 +29,11 @@ demo: $(STAMP)  ## render the sample video, ingest it through Dagster, print mar
 $(GPU_STAMP): $(STAMP)
 	touch $(GPU_STAMP)
 
-lock: $(STAMP)  ## refresh requirements/lock.txt (uv, against the indexes pip is configured for)
-	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/python scripts/lock.py
+# uv in a venv of its own: lock must not depend on $(STAMP), which installs the old lock first
+lock:  ## refresh requirements/lock.txt (uv, against the indexes pip is configured for)
+	$(PYTHON) -m venv .venv-uv
+	.venv-uv/bin/python -m pip install --quiet uv==0.13.9
+	.venv-uv/bin/python scripts/lock.py
 
 # ruff (lint and format) and mypy, as configured in pyproject.toml; plugins/ and resources/ are checked under their
 # installed names (vidintel.plugins, vidintel.resources) through links in build/typecheck/
