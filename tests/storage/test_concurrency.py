@@ -100,19 +100,18 @@ def materialized_by(instance, partition: str) -> dict[str, set[str]]:
 def test_two_cli_ingests_of_one_video_at_once_one_wins_and_every_output_is_from_its_run(home, tmp_path):
     instance = get_instance()  # the SQLite schema exists before the two processes race
     files = {"a": clip(tmp_path / "a.mp4", 12.0), "b": clip(tmp_path / "b.mp4", 16.0)}  # same video id, different files
-    procs = {
-        n: subprocess.Popen(ingest_cmd(f, "acme", "v"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for n, f in files.items()
-    }
-    outs = {n: p.communicate(timeout=600) for n, p in procs.items()}
-    codes = {n: p.returncode for n, p in procs.items()}
-    assert sorted(codes.values()) == [0, 2], {n: (codes[n], outs[n][1][-800:]) for n in files}
-    won = next(n for n in files if codes[n] == 0)
-    lost = next(n for n in files if codes[n] == 2)
-    assert f"acme/v is already being ingested by pid {procs[won].pid} (vidintel ingest, since " in outs[lost][1], outs[
-        lost
-    ][1][-800:]
-    run_id = json.loads(outs[won][0])["run_id"]
+    # deterministic: the second ingest starts while the first holds the video's lock (here the test holds it as
+    # an ingest would); started together, a fast first ingest can finish before the second reaches the lock
+    ref = VideoRef("acme", "v")
+    with held(video_lock_name(ref), "vidintel ingest"):
+        lost_p = subprocess.run(ingest_cmd(files["b"], "acme", "v"), capture_output=True, text=True, timeout=600)
+    assert lost_p.returncode == 2, lost_p.stderr[-800:]
+    assert f"acme/v is already being ingested by pid {os.getpid()} (vidintel ingest, since " in lost_p.stderr
+    assert not (home / "data/ingest/projects/acme/videos/v/source").exists()  # refused before touching storage
+    won_p = subprocess.run(ingest_cmd(files["a"], "acme", "v"), capture_output=True, text=True, timeout=600)
+    assert won_p.returncode == 0, won_p.stderr[-800:]
+    won = "a"
+    run_id = json.loads(won_p.stdout)["run_id"]
 
     # one run, and every per-video output is from it and from the winner's file
     assert [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "acme__v"}))] == [run_id]
