@@ -10,6 +10,7 @@ from vidintel_pipeline.defs.assets.common import (
     create_temporal_plugins,
     float_meta,
     need_json,
+    record_spend,
     video_ref,
 )
 from vidintel_pipeline.defs.assets.ingestion import audio
@@ -139,18 +140,9 @@ def transcript(
                 "or cut there"
             )
         report(context, IngestionPhase.TRANSCRIBING_AUDIO, 100, words=result.word_count)
-        ledger = costs.ledger()
-        for name, usd in by_plugin.items():
-            ledger.record(
-                run_id=context.run_id,
-                asset="transcript",
-                project_id=ref.project_id,
-                video_id=ref.video_id,
-                plugin=name,
-                usd=usd,
-                media_seconds=info["duration_s"],
-                cached=cached,
-            )
+        record_spend(
+            costs, context, ref, "transcript", info["duration_s"], ((n, usd, cached) for n, usd in by_plugin.items())
+        )
     doc = result.model_dump() | {
         "cost": CostSummary(total_usd=sum(by_plugin.values()), by_plugin=by_plugin).model_dump(),
         "plugin_runs": runs,

@@ -1,12 +1,12 @@
 """What the per-video assets share: the partition's video, required and optional inputs, typed metadata, cost and
 warning entries."""
 
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import cv2  # noqa: F401  (imported early so the OpenCV thread setting in media.frames applies)
 import dagster as dg
 
-from vidintel.resources import TemporalPluginsResource
+from vidintel.resources import CostControls, TemporalPluginsResource
 from vidintel_pipeline.plugin_api.contracts import (
     PluginError,
 )
@@ -99,3 +99,26 @@ def create_temporal_plugins(resource: TemporalPluginsResource) -> list:
         return resource.create()
     except PluginError as exc:
         raise dg.Failure(description=f"Plugin configuration error: {exc}", allow_retries=False) from exc
+
+
+def record_spend(
+    costs: CostControls,
+    context: dg.AssetExecutionContext,
+    ref: VideoRef,
+    asset: str,
+    media_seconds: float,
+    spent: Iterable[tuple[str, float, bool]],
+) -> None:
+    """One cost-ledger row per ``(plugin, usd, cached)`` that ran for ``asset`` in this run."""
+    ledger = costs.ledger()
+    for plugin, usd, cached in spent:
+        ledger.record(
+            run_id=context.run_id,
+            asset=asset,
+            project_id=ref.project_id,
+            video_id=ref.video_id,
+            plugin=plugin,
+            usd=usd,
+            media_seconds=media_seconds,
+            cached=cached,
+        )

@@ -17,7 +17,7 @@ import dagster as dg
 
 from vidintel.resources import CostControls, GpuWorkResource, VidintelStorage
 from vidintel_pipeline.defs.assets.analysis import transcript
-from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, need_json, video_ref
+from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, need_json, record_spend, video_ref
 from vidintel_pipeline.defs.assets.ingestion import audio, source_video
 from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.engine.cache import ResultCache
@@ -112,18 +112,7 @@ def gpu_analysis(
             allow_retries=any(r.get("retryable") for r in runs),
         )
 
-    ledger = costs.ledger()
-    for name, usd in cost.items():
-        ledger.record(
-            run_id=context.run_id,
-            asset="gpu_analysis",
-            project_id=ref.project_id,
-            video_id=ref.video_id,
-            plugin=name,
-            usd=usd,
-            media_seconds=info["duration_s"],
-            cached=False,
-        )
+    record_spend(costs, context, ref, "gpu_analysis", info["duration_s"], ((n, usd, False) for n, usd in cost.items()))
     summary = CostSummary(total_usd=round(sum(cost.values()), 6), by_plugin=cost).model_dump()
     mk_uri = store.put_json(
         ref.key("metadata", GPU_MARKERS),

@@ -12,6 +12,7 @@ from vidintel_pipeline.defs.assets.common import (
     float_meta,
     need_json,
     optional_json,
+    record_spend,
     run_warnings,
     source_warnings,
     video_ref,
@@ -195,18 +196,14 @@ def visual_analysis(
         store.delete(stale)
 
     cost = result.cost_by_plugin
-    ledger = costs.ledger()
-    for run in result.runs:
-        ledger.record(
-            run_id=context.run_id,
-            asset="temporal_markers",
-            project_id=ref.project_id,
-            video_id=ref.video_id,
-            plugin=run.plugin,
-            usd=run.cost_usd,
-            media_seconds=info["duration_s"],
-            cached=run.cached,
-        )
+    record_spend(
+        costs,
+        context,
+        ref,
+        "temporal_markers",
+        info["duration_s"],
+        ((r.plugin, r.cost_usd, r.cached) for r in result.runs),
+    )
     doc = {
         "markers": [m.model_dump() for m in result.markers],
         "plugins": [r.as_dict() for r in result.runs],
