@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "real_footage"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "plugins" / "real_footage"), str(REPO / "tests" / "plugins")]
 
 from devset import dev_set  # noqa: E402
 from test_real_footage import score  # noqa: E402

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = HERE.parents[2]
 FPS = 25
 
 # bikes.mp4's shots as labelled in truth/bikes.json (first and last frame of each)
