@@ -60,7 +60,9 @@ def moved(a: np.ndarray, b: np.ndarray) -> bool:
     (dx, dy), _ = cv2.phaseCorrelate(la, lb)
     if abs(dx) < 0.25 and abs(dy) < 0.25 or abs(dx) > w / 3 or abs(dy) > h / 3:
         return False
-    shifted = cv2.warpAffine(la, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    shifted = cv2.warpAffine(
+        la, np.array([[1, 0, dx], [0, 1, dy]], np.float32), (w, h), borderMode=cv2.BORDER_REPLICATE
+    )
     mx, my = int(np.ceil(abs(dx))) + 1, int(np.ceil(abs(dy))) + 1
     inner = (slice(my, h - my), slice(mx, w - mx))
     if la[inner].size == 0:

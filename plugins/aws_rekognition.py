@@ -49,6 +49,7 @@ from vidintel_pipeline.storage.layout import VideoRef
 
 NAME = "aws_rekognition"
 Feature = Literal["shots", "technical_cues", "labels"]
+ALL_FEATURES: tuple[Feature, ...] = ("shots", "technical_cues", "labels")
 PRICED_AS = {"shots": "shot_detection", "technical_cues": "technical_cue", "labels": "label_detection"}
 CUE_LABELS = {  # Rekognition's TechnicalCueSegment.Type -> our technical_cue labels (local plugins share the first two)
     "BlackFrames": "black_frames",
@@ -61,10 +62,10 @@ CUE_LABELS = {  # Rekognition's TechnicalCueSegment.Type -> our technical_cue la
 
 
 class AWSRekognitionPlugin(BaseTemporalPlugin):
-    options: "AWSRekognitionPlugin.Options"  # the instance's validated options (built by the base class)
+    options: Options  # the instance's validated options (built by the base class)
 
     class Options(PluginOptions):
-        features: list[Feature] = Field(default_factory=lambda: ["shots", "technical_cues", "labels"], min_length=1)
+        features: list[Feature] = Field(default_factory=lambda: list(ALL_FEATURES), min_length=1)
         min_confidence: float = Field(
             default=50.0, ge=0, le=100, description="Rekognition's confidence floor, percent."
         )
@@ -153,8 +154,8 @@ class AWSRekognitionPlugin(BaseTemporalPlugin):
         if "labels" in o.features:
             jobs.append(self._labels(call, video, extra, key))
         results = await asyncio.gather(*jobs)
-        markers = [self._marker(m, chunk) for part in results for m in part]
-        markers = [m for m in markers if m is not None and m.end_s >= chunk.start_s]
+        found = [self._marker(m, chunk) for part in results for m in part]
+        markers = [m for m in found if m is not None and m.end_s >= chunk.start_s]
         markers.sort(key=lambda m: (m.start_s, m.end_s, m.label))
         return markers
 

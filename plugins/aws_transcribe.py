@@ -49,7 +49,7 @@ SENTENCE_END = (".", "?", "!")
 
 
 class AWSTranscribePlugin(BaseTranscriptionPlugin):
-    options: "AWSTranscribePlugin.Options"  # the instance's validated options (built by the base class)
+    options: Options  # the instance's validated options (built by the base class)
 
     class Options(PluginOptions):
         region: Optional[str] = Field(default=None, description="Empty: AWS_REGION / AWS_DEFAULT_REGION.")
@@ -174,6 +174,7 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
                 max_s=o.poll_max_s,
                 deadline_s=o.job_timeout_s,
             )
+        assert job is not None  # the one found or started, or the one poll() waited for
         if job["TranscriptionJobStatus"] == "FAILED":
             raise PluginError(
                 f"transcription job {name} FAILED: {job.get('FailureReason', 'no reason given')}", plugin=NAME
@@ -222,6 +223,11 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
             if cand.get("code") == locale:
                 score = float(cand.get("score", score or 0))
         duration = max([w.end_s for w in words] or [0.0])
+        # beyond the contract's fields: TranscriptionResult keeps extra fields (extra="allow")
+        extra: dict[str, Any] = {
+            "language_locale": locale,
+            "job_name": doc.get("jobName", job.get("TranscriptionJobName")),
+        }
         return TranscriptionResult(
             language=locale.split("-")[0].lower() if locale else None,
             language_probability=score,
@@ -229,19 +235,18 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
             segments=segments,
             plugin=NAME,
             model="amazon-transcribe",
-            language_locale=locale,
-            job_name=doc.get("jobName", job.get("TranscriptionJobName")),
+            **extra,
         )
 
     def _segments(
         self, audio_segments: Optional[list], words: list[Word], by_id: dict[int, int]
     ) -> list[TranscriptSegment]:
         if audio_segments:
-            out = []
+            segments: list[TranscriptSegment] = []
             for seg in audio_segments:
                 idx = [by_id[int(i)] for i in seg.get("items", []) if int(i) in by_id]
                 ws = [words[i] for i in idx]
-                out.append(
+                segments.append(
                     TranscriptSegment(
                         start_s=float(seg["start_time"]),
                         end_s=float(seg["end_time"]),
@@ -250,8 +255,9 @@ class AWSTranscribePlugin(BaseTranscriptionPlugin):
                         words=ws,
                     )
                 )
-            return out
-        out, cur = [], []
+            return segments
+        out: list[list[Word]] = []
+        cur: list[Word] = []
         for w in words:
             if cur and (w.speaker != cur[-1].speaker or w.start_s - cur[-1].end_s >= self.options.pause_split_s):
                 out.append(cur)

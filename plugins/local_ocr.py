@@ -66,9 +66,9 @@ class LocalOCRPlugin(FramePlugin):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocr")
         self._pending: list[tuple[float, Future]] = []
         self._samples: list[tuple[float, list]] = []
-        self._last_read_thumb = None
+        self._last_read_thumb: np.ndarray | None = None
         self._last_read: Future | None = None
-        self._prev_thumb = None
+        self._prev_thumb: np.ndarray | None = None
         self._last_t = -1e9
         self._size = (1, 1)
         self._next_t = chunk.start_s
@@ -126,6 +126,7 @@ class LocalOCRPlugin(FramePlugin):
         return sorted(markers, key=lambda m: (m.start_s, m.label))
 
     def _marker(self, run: dict, times: list[float]) -> TemporalMarker:
+        assert self.chunk is not None  # set by begin()
         first, last = run["first"], run["last"]
         # the text appeared somewhere between the previous sample and this one: report the midpoint
         start = (times[first - 1] + times[first]) / 2 if first > 0 else self.chunk.start_s

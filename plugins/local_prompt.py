@@ -117,13 +117,13 @@ class LocalPromptPlugin(BaseTemporalPlugin):
             )
         moments.sort(key=lambda m: -max(e["score"] for e in m["evidence"]))
         out = []
-        for m in moments[: self.options.max_matches]:
-            ev = sorted(m["evidence"], key=lambda e: -e["score"])
+        for moment in moments[: self.options.max_matches]:
+            ev = sorted(moment["evidence"], key=lambda e: -e["score"])
             out.append(
                 TemporalMarker(
                     type="custom_prompt",
-                    start_s=round(max(chunk.start_s, m["start"]), 6),
-                    end_s=round(min(chunk.end_s, max(m["end"], m["start"])), 6),
+                    start_s=round(max(chunk.start_s, moment["start"]), 6),
+                    end_s=round(min(chunk.end_s, max(moment["end"], moment["start"])), 6),
                     label=prompt,
                     confidence=round(min(1.0, ev[0]["score"]), 3),
                     plugin="local_prompt",

@@ -83,7 +83,7 @@ class LocalTechnicalCuesPlugin(FramePlugin):
         run = self._open[label]
         if on and run is None:
             self._open[label] = [t, t]
-        elif on:
+        elif on and run is not None:
             run[1] = t
         elif run is not None:
             self._runs[label].append(run)
@@ -92,8 +92,9 @@ class LocalTechnicalCuesPlugin(FramePlugin):
     def end(self) -> list[TemporalMarker]:
         markers = []
         for label in self._runs:
-            if self._open[label] is not None:
-                self._runs[label].append(self._open[label])
+            still_open = self._open[label]
+            if still_open is not None:
+                self._runs[label].append(still_open)
             shortest = self.options.freeze_min_s if label == "freeze_frame" else self.options.min_duration_s
             for start, last in self._runs[label]:
                 end = last + self._step  # a run covers its last frame's full duration

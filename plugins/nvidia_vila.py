@@ -54,7 +54,7 @@ INSTRUCTIONS = (
 
 
 class NvidiaVilaPlugin(BaseTemporalPlugin):
-    options: "NvidiaVilaPlugin.Options"  # the instance's validated options (built by the base class)
+    options: Options  # the instance's validated options (built by the base class)
 
     class Options(PluginOptions):
         base_url: str = Field(default="https://integrate.api.nvidia.com/v1", description="OpenAI-compatible API root.")
@@ -176,7 +176,7 @@ class NvidiaVilaPlugin(BaseTemporalPlugin):
                 end = min(chunk.end_s, max(start, float(e.get("end_s", start))))
                 if start > chunk.end_s:
                     raise ValueError("after the chunk")
-                kind = e.get("type") if e.get("type") in EVENT_TYPES else "custom_prompt"
+                kind = e["type"] if e.get("type") in EVENT_TYPES else "custom_prompt"
                 conf = min(1.0, max(0.0, float(e.get("confidence", 0.5))))
                 label = str(e["label"]).strip()[:200]
                 if not label:

@@ -69,7 +69,7 @@ LANGUAGE_CODES = {
 
 
 class OpenAITranscribePlugin(BaseTranscriptionPlugin):
-    options: "OpenAITranscribePlugin.Options"  # the instance's validated options (built by the base class)
+    options: Options  # the instance's validated options (built by the base class)
 
     class Options(PluginOptions):
         model: str = Field(default="whisper-1", description="whisper-1, gpt-4o-transcribe or gpt-4o-mini-transcribe.")
@@ -123,13 +123,15 @@ class OpenAITranscribePlugin(BaseTranscriptionPlugin):
             language = language or ans.get("language")
             segments += self._parse(ans, offset, end)
         lang = LANGUAGE_CODES.get((language or "").lower(), language) if language else config.language
+        # beyond the contract's fields: TranscriptionResult keeps extra fields (extra="allow")
+        extra: dict[str, Any] = {"parts": len(parts)}
         return TranscriptionResult(
             language=lang,
             duration_s=parts[-1][2] if parts else 0.0,
             segments=segments,
             plugin=NAME,
             model=o.model,
-            parts=len(parts),
+            **extra,
         )
 
     def _post(self, path: str, key: str, language: Optional[str], prompt: str) -> dict[str, Any]:

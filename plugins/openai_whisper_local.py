@@ -115,6 +115,7 @@ class OpenAIWhisperPlugin(BaseTranscriptionPlugin):
                     samples, rate = read_wav(extract_audio(audio_path, Path(tmp) / "a16k.wav"))
                 except Exception as exc:
                     raise PluginError(f"cannot read audio {Path(audio_path).name}: {exc}", plugin=NAME) from exc
+        assert samples is not None  # read_wav gave them: without samples the rate is 0, and they were read again
         english_only = not model.is_multilingual
         prompt = ". ".join(p for p in (config.prompt, ", ".join(config.vocabulary)) if p) or None
         on_gpu = next(model.parameters()).is_cuda

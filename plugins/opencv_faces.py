@@ -49,7 +49,9 @@ class OpenCVFacesPlugin(FramePlugin):
                 raise PluginError(
                     "this OpenCV build has no Haar cascades (opencv-python-headless must be < 5)", plugin="opencv_faces"
                 )
-            c = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+            from cv2 import data as cv2_data  # the cascades' folder: a submodule cv2's stubs do not declare
+
+            c = cv2.CascadeClassifier(cv2_data.haarcascades + "haarcascade_frontalface_default.xml")
             if c.empty():
                 raise PluginError("haarcascade_frontalface_default.xml failed to load", plugin="opencv_faces")
             cls._cascade = c
@@ -109,6 +111,7 @@ class OpenCVFacesPlugin(FramePlugin):
         # an edge lies somewhere between the last sample without the face and the first with it:
         # report the midpoint, so start and end are each within half a sample period
         half = self._period / 2
+        assert self.chunk is not None  # set by begin()
         start = max(self.chunk.start_s, run[0][0] - half)
         end = min(self.chunk.end_s, run[-1][0] + half)
         return TemporalMarker(

@@ -31,12 +31,13 @@ def estimate(
         raise UserError(str(exc)) from exc
     store = VidintelStorage().ingest().scoped(project)
     if not refs:
-        vids = sorted({video_id_of(k) for k in store.list(videos_prefix(project)) if is_source_key(k)})
+        ids = {video_id_of(k) for k in store.list(videos_prefix(project)) if is_source_key(k)}
+        vids = sorted(v for v in ids if v is not None)
         refs = [VideoRef(project, v) for v in vids]
     if not refs:
         raise UserError(f"project {project!r} has no videos in {store!r}")
-    temporal = TemporalPluginsResource(**({"plugins": plugins} if plugins else {}))
-    tr = TranscriptionResource(**({"plugin": transcription} if transcription else {}))
+    temporal = TemporalPluginsResource(plugins=plugins) if plugins else TemporalPluginsResource()
+    tr = TranscriptionResource(plugin=transcription) if transcription else TranscriptionResource()
     try:
         chain = temporal.create() + [tr.create()]
     except PluginError as exc:

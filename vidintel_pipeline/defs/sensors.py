@@ -57,7 +57,7 @@ INTERVAL_S = int(os.environ.get("VIDINTEL_SENSOR_INTERVAL_S", "30"))
 
 @dataclass
 class Found:
-    ref: Optional[VideoRef]
+    ref: VideoRef
     obj: ObjectInfo
 
     @property
@@ -122,7 +122,7 @@ def scan(
     since: float = state.get("since", 0.0)
     seen: dict[str, float] = state.get("seen", {})
     horizon = since - lookback_s
-    fresh: list[Found] = []
+    fresh: list[tuple[ObjectInfo, Optional[VideoRef]]] = []
     for obj in store.list_objects(PROJECTS_PREFIX):
         if obj.last_modified < horizon or not is_source_key(obj.key):
             continue
@@ -136,15 +136,15 @@ def scan(
         elif busy is not None and (who := busy(ref)):
             log.info(f"{ref.partition_key} is being ingested by {who}: left for a later tick")
             continue
-        fresh.append(Found(ref, obj))
-    fresh.sort(key=lambda f: (f.obj.last_modified, f.obj.key))
+        fresh.append((obj, ref))
+    fresh.sort(key=lambda f: (f[0].last_modified, f[0].key))
     taken = fresh[:limit]
-    for f in taken:
-        seen[f.run_key] = f.obj.last_modified
+    for obj, _ in taken:
+        seen[f"{obj.key}@{obj.etag}"] = obj.last_modified
     if taken:
-        since = max(since, taken[-1].obj.last_modified)
+        since = max(since, taken[-1][0].last_modified)
     seen = {k: t for k, t in seen.items() if t >= since - lookback_s}
-    return [f for f in taken if f.ref is not None], json.dumps({"since": since, "seen": seen})
+    return [Found(ref, obj) for obj, ref in taken if ref is not None], json.dumps({"since": since, "seen": seen})
 
 
 def already_ingested(instance: dg.DagsterInstance, found: list[Found]) -> set[str]:

@@ -13,7 +13,7 @@ import json
 from typing import Any, Optional
 
 from vidintel_pipeline.storage.layout import VideoRef
-from vidintel_pipeline.storage.local import LocalStore
+from vidintel_pipeline.storage.stores import Store
 
 
 def file_sha256(path: str, chunk: int = 4 << 20) -> str:
@@ -38,7 +38,7 @@ def cache_key(*, content_sha256: str, plugin: Any, config: Any = None, span: tup
 
 
 class ResultCache:
-    def __init__(self, store: LocalStore, ref: VideoRef, enabled: bool = True):
+    def __init__(self, store: Store, ref: VideoRef, enabled: bool = True):
         self.store = store
         self.ref = ref
         self.enabled = enabled

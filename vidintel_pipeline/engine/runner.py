@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from vidintel_pipeline.engine.cache import ResultCache, cache_key
 from vidintel_pipeline.engine.keyframes import KeyframeSelector
@@ -216,7 +217,7 @@ def cached_plugins(
     *,
     source: ChunkInfo,
     chunks: list[ChunkInfo],
-    plugins: list[BaseTemporalPlugin],
+    plugins: Sequence[BaseTemporalPlugin],
     config: AnalysisConfig,
     cache: Optional[ResultCache] = None,
     content_sha256: Optional[str] = None,
@@ -259,9 +260,10 @@ class _Ctx:
         if self.cache is None:
             return False
         hits = [self.cache.get(p.name, self._key(p, c)) for c in targets]
-        if any(h is None for h in hits):
+        found = [h for h in hits if h is not None]
+        if len(found) < len(hits):
             return False
-        markers = [TemporalMarker.model_validate(m) for h in hits for m in h]
+        markers = [TemporalMarker.model_validate(m) for h in found for m in h]
         self.add(PluginRun(p.name, p.info.plugin_version, cached=True), markers)
         return True
 
@@ -338,7 +340,9 @@ def transcribe_with_fallbacks(
         runs.append(run)
         t0 = time.perf_counter()
         try:
-            result = run_async(call_with_policy(lambda p=p: p.transcribe(audio_path, config), policy, p.name, run))
+            result = run_async(
+                call_with_policy(functools.partial(p.transcribe, audio_path, config), policy, p.name, run)
+            )
             run.seconds = round(time.perf_counter() - t0, 3)
             return result, runs, p
         except PluginError as exc:

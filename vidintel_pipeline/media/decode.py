@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -117,6 +117,8 @@ def iter_frames(
         size = None
         index = 0
         if start_s:
+            if stream.time_base is None:
+                raise MediaError(f"{name}: the video stream has no time base to seek by")
             container.seek(int((start_s + start) / stream.time_base), stream=stream, backward=True)
             index = int(round(start_s * rate))  # frame numbers stay those of the whole file at a constant rate
 
@@ -174,7 +176,7 @@ def _plane(frame: "av.VideoFrame", i: int) -> np.ndarray:
     p = frame.planes[i]
     h = p.height
     w = p.width
-    return np.frombuffer(p, np.uint8).reshape(h, p.line_size)[:, :w]
+    return np.frombuffer(memoryview(p), np.uint8).reshape(h, p.line_size)[:, :w]
 
 
 def run_frame_pipeline(
@@ -199,7 +201,7 @@ def run_frame_pipeline(
     consumers = list(consumers)
     n = 0
     next_report = (start_s or 0.0) + time_offset + progress_every_s
-    span = dict(time_offset=time_offset, start_s=start_s, end_s=end_s, threads=threads, stats=stats)
+    span: dict[str, Any] = dict(time_offset=time_offset, start_s=start_s, end_s=end_s, threads=threads, stats=stats)
     frames = decoded_ahead(path, depth=read_ahead, **span) if read_ahead > 0 else _followed(iter_frames(path, **span))
     for frame in frames:
         for c in consumers:
@@ -211,7 +213,7 @@ def run_frame_pipeline(
     return n
 
 
-def _followed(frames: Iterator[Frame]) -> Iterator[Frame]:
+def _followed(frames: Iterator[Frame]) -> Generator[Frame, None, None]:
     previous = None
     for frame in frames:
         yield frame.follow(previous)

@@ -71,6 +71,13 @@ class Frame:
         "_bgr",
         "_keep",
     )
+    # the views, each computed on first use
+    _small: Optional[np.ndarray]
+    _points: Optional[np.ndarray]
+    _y: Optional[np.ndarray]
+    _u: Optional[np.ndarray]
+    _v: Optional[np.ndarray]
+    _bgr: Optional[np.ndarray]
 
     def __init__(
         self,

@@ -191,7 +191,7 @@ def _clockwise(pts: np.ndarray) -> np.ndarray:
 def _deskew(bgr: np.ndarray, q: np.ndarray) -> np.ndarray:
     w = max(1, int(round(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3])))))
     h = max(1, int(round(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))))
-    m = cv2.getPerspectiveTransform(q, np.float32([[0, 0], [w, 0], [w, h], [0, h]]))
+    m = cv2.getPerspectiveTransform(q, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32))
     strip = cv2.warpPerspective(bgr, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
     return np.rot90(strip) if h / w >= 1.5 else strip
 

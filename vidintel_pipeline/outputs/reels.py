@@ -212,7 +212,7 @@ def moments_for(
             {"video_id": h.video_id, "start_s": h.start_s, "end_s": h.end_s, "why": f'{h.kind} "{h.text}" ({h.why})'}
             for h in hits
         ], durations
-    found = []
+    found: list[dict[str, Any]] = []
     for v, d in sorted(docs.items()):
         for m in d.markers:
             if m.type == marker_type and (not label or label.lower() in m.label.lower()):

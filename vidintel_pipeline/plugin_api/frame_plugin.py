@@ -27,11 +27,17 @@ from vidintel_pipeline.plugin_api.contracts import (
 class FramePlugin(BaseTemporalPlugin):
     chunk: Optional[ChunkInfo] = None
     config: Optional[AnalysisConfig] = None
-    #: Seconds of frames on each side of a moment that this detector needs to judge it (its longest window).
-    #: Set it, and a long video may be decoded in parallel time segments, each with its own copy of the
-    #: plugin and this much overlap (see :mod:`vidintel_pipeline.engine.segments`); the copy must pickle. None:
-    #: the plugin must see the whole video in one stream, and the video is decoded in one pass.
-    segment_context_s: Optional[float] = None
+
+    @property
+    def segment_context_s(self) -> Optional[float]:
+        """Seconds of frames on each side of a moment that this detector needs to judge it (its longest window).
+
+        Set it (a class attribute, or a property computed from the options), and a long video may be decoded in
+        parallel time segments, each with its own copy of the plugin and this much overlap (see
+        :mod:`vidintel_pipeline.engine.segments`); the copy must pickle. None: the plugin must see the whole
+        video in one stream, and the video is decoded in one pass.
+        """
+        return None
 
     def begin(self, chunk: ChunkInfo, config: AnalysisConfig) -> None:
         """Reset per-chunk state. Override to add your own, and call ``super().begin``."""

@@ -22,7 +22,7 @@ In ``dagster.yaml``::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import yaml
 from dagster import Field, Permissive, Shape
@@ -129,4 +129,5 @@ def _build(spec: Mapping[str, Any]) -> RunLauncher:
     data = ConfigurableClassData(
         spec["module"], spec["class"], yaml.dump(dict(spec.get("config") or {}), default_flow_style=False)
     )
-    return data.rehydrate(as_type=RunLauncher)
+    # rehydrate checks the class is a subclass of as_type, which mypy takes to be concrete (RunLauncher is abstract)
+    return data.rehydrate(as_type=cast("type[RunLauncher]", RunLauncher))

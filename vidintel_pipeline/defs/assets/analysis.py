@@ -26,6 +26,8 @@ from vidintel_pipeline.plugin_api.contracts import (
     PluginError,
     TemporalMarker,
     TranscriptionResult,
+    TranscriptSegment,
+    Word,
 )
 from vidintel_pipeline.storage.layout import (
     AUDIO,
@@ -48,7 +50,8 @@ def clamp_transcript(result: TranscriptionResult, end_s: float) -> int:
             continue
         kept = [w for w in seg.words if w.start_s < end_s]
         n += len(seg.words) - len(kept)
-        for item in [seg, *kept]:
+        items: list[TranscriptSegment | Word] = [seg, *kept]
+        for item in items:
             if item.end_s > end_s:
                 item.end_s, n = end_s, n + 1
         seg.words = kept
@@ -77,6 +80,7 @@ def transcript(
     by_plugin: dict[str, float] = {}
     runs: list[dict[str, Any]] = []
     cached = False
+    result: TranscriptionResult | None
     if not transcription.enabled or not store.exists(audio_key):
         why = "disabled" if not transcription.enabled else "no audio track"
         result = TranscriptionResult(duration_s=info["duration_s"], plugin="none")
@@ -118,7 +122,7 @@ def transcript(
             report(context, IngestionPhase.TRANSCRIBING_AUDIO, 0, providers_active=[chain[0].name])
             result, plugin_runs, winner = transcribe_with_fallbacks(chain, audio_path, config, transcription.policy())
             runs = [r.as_dict() for r in plugin_runs]
-            if result is None:
+            if result is None or winner is None:
                 raise dg.Failure(
                     description="Transcription failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in plugin_runs),
                     metadata={"plugins": dg.JsonMetadataValue(runs)},

@@ -1,5 +1,7 @@
 """The ``outputs`` group: the merged memory document, its exports and the project's search index."""
 
+from typing import Any
+
 import dagster as dg
 
 from vidintel.resources import CostControls, VidintelStorage
@@ -53,7 +55,7 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     markers = need_json(store, ref.key("metadata", MARKERS), "temporal_markers")
     tr = need_json(store, ref.key("transcripts", TRANSCRIPT), "transcript")
     kfs = need_json(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")["keyframes"]
-    empty = {"markers": [], "plugins": [], "cost": CostSummary(total_usd=0.0).model_dump()}
+    empty: dict[str, Any] = {"markers": [], "plugins": [], "cost": CostSummary(total_usd=0.0).model_dump()}
     prompted = (
         optional_json(store, ref.key("metadata", PROMPT_MARKERS)) or empty
     )  # absent before prompt_markers existed

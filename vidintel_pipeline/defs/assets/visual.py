@@ -177,6 +177,7 @@ def visual_analysis(
 
     # keyframes: write JPEGs, then the index, then remove stale ones
     if selector is None:
+        assert isinstance(old_index, dict)  # reuse_keyframes checked it
         frames = [Keyframe.model_validate(k) for k in old_index["keyframes"]]
     else:
         frames = []
