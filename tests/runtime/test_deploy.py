@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import dagster as dg
@@ -50,7 +51,6 @@ def test_instance_configs_validate(path, tmp_path):
 
 
 def test_helm_values_compose_and_dockerfiles_reference_what_exists():
-    import tomllib
 
     values = yaml.safe_load((DEPLOY / "helm/values.yaml").read_text())
     launcher = values["runLauncher"]
@@ -77,10 +77,6 @@ def test_helm_values_compose_and_dockerfiles_reference_what_exists():
         for extra in re.findall(r'"\.\[(\w+)\]"', text):
             assert extra in extras, f"{name} installs the unknown extra {extra}"
         assert "vidintel models fetch" in text and "vidintel_pipeline.definitions" in text
-        # Dagster libraries in lockstep with the pinned dagster
-        pins = re.findall(r"dagster-[a-z0-9]+==([0-9.]+)", text)
-        assert pins and set(pins) == {"0.29.27"}
-    assert "torch==2.13.0" in (DEPLOY / "Dockerfile.gpu").read_text()
 
     compose = yaml.safe_load((DEPLOY / "compose/docker-compose.yaml").read_text())
     services = compose["services"]
@@ -208,3 +204,42 @@ def test_gpu_pool_limit_is_respected(limit, tmp_path):
         assert overlap <= 0, f"the two gpu steps ran together for {overlap:.2f} s under a pool limit of 1"
     else:
         assert overlap > 0.5, "with two slots the steps should run together (else this test could not fail)"
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    return {n.lower(): v for n, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock.read_text(), re.M)}
+
+
+@pytest.mark.parametrize(
+    "dockerfile, lock, extras",
+    [("Dockerfile", "deploy.txt", ["deploy"]), ("Dockerfile.gpu", "deploy-gpu.txt", ["deploy", "gpu"])],
+)
+def test_images_install_the_tested_lock(dockerfile, lock, extras):
+    """Each image installs only from its hashed lock, which pins every requirement of its extras at the versions
+    the tests ran (requirements/lock.txt), the Dagster libraries in lockstep, and vidintel itself without
+    dependencies (so nothing resolves on the day of the build)."""
+    text = (DEPLOY / dockerfile).read_text()
+    installs = re.findall(r"pip install ([^\n&\\]+)", text)
+    assert f"--require-hashes -r requirements/{lock}" in installs, installs
+    others = [i for i in installs if "requirements/" not in i and not i.startswith("--upgrade pip==")]
+    assert others and all(i.split()[:2] == ["--no-deps", "."] for i in others), others
+    assert re.search(rf"^COPY requirements/{re.escape(lock)} ", text, re.M)
+
+    pins, tested = _pins(ROOT / "requirements" / lock), _pins(ROOT / "requirements" / "lock.txt")
+    body = (ROOT / "requirements" / lock).read_text()
+    assert all(re.search(r"--hash=sha256:[0-9a-f]{64}", block) for block in body.split("==")[1:])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"]) + [r for e in extras for r in project["optional-dependencies"][e]]
+    for req in wanted:
+        name = re.split(r"[<>=\[ ;]", req, maxsplit=1)[0].lower()
+        assert name in pins, f"{lock} lacks {name}"
+        if "==" in req:
+            assert pins[name] == req.split("==")[1].split(";")[0].strip(), (name, pins[name])
+    # the versions CI tested; PyPI's CUDA torch pins its own triton and brings the nvidia-* libraries
+    differ = {
+        n: (v, tested[n]) for n, v in pins.items() if n in tested and v != tested[n].split("+")[0] and n != "triton"
+    }
+    assert not differ, f"{lock} differs from lock.txt (run make lock): {differ}"
+    assert {v for n, v in pins.items() if n.startswith("dagster-") and n != "dagster-pipes"} <= {"0.29.27", "1.13.27"}
+    if "gpu" in extras:
+        assert pins["torch"] == "2.13.0" and any(n.startswith("nvidia-") for n in pins), "the CUDA build of torch"
