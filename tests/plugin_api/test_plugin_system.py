@@ -286,6 +286,22 @@ def test_price_book_rules():
     assert chunk_durations(25, 10) == [10, 10, 5] and chunk_durations(5, None) == [5]
 
 
+def test_price_book_rules_apply_to_their_own_class_only(folder):
+    """A user plugin that reuses the name aws_rekognition is billed at its own declared price, never at
+    Rekognition's; the built-in class (and a subclass of it) keeps the provider's per-started-minute rule."""
+    from vidintel.plugins.aws_rekognition import AWSRekognitionPlugin
+
+    reg = _registry(folder, aws_rekognition=plugin_src("aws_rekognition", cost=1.0))
+    impostor = reg.get_plugin("aws_rekognition")
+    assert impostor.estimate_cost(60) == pytest.approx(1.0) and impostor.estimate_cost(61) == pytest.approx(61 / 60)
+
+    class Tuned(AWSRekognitionPlugin):
+        pass
+
+    for real in (AWSRekognitionPlugin(), Tuned()):
+        assert real.estimate_cost(60) == pytest.approx(0.20) and real.estimate_cost(61) == pytest.approx(0.40)
+
+
 def test_ledger_totals_survive_restart(tmp_path):
     path = tmp_path / "ledger.sqlite"
     led = CostLedger(path)
@@ -418,3 +434,48 @@ def test_cache_hit_costs_nothing_and_config_change_misses(home, demo_video, paid
     est = estimate("acme", None, ["paid_ticker"], None)
     assert est["videos"][0]["by_plugin"]["paid_ticker"] == pytest.approx(truth.duration_s / 60, abs=0.01)
     assert est["videos"][0]["by_plugin"]["faster_whisper"] == 0.0
+
+
+MINUTE_BILLED = """
+class P_minute_billed(BaseTemporalPlugin):
+    def get_plugin_info(self):
+        return {'plugin_name': 'minute_billed', 'plugin_version': '1.0.0', 'supported_events': ['custom_prompt'],
+                'cost_per_minute': 0.2, 'max_chunk_duration': 20.0}
+
+    def estimate_cost(self, duration_seconds):  # each started minute per request, as Rekognition bills
+        import math
+        return round(math.ceil(duration_seconds / 60 - 1e-9) * 0.2, 6) if duration_seconds > 0 else 0.0
+
+    async def detect_markers(self, chunk, config):
+        with open(os.environ['PAID_CALLS_FILE'] + '.minute', 'a') as fh:
+            fh.write(json.dumps([chunk.start_s, chunk.end_s, os.path.basename(chunk.path)]) + '\\n')
+        return []
+"""
+
+
+def test_each_plugin_billed_on_chunks_cut_for_its_own_limit(home, demo_video, paid_plugin, folder):
+    """paid_ticker (10 s chunks, $1/min) and minute_billed (20 s chunks, each started minute $0.20) on a 24.2 s
+    video: minute_billed gets two 20 s-set requests ($0.40), not three 10 s ones ($0.60); the estimate, the
+    materialization and the ledger agree to the cent."""
+    path, truth = demo_video
+    (folder / "minute_billed.py").write_text(HEADER + textwrap.dedent(MINUTE_BILLED))
+    plugins = ["paid_ticker", "minute_billed", "local_shots"]
+    in_process.ingest(str(path), "acme", "v1", quiet=True, resources_config=_resources(plugins))
+    manifest = json.loads((home / "data/ingest/projects/acme/videos/v1/chunks/manifest.json").read_text())
+    sets = {s["max_chunk_s"]: s["chunks"] for s in manifest["sets"]}
+    assert sorted(sets) == [10.0, 20.0] and len(sets[10.0]) == 3 and len(sets[20.0]) == 2
+    assert all(c["end_s"] - c["start_s"] <= 20.0 + 1e-6 for c in sets[20.0])
+    assert all(c["key"].split("/chunks/")[1].startswith("20s/") for c in sets[20.0])
+    calls = [json.loads(line) for line in (paid_plugin.parent / "calls.jsonl.minute").read_text().splitlines()]
+    assert sorted((a, b) for a, b, _ in calls) == [(c["start_s"], c["end_s"]) for c in sets[20.0]]
+    assert len(paid_plugin.read_text().splitlines()) == 3  # paid_ticker still on its own 10 s chunks
+
+    meta = _meta("temporal_markers")
+    assert meta["cost/plugin/minute_billed"] == pytest.approx(0.40, abs=1e-9)
+    ticker = sum(round((c["end_s"] - c["start_s"]) / 60, 6) for c in sets[10.0])
+    assert meta["cost/plugin/paid_ticker"] == pytest.approx(ticker, abs=1e-6)
+    ledger = CostLedger(home / "ledger.sqlite").by_plugin(project_id="acme", video_id="v1")
+    est = estimate("acme", "v1", plugins, None)["videos"][0]["by_plugin"]
+    for name in ("minute_billed", "paid_ticker", "local_shots"):
+        assert round(est[name], 2) == round(meta[f"cost/plugin/{name}"], 2) == round(ledger.get(name, 0.0), 2), name
+        assert est[name] == pytest.approx(meta[f"cost/plugin/{name}"], abs=1e-6)

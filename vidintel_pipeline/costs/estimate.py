@@ -11,10 +11,13 @@ def estimate(
     project: str, video: Optional[str], plugins: Optional[list[str]], transcription: Optional[str]
 ) -> dict[str, Any]:
     """What ingesting (or re-ingesting) a project's videos would cost with the chosen plugins, before running."""
+    import av
+
     from vidintel.resources import TemporalPluginsResource, TranscriptionResource, VidintelStorage
-    from vidintel_pipeline.costs.pricing import chunk_durations
+    from vidintel_pipeline.engine.runner import estimate_run_cost
     from vidintel_pipeline.media import MediaError, probe
-    from vidintel_pipeline.plugin_api.contracts import PluginError
+    from vidintel_pipeline.media.chunking import keyframe_times, plan_chunk_sets
+    from vidintel_pipeline.plugin_api.contracts import AnalysisConfig, ChunkInfo, PluginError
     from vidintel_pipeline.storage.layout import (
         InvalidIdError,
         VideoRef,
@@ -39,7 +42,7 @@ def estimate(
     temporal = TemporalPluginsResource(plugins=plugins) if plugins else TemporalPluginsResource()
     tr = TranscriptionResource(plugin=transcription) if transcription else TranscriptionResource()
     try:
-        chain = temporal.create() + [tr.create()]
+        temporal_chain, transcriber = temporal.create(), tr.create()
     except PluginError as exc:
         raise UserError(str(exc)) from exc
     rows, total = [], 0.0
@@ -47,14 +50,24 @@ def estimate(
         keys = [k for k in store.list(ref.prefix + "source/")]
         if not keys:
             raise UserError(f"no source video for {ref.project_id}/{ref.video_id}")
+        # the same chunk sets video_chunks cuts (on the source's real keyframes) and the same costing the assets
+        # bill, so the estimate, the materializations and the ledger agree to the cent
+        src = store.local_path(keys[0])
+        limits = [p.info.max_chunk_duration for p in temporal_chain if p.info.max_chunk_duration]
         try:
-            duration = probe(store.local_path(keys[0])).duration_s
-        except MediaError as exc:
+            duration = probe(src).duration_s
+            sets = plan_chunk_sets(keyframe_times(src), duration, limits, temporal.default_chunk_s)
+        except (MediaError, av.error.FFmpegError) as exc:
             raise UserError(str(exc)) from exc
-        by_plugin = {}
-        for p in chain:
-            limit = p.info.max_chunk_duration
-            by_plugin[p.name] = round(sum(p.estimate_cost(d) for d in chunk_durations(duration, limit)), 6)
+        whole = ChunkInfo(project_id=project, video_id=ref.video_id, path=str(src), start_s=0.0, end_s=duration)
+        chunks = {
+            limit: [whole.model_copy(update={"index": c.index, "start_s": c.start_s, "end_s": c.end_s}) for c in plans]
+            for limit, plans in sets.items()
+        }
+        by_plugin = estimate_run_cost(
+            source=whole, chunks=chunks, plugins=temporal_chain, config=AnalysisConfig(project_id=project)
+        )
+        by_plugin[transcriber.name] = round(transcriber.estimate_cost(duration), 6)
         usd = round(sum(by_plugin.values()), 6)
         total += usd
         rows.append({"video_id": ref.video_id, "duration_s": duration, "usd": usd, "by_plugin": by_plugin})
@@ -62,6 +75,6 @@ def estimate(
         "project_id": project,
         "videos": rows,
         "total_usd": round(total, 6),
-        "plugins": [p.name for p in chain],
+        "plugins": [p.name for p in [*temporal_chain, transcriber]],
         "note": "estimate before running; cached results would cost $0",
     }

@@ -1,7 +1,9 @@
 """Provider billing rules, kept as data in ``pricebook.json`` with their source and date.
 
-A plugin's :meth:`estimate_cost` looks its name up here and applies the provider's rules: per-second or
-per-started-minute rounding, a minimum per request, and per-feature (or per-model) prices. Because the
+A plugin's :meth:`estimate_cost` looks its class up here and applies the provider's rules: per-second or
+per-started-minute rounding, a minimum per request, and per-feature (or per-model) prices. A rule names the
+plugin class it was written for (``plugin_class``); a user plugin that merely reuses a name such as
+``aws_rekognition`` is billed from its own declared ``cost_per_minute``, never at another provider's price. Because the
 minimum and the rounding apply *per request*, a video cut into chunks is billed per chunk; the
 orchestrator therefore costs each chunk separately. Plugins without an entry are billed linearly from
 their declared ``cost_per_minute`` (per second, no minimum).
@@ -28,6 +30,7 @@ class BillingRule:
     default_model: Optional[str] = None
     source: str = ""
     verified: bool = False
+    plugin_class: str = ""  # "module.Class" the rule was written for (it and its subclasses)
 
     def billed_seconds(self, duration_s: float) -> float:
         if duration_s <= 0:
@@ -66,8 +69,15 @@ def price_book() -> dict[str, BillingRule]:
     return rules
 
 
-def rule_for(plugin_name: str) -> Optional[BillingRule]:
-    return price_book().get(plugin_name)
+def rule_for(plugin: Any) -> Optional[BillingRule]:
+    """The price-book rule written for this plugin's class (an instance or the class) or one of its bases, so a
+    subclass that tweaks options keeps the provider's billing; None for every other class, whatever its name."""
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    lineage = {f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__}
+    for rule in price_book().values():
+        if rule.plugin_class in lineage:
+            return rule
+    return None
 
 
 def linear_cost(duration_s: float, usd_per_minute: float) -> float:

@@ -2,8 +2,9 @@
 
 * Frame plugins (and the keyframe selector) ride on one decode of the whole source: one pass, or, for a
   long video on several CPUs, time segments decoded in parallel processes (:mod:`vidintel_pipeline.engine.segments`).
-* Other temporal plugins run per chunk, honouring their ``max_chunk_duration``, concurrently under asyncio,
-  at most ``max_concurrency`` requests at a time per provider, under the retry policy of
+* Other temporal plugins run per chunk, honouring their ``max_chunk_duration``: each gets the chunk set cut for
+  its own limit (providers bill per request, so chunks shorter than a plugin needs cost more), concurrently under
+  asyncio, at most ``max_concurrency`` requests at a time per provider, under the retry policy of
   :mod:`vidintel_pipeline.engine.policy`; a plugin that still fails hands over to its fallback chain.
 * Results are cached per plugin and chunk (:mod:`vidintel_pipeline.engine.cache`), then checked and merged
   (:mod:`vidintel_pipeline.engine.merge`).
@@ -15,7 +16,7 @@ import asyncio
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from vidintel_pipeline.engine.cache import ResultCache, cache_key
 from vidintel_pipeline.engine.keyframes import KeyframeSelector
@@ -49,6 +50,24 @@ from vidintel_pipeline.plugin_api.contracts import (
 )
 from vidintel_pipeline.plugin_api.frame_plugin import FramePlugin
 
+# one chunk list for every chunked plugin, or chunk sets keyed by the max_chunk_s each was cut for
+Chunks = list[ChunkInfo] | dict[float, list[ChunkInfo]]
+
+
+def chunk_set_for(limits: Iterable[float], limit: float) -> float:
+    """Which chunk set a plugin limited to ``limit`` seconds reads: the one cut for the longest limit not above its
+    own (its own, when video_chunks cut one for it); the shortest if none fits."""
+    keys = list(limits)
+    fitting = [k for k in keys if k <= limit + 1e-6]
+    return max(fitting) if fitting else min(keys)
+
+
+def chunks_for(chunks: Chunks, limit: float) -> list[ChunkInfo]:
+    """The chunks a plugin limited to ``limit`` seconds gets (:func:`chunk_set_for`)."""
+    if isinstance(chunks, list):
+        return chunks
+    return chunks[chunk_set_for(chunks, limit)] if chunks else []
+
 
 @dataclass
 class AnalysisResult:
@@ -77,7 +96,7 @@ PluginFactory = Callable[[str], BaseTemporalPlugin]
 def analyze_video(
     *,
     source: ChunkInfo,
-    chunks: list[ChunkInfo],
+    chunks: Chunks,
     plugins: list[BaseTemporalPlugin],
     config: AnalysisConfig,
     keyframes: Optional[KeyframeSelector] = None,
@@ -87,7 +106,8 @@ def analyze_video(
     content_sha256: Optional[str] = None,
     make_plugin: Optional[PluginFactory] = None,
 ) -> AnalysisResult:
-    """Analyse one video. ``source`` spans the whole video; ``chunks`` cover it for chunked plugins."""
+    """Analyse one video. ``source`` spans the whole video; ``chunks`` cover it for chunked plugins: one list for
+    every plugin, or sets keyed by the ``max_chunk_s`` they were cut for (see :func:`chunks_for`)."""
     policy = policy or RunPolicy()
     result = AnalysisResult()
     ctx = _Ctx(result, policy, config, source, chunks, cache, content_sha256, make_plugin)
@@ -199,7 +219,7 @@ def run_frame_plugins(
 def estimate_run_cost(
     *,
     source: ChunkInfo,
-    chunks: list[ChunkInfo],
+    chunks: Chunks,
     plugins: list[BaseTemporalPlugin],
     config: AnalysisConfig,
     cache: Optional[ResultCache] = None,
@@ -216,7 +236,7 @@ def estimate_run_cost(
 def cached_plugins(
     *,
     source: ChunkInfo,
-    chunks: list[ChunkInfo],
+    chunks: Chunks,
     plugins: Sequence[BaseTemporalPlugin],
     config: AnalysisConfig,
     cache: Optional[ResultCache] = None,
@@ -233,7 +253,7 @@ class _Ctx:
         self.policy: RunPolicy = policy
         self.config = config
         self.source: ChunkInfo = source
-        self.chunks: list[ChunkInfo] = chunks
+        self.chunks: Chunks = chunks
         self.cache: Optional[ResultCache] = cache if content_sha256 else None
         self.sha = content_sha256
         self.make_plugin = make_plugin
@@ -241,7 +261,9 @@ class _Ctx:
 
     def targets(self, p: BaseTemporalPlugin) -> list[ChunkInfo]:
         limit = p.info.max_chunk_duration
-        return [self.source] if limit is None or self.source.duration_s <= limit + 1e-6 else self.chunks
+        if limit is None or self.source.duration_s <= limit + 1e-6:
+            return [self.source]
+        return chunks_for(self.chunks, limit)
 
     def add(self, run: PluginRun, markers: list[TemporalMarker]) -> None:
         self.result.runs.append(run)

@@ -109,3 +109,15 @@ def cut_chunks(src: str | os.PathLike[str], plans: list[ChunkPlan], out_dir: Pat
     if len(files) != len(plans):
         raise MediaError(f"chunking {Path(src).name}: ffmpeg wrote {len(files)} chunks where {len(plans)} were planned")
     return files
+
+
+def plan_chunk_sets(
+    keyframes: list[float], duration_s: float, limits: list[float], default_s: float
+) -> dict[float, list[ChunkPlan]]:
+    """One chunk plan per distinct plugin limit, keyed by the limit: providers bill each request (Rekognition each
+    started minute), so a plugin gets chunks cut to its own ``max_chunk_duration``, never to a shorter limit of
+    another plugin. The shortest limit (``default_s`` when no plugin has one) always gets a set; longer limits
+    get one only if the video is longer than the limit (otherwise the plugin reads the whole source)."""
+    shortest = min(limits) if limits else default_s
+    wanted = [shortest] + sorted(x for x in set(limits) if x > shortest and duration_s > x + 1e-6)
+    return {limit: plan_chunks(keyframes, duration_s, limit) for limit in wanted}

@@ -281,7 +281,7 @@ class _PluginBase(ABC):
         """
         from vidintel_pipeline.costs.pricing import linear_cost, rule_for
 
-        rule = rule_for(self.info.plugin_name)
+        rule = rule_for(self)
         if rule is None:
             return linear_cost(duration_seconds, self.info.cost_per_minute)
         return rule.cost(duration_seconds, **self.billing_choice())

@@ -64,7 +64,7 @@ def check_cost_estimate(
 def _priced(plugin: Any) -> bool:
     from vidintel_pipeline.costs.pricing import rule_for
 
-    return rule_for(plugin.info.plugin_name) is not None
+    return rule_for(plugin) is not None
 
 
 def check_markers(

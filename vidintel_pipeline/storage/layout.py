@@ -212,3 +212,9 @@ def _check_name(name: str) -> str:
         if part in ("", ".", "..") or any(ord(c) < 32 or c == "\\" for c in part) or len(part) > 255:
             raise InvalidIdError(f"refusing storage name {name!r}")
     return name
+
+
+def chunk_name(file_name: str, max_chunk_s: float, shortest: bool) -> str:
+    """Where a chunk file lives under chunks/: the shortest set at the top (``chunk_00000.mp4``), each longer set
+    in a folder named by its limit (``600s/chunk_00000.mp4``)."""
+    return file_name if shortest else f"{max_chunk_s:g}s/{file_name}"

@@ -21,11 +21,11 @@ from vidintel_pipeline.defs.progress import report
 from vidintel_pipeline.engine.cache import file_sha256
 from vidintel_pipeline.media import MediaError, probe
 from vidintel_pipeline.media.audio import extract_audio
-from vidintel_pipeline.media.chunking import cut_chunks, keyframe_times, plan_chunks
+from vidintel_pipeline.media.chunking import cut_chunks, keyframe_times, plan_chunk_sets
 from vidintel_pipeline.plugin_api.contracts import (
     IngestionPhase,
 )
-from vidintel_pipeline.storage.layout import AUDIO, CHUNK_MANIFEST, PROBE
+from vidintel_pipeline.storage.layout import AUDIO, CHUNK_MANIFEST, PROBE, chunk_name
 from vidintel_pipeline.storage.stores import StorageError
 
 
@@ -91,27 +91,50 @@ def video_chunks(
     store = storage.for_video(ref)[0]
     info = need_json(store, ref.key("metadata", PROBE), "source_video's probe")
     limits = [p.info.max_chunk_duration for p in create_temporal_plugins(temporal_plugins) if p.info.max_chunk_duration]
-    max_chunk = min(limits) if limits else temporal_plugins.default_chunk_s
-    report(context, IngestionPhase.CHUNKING, 0, max_chunk_s=max_chunk)
     src = store.local_path(info["key"])
-    plans = plan_chunks(keyframe_times(src), info["duration_s"], max_chunk)
+    sets = plan_chunk_sets(keyframe_times(src), info["duration_s"], limits, temporal_plugins.default_chunk_s)
+    max_chunk = min(sets)
+    report(context, IngestionPhase.CHUNKING, 0, max_chunk_s=max_chunk)
     ext = Path(info["key"]).suffix.lower() or ".mp4"
     staging = store.staging_dir(ref.prefix + "chunks/")
+    stored: dict[float, list[dict]] = {}
     try:
-        try:
-            files = cut_chunks(src, plans, staging, ext)
-        except MediaError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        entries = []
-        for plan, f in zip(plans, files, strict=False):
-            k = ref.key("chunks", f.name)
-            store.put_file(k, f, move=True)
-            entries.append(plan.as_dict() | {"key": k, "size_bytes": store.size(k)})
+        for limit, plans in sets.items():
+            same = next(
+                (
+                    k
+                    for k in stored
+                    if [(e["start_s"], e["end_s"]) for e in stored[k]] == [(p.start_s, p.end_s) for p in plans]
+                ),
+                None,
+            )
+            if same is not None:  # sparse keyframes: the longer limit cuts at the same places
+                stored[limit] = stored[same]
+                continue
+            out = staging / f"{limit:g}s"
+            out.mkdir(parents=True, exist_ok=True)
+            try:
+                files = cut_chunks(src, plans, out, ext)
+            except MediaError as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from exc
+            stored[limit] = []
+            for plan, f in zip(plans, files, strict=True):
+                k = ref.key("chunks", chunk_name(f.name, limit, shortest=limit == max_chunk))
+                store.put_file(k, f, move=True)
+                stored[limit].append(plan.as_dict() | {"key": k, "size_bytes": store.size(k)})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    manifest = {"source_key": info["key"], "max_chunk_s": max_chunk, "method": "stream_copy", "chunks": entries}
+    entries = stored[max_chunk]
+    manifest = {
+        "source_key": info["key"],
+        "max_chunk_s": max_chunk,
+        "method": "stream_copy",
+        "chunks": entries,  # the shortest set; "sets" holds every set, one per plugin limit
+        "sets": [{"max_chunk_s": limit, "chunks": chunks} for limit, chunks in stored.items()],
+    }
     uri = store.put_json(ref.key("chunks", CHUNK_MANIFEST), manifest)
-    keep = {e["key"] for e in entries} | {ref.key("chunks", CHUNK_MANIFEST), ref.key("chunks", AUDIO)}
+    keep = {e["key"] for chunks in stored.values() for e in chunks}
+    keep |= {ref.key("chunks", CHUNK_MANIFEST), ref.key("chunks", AUDIO)}
     for stale in [k for k in store.list(ref.prefix + "chunks/") if k not in keep]:
         store.delete(stale)
     over = sum(1 for e in entries if e["over_limit"])
@@ -125,6 +148,8 @@ def video_chunks(
             "manifest_uri": dg.MetadataValue.url(uri),
             "chunks": dg.IntMetadataValue(len(entries)),
             "max_chunk_s": float_meta(max_chunk),
+            # one set per plugin limit, as each provider bills its own requests
+            "chunk_sets": dg.MetadataValue.json({f"{limit:g}s": len(c) for limit, c in stored.items()}),
             "over_limit_chunks": dg.IntMetadataValue(over),
             "video_seconds": float_meta(info["duration_s"]),
             **cost_meta({}),

@@ -23,7 +23,7 @@ from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.defs.progress import report
 from vidintel_pipeline.engine.cache import ResultCache
 from vidintel_pipeline.engine.keyframes import KeyframeSelector
-from vidintel_pipeline.engine.runner import analyze_video, cached_plugins, estimate_run_cost
+from vidintel_pipeline.engine.runner import analyze_video, cached_plugins, chunk_set_for, estimate_run_cost
 from vidintel_pipeline.media import MediaError
 from vidintel_pipeline.plugin_api.contracts import (
     AnalysisConfig,
@@ -96,19 +96,29 @@ def visual_analysis(
         end_s=info["duration_s"],
         **common,
     )
-    # chunk files are fetched (from S3) only if some plugin will actually read chunks
-    needs_chunks = any((p.info.max_chunk_duration or float("inf")) < info["duration_s"] for p in plugins)
-    chunks = [
-        ChunkInfo(
-            index=i,
-            path=str(store.local_path(c["key"])) if needs_chunks else store.uri(c["key"]),
-            uri=store.uri(c["key"]),
-            start_s=c["start_s"],
-            end_s=c["end_s"],
-            **common,
-        )
-        for i, c in enumerate(manifest["chunks"])
-    ]
+    # one chunk set per plugin limit (video_chunks); a set's files are fetched (from S3) only if a plugin reads it
+    sets = {s["max_chunk_s"]: s["chunks"] for s in manifest.get("sets", [])} or {
+        manifest["max_chunk_s"]: manifest["chunks"]
+    }
+    read = {
+        chunk_set_for(sets, limit)
+        for limit in (p.info.max_chunk_duration for p in plugins)
+        if limit is not None and limit < info["duration_s"]
+    }
+    chunks = {
+        limit: [
+            ChunkInfo(
+                index=i,
+                path=str(store.local_path(c["key"])) if limit in read else store.uri(c["key"]),
+                uri=store.uri(c["key"]),
+                start_s=c["start_s"],
+                end_s=c["end_s"],
+                **common,
+            )
+            for i, c in enumerate(entries)
+        ]
+        for limit, entries in sets.items()
+    }
     config = AnalysisConfig(
         project_id=ref.project_id,
         video_id=ref.video_id,
