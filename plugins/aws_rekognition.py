@@ -111,7 +111,7 @@ class AWSRekognitionPlugin(BaseTemporalPlugin):
         )
 
     def _rate(self) -> float:
-        rule = rule_for(NAME)
+        rule = rule_for(self)
         return rule.rate(**self.billing_choice()) if rule else 0.0
 
     def billing_choice(self) -> dict[str, Any]:

@@ -89,7 +89,7 @@ class NvidiaVilaPlugin(BaseTemporalPlugin):
     def _rate(self) -> float:
         if self.options.usd_per_minute is not None:
             return self.options.usd_per_minute
-        rule = rule_for(NAME)
+        rule = rule_for(self)
         return rule.rate() if rule else 0.0
 
     def frame_count(self, duration_s: float) -> int:
