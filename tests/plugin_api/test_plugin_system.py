@@ -301,6 +301,11 @@ def test_price_book_rules_apply_to_their_own_class_only(folder):
     for real in (AWSRekognitionPlugin(), Tuned()):
         assert real.estimate_cost(60) == pytest.approx(0.20) and real.estimate_cost(61) == pytest.approx(0.40)
 
+    from vidintel_pipeline.costs.pricing import rule_for
+
+    with pytest.raises(TypeError, match="not the name"):
+        rule_for("aws_rekognition")  # a name would price any same-named class; it must not silently give $0
+
 
 def test_ledger_totals_survive_restart(tmp_path):
     path = tmp_path / "ledger.sqlite"

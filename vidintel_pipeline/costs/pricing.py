@@ -72,6 +72,9 @@ def price_book() -> dict[str, BillingRule]:
 def rule_for(plugin: Any) -> Optional[BillingRule]:
     """The price-book rule written for this plugin's class (an instance or the class) or one of its bases, so a
     subclass that tweaks options keeps the provider's billing; None for every other class, whatever its name."""
+    if isinstance(plugin, str):
+        # A name would match any user class that borrows it (issue 17): refuse rather than price at $0.
+        raise TypeError(f"rule_for() takes a plugin class or instance, not the name {plugin!r}")
     cls = plugin if isinstance(plugin, type) else type(plugin)
     lineage = {f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__}
     for rule in price_book().values():
