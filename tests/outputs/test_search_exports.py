@@ -158,7 +158,7 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     assert evidence["text_in_video"] == "QUARTERLY RESULTS" and "revenue" in evidence["transcript"].lower()
     assert "Weather Forecast" not in evidence.values() and "pipeline" not in evidence["transcript"]
     assert prompted[0].start_s <= truth.speech[0]["start_s"] + 0.3 and prompted[0].end_s >= 3.4
-    meta = _meta("prompt_markers")
+    meta = _meta("derived_markers")
     assert meta["prompt"] == "financial earnings" and meta["markers"] == len(prompted)
 
     # search finds the on-screen text as a marker, ranked first

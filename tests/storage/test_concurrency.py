@@ -38,7 +38,7 @@ PER_VIDEO = [
     "keyframes",
     "temporal_markers",
     "transcript",
-    "prompt_markers",
+    "derived_markers",
     "memory",
     "exports",
     "search_index",

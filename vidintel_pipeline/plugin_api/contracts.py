@@ -90,8 +90,8 @@ class PluginInfo(_Model):
     description: str = ""
     uses_results: bool = Field(
         default=False,
-        description="Reads other plugins' results (ChunkInfo.markers, ChunkInfo.transcript) instead of the media: "
-        "runs in the prompt_markers step, after every other temporal plugin and the transcript.",
+        description="Reads other plugins' results (ChunkInfo.markers, .transcript, .keyframes) instead of the media: "
+        "runs in the derived_markers step, after every other temporal plugin and the transcript.",
     )
 
     @field_validator("accuracy")
@@ -131,6 +131,9 @@ class ChunkInfo(_Model):
     # set only for plugins whose info says uses_results
     markers: list["TemporalMarker"] = Field(default_factory=list, description="Markers the other plugins found.")
     transcript: Optional["TranscriptionResult"] = Field(default=None, description="The video's transcript.")
+    keyframes: list["Keyframe"] = Field(
+        default_factory=list, description="Each shot's keyframe, its JPEG on local disk at Keyframe.path."
+    )
 
     @property
     def duration_s(self) -> float:
@@ -225,9 +228,6 @@ class TranscriptionResult(_Model):
     @property
     def word_count(self) -> int:
         return sum(len(s.words) for s in self.segments)
-
-
-ChunkInfo.model_rebuild()  # its markers and transcript fields refer to the classes above
 
 
 class PluginOptions(_Model):
@@ -331,6 +331,41 @@ class Keyframe(_Model):
     uri: str
     shot_index: Optional[int] = None
     sharpness: Optional[float] = None
+    path: Optional[str] = Field(
+        default=None, exclude=True, description="Local copy of the JPEG (set for uses_results plugins; never stored)."
+    )
+
+
+ChunkInfo.model_rebuild()  # its markers, transcript and keyframes fields refer to the classes above
+
+
+class Scene(_Model):
+    """One scene: a run of shots at one place and time, from one scene_change marker (or the start) to the next."""
+
+    index: int
+    start_s: float
+    end_s: float
+    shots: int = Field(description="Shot boundaries inside it, plus one.")
+    why: str = Field(default="", description="Why the scene_change that opens it was called (empty for the first).")
+
+    @staticmethod
+    def from_markers(markers: list["TemporalMarker"], duration_s: float) -> list["Scene"]:
+        changes = sorted(
+            (m for m in markers if m.type == "scene_change"), key=lambda m: m.attributes.get("starts_at_s", m.start_s)
+        )
+        if not changes:
+            return []
+        starts = [(0.0, "")] + [(float(m.attributes.get("starts_at_s", m.start_s)), str(m.attributes.get("why", "")))
+                                for m in changes]  # fmt: skip
+        cuts = [m.start_s for m in markers if m.type == "shot_boundary"]
+        out = []
+        for i, (start, why) in enumerate(starts):
+            end = starts[i + 1][0] if i + 1 < len(starts) else duration_s
+            inside = sum(1 for c in cuts if start + 1e-3 < c < end - 1e-3)
+            out.append(
+                Scene(index=i, start_s=round(start, 6), end_s=round(max(start, end), 6), shots=inside + 1, why=why)
+            )
+        return out
 
 
 class CostSummary(_Model):
@@ -351,6 +386,9 @@ class MemoryDocument(_Model):
     markers: list[TemporalMarker] = Field(default_factory=list)
     transcript: TranscriptionResult = Field(default_factory=TranscriptionResult)
     keyframes: list[Keyframe] = Field(default_factory=list)
+    scenes: list[Scene] = Field(
+        default_factory=list, description="The scenes between scene_change markers; empty when none was marked."
+    )
     cost: CostSummary = Field(default_factory=CostSummary)
     plugins: list[dict[str, str]] = Field(default_factory=list)
     warnings: list[str] = Field(

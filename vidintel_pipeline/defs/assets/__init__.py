@@ -1,7 +1,7 @@
 """The assets, one module per group: ingestion, analysis (pictures: visual.py; speech and prompts; GPU), outputs,
 costs and on-request project outputs."""
 
-from vidintel_pipeline.defs.assets.analysis import prompt_markers, transcript
+from vidintel_pipeline.defs.assets.analysis import derived_markers, transcript
 from vidintel_pipeline.defs.assets.costs import project_costs
 from vidintel_pipeline.defs.assets.gpu import gpu_analysis
 from vidintel_pipeline.defs.assets.ingestion import audio, source_video, video_chunks
@@ -16,7 +16,7 @@ per_video_assets = [
     audio,
     visual_analysis,
     transcript,
-    prompt_markers,
+    derived_markers,
     memory,
     exports,
     search_index,
@@ -32,7 +32,7 @@ __all__ = [
     "per_video_assets",
     "project_assets",
     "project_costs",
-    "prompt_markers",
+    "derived_markers",
     "search_index",
     "search_results",
     "source_video",

@@ -1,5 +1,6 @@
-"""The ``analysis`` group's speech and prompt steps: the transcript, and prompt markers from the other results."""
+"""The ``analysis`` group's speech and derived steps: the transcript, then scene and prompt markers from the results."""
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,6 +24,7 @@ from vidintel_pipeline.plugin_api.contracts import (
     ChunkInfo,
     CostSummary,
     IngestionPhase,
+    Keyframe,
     PluginError,
     TemporalMarker,
     TranscriptionResult,
@@ -31,9 +33,10 @@ from vidintel_pipeline.plugin_api.contracts import (
 )
 from vidintel_pipeline.storage.layout import (
     AUDIO,
+    DERIVED_MARKERS,
+    KEYFRAME_INDEX,
     MARKERS,
     PROBE,
-    PROMPT_MARKERS,
     TRANSCRIPT,
 )
 
@@ -171,11 +174,11 @@ def transcript(
     partitions_def=videos_partitions,
     group_name="analysis",
     kinds={"python", "json"},
-    deps=["temporal_markers", transcript],
-    description="Moments matching the run's prompt (temporal_plugins.prompt), from plugins that read the other results "
-    "(transcript, on-screen text, labels) rather than the media.",
+    deps=["temporal_markers", "keyframes", transcript],
+    description="Markers derived from the other results rather than the media: scene changes (local_scenes groups "
+    "the shots) and moments matching the run's prompt (local_prompt, temporal_plugins.prompt).",
 )
-def prompt_markers(
+def derived_markers(
     context: dg.AssetExecutionContext,
     storage: VidintelStorage,
     temporal_plugins: TemporalPluginsResource,
@@ -188,9 +191,15 @@ def prompt_markers(
     markers: list[TemporalMarker] = []
     runs: list[dict[str, Any]] = []
     cost: dict[str, float] = {}
-    if plugins and prompt.strip():
+    if plugins:
         found = need_json(store, ref.key("metadata", MARKERS), "temporal_markers")["markers"]
         tr = need_json(store, ref.key("transcripts", TRANSCRIPT), "transcript")
+        kfs = need_json(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")["keyframes"]
+        keyframes = []
+        for k in kfs:  # the JPEGs on local disk (fetched once from S3)
+            kf = Keyframe.model_validate(k)
+            key = ref.key("keyframes", Path(kf.uri).name)
+            keyframes.append(kf.model_copy(update={"path": str(store.local_path(key))}))
         source = ChunkInfo(
             project_id=ref.project_id,
             video_id=ref.video_id,
@@ -198,17 +207,23 @@ def prompt_markers(
             uri=store.uri(info["key"]),
             start_s=0.0,
             end_s=info["duration_s"],
+            fps=info["fps"],
+            width=info["width"],
+            height=info["height"],
             markers=[TemporalMarker.model_validate(m) for m in found],
             transcript=TranscriptionResult.model_validate(
                 {k: v for k, v in tr.items() if k not in ("cost", "plugin_runs")}
             ),
+            keyframes=keyframes,
         )
         config = AnalysisConfig(
             project_id=ref.project_id,
             video_id=ref.video_id,
-            prompt=prompt,
+            prompt=prompt or None,
             min_confidence=temporal_plugins.min_confidence,
         )
+        if not prompt.strip() and any("custom_prompt" in p.info.supported_events for p in plugins):
+            context.log.info("no prompt given (temporal_plugins.prompt): no prompt markers")
         result = analyze_video(
             source=source,
             chunks=[source],
@@ -221,14 +236,13 @@ def prompt_markers(
             context.log.error(f"plugin {run.plugin} failed: {run.error}")
         if not any(r.status == "ok" for r in result.runs):
             raise dg.Failure(
-                description="every prompt plugin failed: " + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed),
+                description="every derived-marker plugin failed: "
+                + "; ".join(f"{r.plugin}: {r.error}" for r in result.failed),
                 allow_retries=any(r.retryable for r in result.failed),
             )
         markers, runs, cost = result.markers, [r.as_dict() for r in result.runs], result.cost_by_plugin
-    elif plugins:
-        context.log.info("no prompt given (temporal_plugins.prompt): no prompt markers")
     uri = store.put_json(
-        ref.key("metadata", PROMPT_MARKERS),
+        ref.key("metadata", DERIVED_MARKERS),
         {
             "prompt": prompt,
             "markers": [m.model_dump() for m in markers],
@@ -236,12 +250,18 @@ def prompt_markers(
             "cost": CostSummary(total_usd=round(sum(cost.values()), 6), by_plugin=cost).model_dump(),
         },
     )
+    prompted = [m for m in markers if m.type == "custom_prompt"]
+    by_type: dict[str, int] = {}
+    for m in markers:
+        by_type[m.type] = by_type.get(m.type, 0) + 1
     return dg.MaterializeResult(
         metadata={
             "prompt": prompt,
             "markers": dg.IntMetadataValue(len(markers)),
+            "markers_by_type": dg.JsonMetadataValue(by_type),
+            "scenes": dg.IntMetadataValue(by_type.get("scene_change", 0) + 1),
             "best_match": dg.MetadataValue.text(
-                markers[0].attributes.get("matched", markers[0].label) if markers else ""
+                prompted[0].attributes.get("matched", prompted[0].label) if prompted else ""
             ),
             "plugins": dg.JsonMetadataValue(runs),
             "markers_uri": dg.MetadataValue.url(uri),

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from vidintel.resources import CostControls, VidintelStorage
-from vidintel_pipeline.defs.assets.analysis import prompt_markers, transcript
+from vidintel_pipeline.defs.assets.analysis import derived_markers, transcript
 from vidintel_pipeline.defs.assets.common import (
     cost_meta,
     float_meta,
@@ -25,11 +25,13 @@ from vidintel_pipeline.plugin_api.contracts import (
     IngestionPhase,
     Keyframe,
     MemoryDocument,
+    Scene,
     SpeakerTurn,
     TemporalMarker,
     TranscriptionResult,
 )
 from vidintel_pipeline.storage.layout import (
+    DERIVED_MARKERS,
     GPU_MARKERS,
     KEYFRAME_INDEX,
     MARKERS,
@@ -44,7 +46,7 @@ from vidintel_pipeline.storage.layout import (
     partitions_def=videos_partitions,
     group_name="outputs",
     kinds={"json"},
-    deps=["temporal_markers", "keyframes", transcript, prompt_markers, "gpu_analysis"],
+    deps=["temporal_markers", "keyframes", transcript, derived_markers, "gpu_analysis"],
     description="The memory document: one merged, searchable timeline of everything found in the video.",
 )
 def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: CostControls) -> dg.MaterializeResult:
@@ -57,8 +59,10 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     kfs = need_json(store, ref.key("keyframes", KEYFRAME_INDEX), "keyframes")["keyframes"]
     empty: dict[str, Any] = {"markers": [], "plugins": [], "cost": CostSummary(total_usd=0.0).model_dump()}
     prompted = (
-        optional_json(store, ref.key("metadata", PROMPT_MARKERS)) or empty
-    )  # absent before prompt_markers existed
+        optional_json(store, ref.key("metadata", DERIVED_MARKERS))
+        or optional_json(store, ref.key("metadata", PROMPT_MARKERS))  # stored before derived_markers was named
+        or empty
+    )
     # gpu_analysis runs only in the GPU job: use its results when they are for this very source
     gpu = optional_json(store, ref.key("metadata", GPU_MARKERS))
     gpu = gpu if gpu and gpu.get("source_sha256") == info["sha256"] else empty
@@ -97,6 +101,9 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
         context.log.warning(w)
     if turns and not any(seg.speaker for seg in transcript_doc.segments):
         transcript_doc = assign_speakers(transcript_doc, turns)
+    merged = merge_markers(
+        [TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"] + gpu["markers"]]
+    )
     doc = MemoryDocument(
         project_id=ref.project_id,
         video_id=ref.video_id,
@@ -120,9 +127,8 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
                 "audio_offset_s",
             )
         },
-        markers=merge_markers(
-            [TemporalMarker.model_validate(m) for m in markers["markers"] + prompted["markers"] + gpu["markers"]]
-        ),
+        markers=merged,
+        scenes=Scene.from_markers(merged, info["duration_s"]),
         transcript=transcript_doc,
         keyframes=[Keyframe.model_validate(k) for k in kfs],
         cost=CostSummary(total_usd=round(sum(by_plugin.values()), 6), by_plugin=by_plugin),

@@ -75,7 +75,7 @@ def visual_analysis(
     manifest = need_json(store, ref.key("chunks", CHUNK_MANIFEST), "video_chunks' manifest")
     plugins = [
         p for p in create_temporal_plugins(temporal_plugins) if not p.info.uses_results
-    ]  # those run in prompt_markers
+    ]  # those run in derived_markers
     names = [p.name for p in plugins]
     report(context, IngestionPhase.ANALYZING_TEMPORAL, 0, providers_active=names)
     audio_key = ref.key("chunks", AUDIO)
