@@ -17,7 +17,14 @@ from vidintel_pipeline.plugin_api.contracts import (
 )
 from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
-DEFAULT_TEMPORAL = ["local_shots", "local_technical_cues", "opencv_faces", "local_silence", "local_prompt"]
+DEFAULT_TEMPORAL = [
+    "local_shots",
+    "local_technical_cues",
+    "opencv_faces",
+    "local_silence",
+    "local_scenes",
+    "local_prompt",
+]
 
 
 class _PluginsBase(dg.ConfigurableResource):

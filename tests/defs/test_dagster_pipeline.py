@@ -83,7 +83,20 @@ def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
         assert meta["cost/usd"] == 0.0, asset
         assert meta["video_seconds"] == pytest.approx(truth.duration_s, abs=0.1), asset
     tm = _latest_metadata(instance, "temporal_markers")
-    assert tm["markers"] == len([m for m in memory["markers"]])
+    dm = _latest_metadata(instance, "derived_markers")
+    assert tm["markers"] + dm["markers"] == len(memory["markers"])
+    # scenes: the dissolve and the fade through black each open one, and memory lists the scenes between them
+    scenes = [m for m in memory["markers"] if m["type"] == "scene_change"]
+    assert dm["markers_by_type"].get("scene_change") == len(scenes) and dm["scenes"] == len(scenes) + 1
+    for t in truth.transitions:
+        assert any(
+            abs(m["start_s"] - t["start_s"]) <= 0.2 and m["attributes"]["transition"] != "cut" for m in scenes
+        ), (
+            t,
+            scenes,
+        )
+    assert [s["start_s"] for s in memory["scenes"]] == [0.0] + [m["attributes"]["starts_at_s"] for m in scenes]
+    assert memory["scenes"][-1]["end_s"] == pytest.approx(memory["duration_s"])
     assert {p["plugin"] for p in tm["plugins"]} == {
         "local_shots",
         "local_technical_cues",

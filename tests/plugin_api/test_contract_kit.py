@@ -47,12 +47,30 @@ def test_builtin_temporal_plugins_pass_the_kit(name, demo_video, tmp_path):
             ],
             "config": AnalysisConfig(prompt="how much did sales grow"),
         }
+        # and the demo's shots (its cuts and transitions), for plugins that group them
+        evidence["markers"] += [
+            TemporalMarker(type="shot_boundary", start_s=t, end_s=t, label="cut", confidence=1, plugin="local_shots")
+            for t in truth.cuts
+        ] + [
+            TemporalMarker(
+                type="shot_boundary",
+                start_s=t["start_s"],
+                end_s=t["end_s"],
+                label=t["kind"],
+                confidence=1,
+                plugin="local_shots",
+                attributes={"transition": t["kind"]},
+            )
+            for t in truth.transitions
+        ]
     markers = check_temporal_plugin(
         plugin, media_path=str(path), duration_s=truth.duration_s, audio_path=str(wav), **evidence
     )
     assert markers, f"{name} found nothing on the demo video"
-    if plugin.info.uses_results:
+    if "custom_prompt" in plugin.info.supported_events:
         assert "revenue" in markers[0].attributes["matched"], markers
+    if "scene_change" in plugin.info.supported_events:  # the dissolve and the fade through black open scenes
+        assert len(markers) >= len(truth.transitions) and all(m.attributes["why"] for m in markers), markers
 
 
 @pytest.mark.parametrize("name", [n for n in REG.names("transcription") if n not in CLOUD])
