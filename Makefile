@@ -7,7 +7,7 @@ GPU_STAMP := $(VENV)/.installed-gpu
 export VIDINTEL_HOME ?= $(CURDIR)/.vidintel
 export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
 
-.PHONY: install demo check test ui bench reliability lock clean
+.PHONY: install demo check test ui bench accuracy reliability lock clean
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ bench: $(STAMP)  ## benchmark (not a test): the real-footage table, then vidinte
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/real_footage.py --json bench-results/real_footage.json
 	$(BIN)/python benchmarks/ingest_vs_decode.py --minutes 5
+
+accuracy: $(GPU_STAMP)  ## measured accuracy: the project's labelled videos as a truth folder, every free plugin scored, figures stored for selection
+	$(BIN)/python benchmarks/truth_dir.py bench-results/truth
+	$(BIN)/vidintel plugins benchmark --truth bench-results/truth
 
 reliability: $(GPU_STAMP)  ## every reliability/security case, slow ones too (4K, 1 hour of 1080p, 200 videos): prints the table
 	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q tests/reliability -m 'slow or not slow' --reliability-json reliability.json

@@ -1,4 +1,4 @@
-"""The ``vidintel`` command line: ingest, show, demo, estimate, search, export, compile, models, plugins.
+"""The ``vidintel`` command line: ingest, show, demo, estimate, search, export, compile, models, plugins, compare.
 
 Every command works on the same Dagster instance and storage as ``make ui`` (both under
 ``VIDINTEL_HOME``), so whatever the CLI runs shows up in the UI with its lineage and metadata. The work
@@ -39,8 +39,8 @@ def load_memory(project: str, video: str) -> dict[str, Any]:
         ) from None
 
 
-def summarize(memory: dict[str, Any], out=sys.stdout) -> None:
-    w = out.write
+def summarize(memory: dict[str, Any], out=None) -> None:
+    w = (out or sys.stdout).write  # looked up per call: sys.stdout may have been replaced since import
     w(f"\nvideo {memory['project_id']}/{memory['video_id']}: {memory['duration_s']:.1f} s\n")
     w(f"markers ({len(memory['markers'])}):\n")
     for m in memory["markers"]:
@@ -80,6 +80,11 @@ def cmd_ingest(args) -> int:
     else:
         summarize(memory)
         print(f"\ningested in {info['wall_s']:.1f} s (run {info['run_id']})")
+        if info.get("gpu_reason") and not args.gpu:
+            print(
+                f"GPU work ({info['gpu_reason']}): ran here, in-process; a run launched on a deployment goes to "
+                "its GPU launcher"
+            )
     warnings = memory.get("warnings", [])
     for warning in warnings:
         print(f"vidintel: warning: {warning}", file=sys.stderr)
@@ -134,9 +139,31 @@ def cmd_estimate(args) -> int:
 def cmd_plugins(args) -> int:
     from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
+    if getattr(args, "plugins_command", None) == "benchmark":
+        return cmd_plugins_benchmark(args)
     reg = PluginRegistry.default()
-    rows = [e.info.model_dump() | {"source": e.source} for _, e in sorted(reg.entries.items())]
-    errors = [{"source": e.source, "error": e.error} for e in reg.errors]
+    rows = []
+    for _, e in sorted(reg.entries.items()):
+        measured: dict[str, Any] = reg.measured_figures().get(e.info.plugin_name) or {}
+        stale = bool(measured) and measured.get("plugin_version") != e.info.plugin_version
+        rows.append(
+            e.info.model_dump()
+            | {
+                "source": e.source,
+                "declared_accuracy": e.info.accuracy,
+                "measured_accuracy": None
+                if not measured
+                else {
+                    "features": {k: v["score"] for k, v in measured.get("features", {}).items()},
+                    "plugin_version": measured.get("plugin_version"),
+                    "measured_at": measured.get("measured_at"),
+                    "truth": measured.get("truth"),
+                    "stale": stale,
+                },
+                "selection_accuracy": reg.accuracy_of(e.info).as_dict(),
+            }
+        )
+    errors = [{"source": err.source, "error": err.error} for err in reg.errors]
     if args.json:
         print(json.dumps({"plugins": rows, "errors": errors}, indent=2))
         return 0
@@ -148,10 +175,69 @@ def cmd_plugins(args) -> int:
             f"{', '.join(r['supported_events'])}"
         )
         if r["accuracy"]:
-            print(f"{'':<22} accuracy {r['accuracy']} ({r['accuracy_source']})")
+            print(f"{'':<22} declared accuracy {r['accuracy']} ({r['accuracy_source']})")
+        m = r["measured_accuracy"]
+        if m:
+            print(
+                f"{'':<22} measured accuracy {m['features']} on {m['truth']} ({m['measured_at']}"
+                + (f"; STALE: measured on v{m['plugin_version']}, not used" if m["stale"] else "")
+                + ")"
+            )
         print(f"{'':<22} from {r['source']}")
-    for e in errors:
-        print(f"FAILED TO LOAD {e['source']}: {e['error']}")
+    for failure in errors:
+        print(f"FAILED TO LOAD {failure['source']}: {failure['error']}")
+    return 0
+
+
+def cmd_plugins_benchmark(args) -> int:
+    from vidintel_pipeline.evaluation.benchmark import run_benchmark
+
+    names = [p.strip() for p in args.plugins.split(",") if p.strip()] if args.plugins else None
+    say = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    report = run_benchmark(args.truth, names, project=args.project, store=not args.no_store, say=say)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"truth: {report['truth']} ({len(report['videos'])} videos)")
+        for name, r in sorted(report["plugins"].items()):
+            for f, v in r["features"].items():
+                print(
+                    f"{name:<22} {f:<20} {v['score']:.3f}  tp {v['tp']:<4} fp {v['fp']:<4} fn {v['fn']:<4} "
+                    f"on {v['videos']} video(s)"
+                )
+        for name, why in sorted(report["failed"].items()):
+            print(f"{name:<22} FAILED: {why}")
+        for name, why in sorted(report["skipped"].items()):
+            print(f"{name:<22} not benchmarked: {why}")
+        if report["stored_in"]:
+            print(f"figures stored in {report['stored_in']}: select_optimal_plugin and vidintel plugins read them")
+    return 1 if report["failed"] else 0
+
+
+def cmd_compare(args) -> int:
+    from vidintel_pipeline.evaluation.compare import compare
+
+    names = [p.strip() for p in args.plugins.split(",") if p.strip()]
+    if len(names) != 2:
+        raise UserError(f"--plugins takes two plugin names, a,b (got {args.plugins!r})")
+    report = compare(load_memory(args.project, args.video), *names)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    a, b = names
+    print(
+        f"{report['project_id']}/{report['video_id']}: {report['agree']} marker(s) found by both, "
+        f"{report['only'][a]} by {a} only, {report['only'][b]} by {b} only"
+    )
+    for r in report["disagreements"]:
+        span = f"{r['start_s']:.2f}s" if r["start_s"] == r["end_s"] else f"{r['start_s']:.2f}-{r['end_s']:.2f}s"
+        o = r["other"]
+        other = (
+            f"{o['plugin']}: {o['label']} at {o['start_s']:.2f}-{o['end_s']:.2f}s"
+            if o
+            else "nothing near from the other"
+        )
+        print(f"  {span:<16} {r['type']:<16} only {r['only']:<20} {r['label']:<16} | {other}")
     return 0
 
 
@@ -313,9 +399,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     p.add_argument("action", choices=["fetch"])
     p.set_defaults(func=cmd_models)
-    p = sub.add_parser("plugins", help="list discovered plugins")
+    p = sub.add_parser("plugins", help="list discovered plugins, with declared and measured accuracy")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
+    psub = p.add_subparsers(dest="plugins_command")
+    b = psub.add_parser(
+        "benchmark", help="score plugins on labelled videos and store the figures the registry selects by"
+    )
+    b.add_argument("--truth", required=True, help="folder of truth files (see vidintel_pipeline/evaluation/truth.py)")
+    b.add_argument("--plugins", help="comma-separated plugins (default: every plugin that does not bill)")
+    b.add_argument("--project", default="benchmark", help="project the labelled videos are ingested into")
+    b.add_argument("--no-store", action="store_true", help="print the figures without storing them")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_plugins)
+    p = sub.add_parser("compare", help="A/B: where two plugins disagree on one ingested video")
+    p.add_argument("project")
+    p.add_argument("video")
+    p.add_argument("--plugins", required=True, help="two plugins, a,b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

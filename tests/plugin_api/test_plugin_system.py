@@ -484,3 +484,40 @@ def test_each_plugin_billed_on_chunks_cut_for_its_own_limit(home, demo_video, pa
     for name in ("minute_billed", "paid_ticker", "local_shots"):
         assert round(est[name], 2) == round(meta[f"cost/plugin/{name}"], 2) == round(ledger.get(name, 0.0), 2), name
         assert est[name] == pytest.approx(meta[f"cost/plugin/{name}"], abs=1e-6)
+
+
+def test_measured_accuracy_replaces_declared_and_says_which_is_which(folder, tmp_path, monkeypatch, caplog):
+    """A plugin that claims 0.97 but measured 0.60 is not chosen for 0.85; figures of another version are stale."""
+    from vidintel_pipeline.evaluation.measured import write_measured
+
+    monkeypatch.setenv("VIDINTEL_ACCURACY_FILE", str(tmp_path / "accuracy.json"))
+    write_measured(
+        {
+            "premium": {"plugin_version": "1.0.0", "features": {"shot_detection": {"score": 0.6}}, "truth": "t"},
+            "cheap": {"plugin_version": "0.9.0", "features": {"shot_detection": {"score": 0.99}}, "truth": "t"},
+        }
+    )
+    reg = _registry(
+        folder,
+        cheap=plugin_src("cheap", cost=0.01, accuracy={"shot_detection": 0.80}),
+        premium=plugin_src("premium", cost=0.50, accuracy={"shot_detection": 0.97}),
+        honest=plugin_src("honest", cost=0.50, accuracy={"shot_detection": 0.88}),
+    )
+    acc = {n: reg.accuracy_of(reg.entries[n].info, ["shot_detection"]) for n in ("cheap", "premium", "honest")}
+    assert (acc["premium"].score, acc["premium"].basis) == (0.6, "measured")
+    assert (acc["cheap"].score, acc["cheap"].basis) == (0.8, "declared")  # measured on 0.9.0: stale, not used
+    with caplog.at_level("INFO", logger="vidintel.registry"):
+        chosen = reg.select_optimal_plugin(0.85, 1.0, ["shot_detection"])
+    assert chosen.name == "honest" and chosen.selection.declared == ["shot_detection"]
+    assert "declared (unmeasured) accuracy" in caplog.text
+    with pytest.raises(PluginError, match=r"premium 0.60 \(measured\)"):
+        reg.select_optimal_plugin(0.9, 1.0, ["shot_detection"])
+    assert reg.select_plugin(["shot_detection"]).name == "honest"  # most accurate once premium is measured
+    # at equal cost a measured figure wins over a declared one
+    write_measured({"honest": {"plugin_version": "1.0.0", "features": {"shot_detection": {"score": 0.86}}}})
+    reg.measured = None
+    chosen = reg.select_optimal_plugin(0.5, 1.0, ["shot_detection"], kind=None)
+    assert chosen.name == "cheap"  # cheapest still comes first
+    reg.entries.pop("cheap")
+    chosen = reg.select_optimal_plugin(0.5, 1.0, ["shot_detection"])
+    assert chosen.name == "honest" and chosen.selection.basis == "measured"

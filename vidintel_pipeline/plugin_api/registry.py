@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 import sys
 import traceback
@@ -31,6 +32,7 @@ from vidintel_pipeline.plugin_api.contracts import (
 )
 
 ENTRY_POINT_GROUP = "vidintel.plugins"
+_log = logging.getLogger("vidintel.registry")
 PluginClass = type  # a subclass of BaseTemporalPlugin or BaseTranscriptionPlugin
 
 
@@ -48,9 +50,23 @@ class PluginEntry:
 
 
 @dataclass
+class Accuracy:
+    """A plugin's score for the features asked about, and whether it was measured here or declared by the plugin."""
+
+    score: float
+    basis: str  # measured | declared | mixed (some features measured) | none
+    source: str
+    declared: list[str] = field(default_factory=list)  # the features whose figure is the plugin's own claim
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "basis": self.basis, "source": self.source, "declared": self.declared}
+
+
+@dataclass
 class PluginRegistry:
     entries: dict[str, PluginEntry] = field(default_factory=dict)
     errors: list[LoadError] = field(default_factory=list)
+    measured: Optional[dict[str, Any]] = field(default=None, repr=False)  # vidintel plugins benchmark's figures
 
     # discovery ------------------------------------------------------------------------------------------
     @classmethod
@@ -253,9 +269,10 @@ class PluginRegistry:
         def rank(i: PluginInfo) -> tuple:
             per_second = i.cost_per_minute / 60.0
             within = preferred_cost is None or per_second <= preferred_cost + 1e-12
-            return (not within, -_accuracy(i, features), per_second, i.plugin_name)
+            return (not within, -self.accuracy_of(i, features).score, per_second, i.plugin_name)
 
-        return self.get_plugin(min(found, key=rank).plugin_name, **options)
+        best = min(found, key=rank)
+        return self._selected(best, features, **options)
 
     def select_optimal_plugin(
         self,
@@ -265,20 +282,82 @@ class PluginRegistry:
         kind: Optional[str] = None,
         **options: Any,
     ) -> Any:
-        """The cheapest plugin whose benchmark-backed accuracy meets ``required_accuracy`` within the price cap."""
+        """The cheapest plugin whose accuracy meets ``required_accuracy`` within the price cap.
+
+        Figures measured by ``vidintel plugins benchmark`` (on this plugin version) replace the plugin's declared
+        ones; at equal cost a measured plugin wins over one that only declares. The returned instance carries
+        ``selection`` (an :class:`Accuracy`) saying which figures were declared, and a declared choice is logged."""
         features = list(required_features)
+        found = self.candidates(features, None, kind)
+        scored = {i.plugin_name: self.accuracy_of(i, features) for i in found}
         ok = [
             i
-            for i in self.candidates(features, None, kind)
-            if _accuracy(i, features) >= required_accuracy and i.cost_per_minute <= max_cost_per_minute
+            for i in found
+            if scored[i.plugin_name].score >= required_accuracy and i.cost_per_minute <= max_cost_per_minute
         ]
         if not ok:
+            seen = "; ".join(
+                f"{i.plugin_name} {scored[i.plugin_name].score:.2f} ({scored[i.plugin_name].basis}) "
+                f"${i.cost_per_minute:g}/min"
+                for i in sorted(found, key=lambda i: i.plugin_name)
+            )
             raise PluginError(
                 f"no plugin reaches accuracy {required_accuracy} for {features or 'its capabilities'} "
                 f"at <= ${max_cost_per_minute}/min"
+                + (f"; candidates: {seen}" if seen else "; no candidate offers them")
             )
-        best = min(ok, key=lambda i: (i.cost_per_minute, -_accuracy(i, features), i.plugin_name))
-        return self.get_plugin(best.plugin_name, **options)
+        best = min(
+            ok,
+            key=lambda i: (
+                i.cost_per_minute,
+                scored[i.plugin_name].basis != "measured",
+                -scored[i.plugin_name].score,
+                i.plugin_name,
+            ),
+        )
+        return self._selected(best, features, **options)
+
+    def _selected(self, info: PluginInfo, features: list[str], **options: Any) -> Any:
+        plugin = self.get_plugin(info.plugin_name, **options)
+        acc = self.accuracy_of(info, features)
+        plugin.selection = acc
+        if acc.declared:
+            _log.info(
+                "selected %s on declared (unmeasured) accuracy for %s: run vidintel plugins benchmark to measure it",
+                info.plugin_name,
+                ", ".join(acc.declared),
+            )
+        return plugin
+
+    # accuracy -------------------------------------------------------------------------------------------
+    def measured_figures(self) -> dict[str, Any]:
+        """The benchmark file's figures, read once per registry."""
+        if self.measured is None:
+            from vidintel_pipeline.evaluation.measured import read_measured
+
+            self.measured = read_measured()
+        return self.measured
+
+    def accuracy_of(self, info: PluginInfo, features: Iterable[str] = ()) -> Accuracy:
+        """The weakest score over ``features`` (all the plugin has figures for, if none): measured on this version
+        where ``vidintel plugins benchmark`` measured it, else declared by the plugin; a feature with neither
+        scores 0."""
+        from vidintel_pipeline.evaluation.measured import measured_scores
+
+        entry = self.measured_figures().get(info.plugin_name)
+        measured = measured_scores(entry, info.plugin_version)
+        keys = list(features) or sorted(set(info.accuracy) | set(measured))
+        if not keys:
+            return Accuracy(0.0, "none", "")
+        declared = [k for k in keys if k not in measured]
+        score = min(measured[k] if k in measured else info.accuracy.get(k, 0.0) for k in keys)
+        basis = "measured" if not declared else "declared" if len(declared) == len(keys) else "mixed"
+        sources = []
+        if len(declared) < len(keys) and entry:
+            sources.append(f"measured {entry.get('measured_at', '?')} on {entry.get('truth', '?')}")
+        if declared:
+            sources.append(f"declared: {info.accuracy_source or 'no source given'}")
+        return Accuracy(round(score, 4), basis, "; ".join(sources), declared)
 
 
 class TemporalMarkerRegistry(PluginRegistry):
@@ -297,14 +376,6 @@ class TemporalMarkerRegistry(PluginRegistry):
         from vidintel.resources.costs import CostControls
 
         return CostControls().ledger().get_total_cost(video_id=video_id, project_id=project_id)
-
-
-def _accuracy(info: PluginInfo, features: list[str]) -> float:
-    """The weakest declared score over the features asked for; a feature without a figure scores 0."""
-    keys = features or list(info.accuracy)
-    if not keys:
-        return 0.0
-    return min(info.accuracy.get(k, 0.0) for k in keys)
 
 
 def _is_plugin_class(obj: Any) -> bool:
