@@ -267,6 +267,31 @@ def test_nightly_rescan_requests_videos_without_memory(home, tmp_path):
     assert "acme__missed" in get_instance().get_dynamic_partitions("videos")
 
 
+def test_gpu_projects_take_the_gpu_job_unattended(home, monkeypatch):
+    """VIDINTEL_GPU_PROJECTS: the sensor requests the GPU job for those projects, and the GPU twin of the nightly
+    re-scan (not the CPU one) picks up their videos."""
+    from vidintel_pipeline.definitions import defs
+
+    monkeypatch.setenv("VIDINTEL_GPU_PROJECTS", "studio")
+    store = VidintelStorage().ingest()
+    for key in ("projects/studio/videos/a/source/a.mp4", "projects/acme/videos/b/source/b.mp4"):
+        store.put_bytes(key, b"x")
+        os.utime(store.root / key, (time.time() - 600, time.time() - 600))
+    requests = _sensor_tick(get_instance()).run_requests
+    jobs = {r.partition_key: (r.job_name, r.tags.get("vidintel/gpu_reason")) for r in requests}
+    assert jobs == {
+        "studio__a": ("ingest_video_gpu", "VIDINTEL_GPU_PROJECTS names studio"),
+        "acme__b": ("ingest_video", None),
+    }
+    sched = {name: defs.resolve_schedule_def(name) for name in ("nightly_rescan", "nightly_rescan_gpu")}
+    assert sched["nightly_rescan_gpu"].job_name == "ingest_video_gpu"
+    picked = {}
+    for name, s in sched.items():
+        sctx = dg.build_schedule_context(instance=get_instance(), resources={"storage": VidintelStorage()})
+        picked[name] = [r.partition_key for r in s(sctx) if isinstance(r, dg.RunRequest)]
+    assert picked == {"nightly_rescan": ["acme__b"], "nightly_rescan_gpu": ["studio__a"]}
+
+
 def test_cli_ingest_with_buckets_set(s3, home, demo_video):
     from vidintel_pipeline import cli
 

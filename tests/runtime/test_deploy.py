@@ -141,7 +141,11 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
         )
     )
     env = {**os.environ, "DAGSTER_HOME": str(home), "VIDINTEL_HOME": str(tmp_path / "vi")}
-    for tags in ({COMPUTE_TAG: "gpu"}, {}):
+    # no tag but a selected plugin that declares requires_gpu (as a launchpad run of ingest_video with
+    # transnetv2 would): routed as GPU work, and tagged so
+    gpu_config = tmp_path / "gpu_plugins.yaml"
+    gpu_config.write_text(yaml.safe_dump({"resources": {"temporal_plugins": {"config": {"plugins": ["transnetv2"]}}}}))
+    for tags, config in (({COMPUTE_TAG: "gpu"}, []), ({}, []), ({"vidintel/case": "plugins"}, ["-c", str(gpu_config)])):
         proc = subprocess.run(
             [
                 str(BIN / "dagster"),
@@ -153,6 +157,7 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
                 "cost_report",
                 "--tags",
                 json.dumps(tags),
+                *config,
             ],
             cwd=ROOT,
             env=env,
@@ -166,13 +171,16 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
     deadline = time.time() + 120
     while True:
         runs = instance.get_runs()
-        if len(runs) == 2 and all(r.is_finished for r in runs) or time.time() > deadline:
+        if len(runs) == 3 and all(r.is_finished for r in runs) or time.time() > deadline:
             break
         time.sleep(1)
-    routed = {r.tags.get(COMPUTE_TAG, "none"): r for r in runs}
+    by_plugins = next(r for r in runs if r.tags.get("vidintel/case") == "plugins")
+    routed = {r.tags.get(COMPUTE_TAG, "none"): r for r in runs if r is not by_plugins}
     assert all(r.is_finished for r in runs), [(r.run_id, r.status) for r in runs]
     assert set(routed) == {"gpu", "none"}
     assert routed["gpu"].tags[LAUNCHER_TAG] == "gpu" and routed["none"].tags[LAUNCHER_TAG] == "default"
+    assert by_plugins.tags[COMPUTE_TAG] == "gpu" and by_plugins.tags[LAUNCHER_TAG] == "gpu"
+    assert "transnetv2" in by_plugins.tags["vidintel/gpu_reason"]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.run_id, r.status) for r in runs]
     events = [e.message for e in instance.all_logs(routed["gpu"].run_id) if e.message and "vidintel:" in e.message]
     assert events and "the gpu launcher (DefaultRunLauncher)" in events[0]

@@ -21,6 +21,10 @@ replaced object (new ETag) runs again.
 
 A nightly schedule re-scans everything and requests runs for videos whose ``memory`` was never
 materialized, so nothing is missed while the sensor was off.
+
+Projects named in ``VIDINTEL_GPU_PROJECTS`` (comma-separated, or ``*``) are ingested with the
+``ingest_video_gpu`` job, unattended too: the sensor picks the job per request, and a twin schedule,
+``nightly_rescan_gpu``, re-scans them (a schedule targets one job).
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from typing import Callable, Optional
 import dagster as dg
 
 from vidintel.resources import VidintelStorage
-from vidintel_pipeline.defs.jobs import ingest_video_job
+from vidintel_pipeline.defs.jobs import ingest_video_gpu_job, ingest_video_job
 from vidintel_pipeline.defs.partitions import run_tags
 from vidintel_pipeline.intake import adopt_drop, partition_requests, register
+from vidintel_pipeline.runtime.gpu import GPU_PROJECTS_ENV, GPU_REASON_TAG, gpu_projects, is_gpu_project
 from vidintel_pipeline.storage.layout import (
     DROP_PREFIX,
     PROJECTS_PREFIX,
@@ -179,22 +184,33 @@ def ingesting(ref: VideoRef) -> Optional[str]:
     return holder(video_lock_name(ref))
 
 
+def job_for(ref: VideoRef) -> str:
+    """The job an unattended run of ``ref`` takes: the GPU job for the projects ``VIDINTEL_GPU_PROJECTS`` names."""
+    return ingest_video_gpu_job.name if is_gpu_project(ref.project_id) else ingest_video_job.name
+
+
 def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
     runs, keys = [], []
     for f in found:
         keys.append(f.ref.partition_key)
+        gpu = job_for(f.ref) == ingest_video_gpu_job.name
         runs.append(
             dg.RunRequest(
                 run_key=f.run_key,
                 partition_key=f.ref.partition_key,
-                tags={**run_tags(f.ref), "vidintel/source_key": f.obj.key[:200]},
+                job_name=job_for(f.ref),
+                tags={
+                    **run_tags(f.ref),
+                    "vidintel/source_key": f.obj.key[:200],
+                    **({GPU_REASON_TAG: f"{GPU_PROJECTS_ENV} names {f.ref.project_id}"} if gpu else {}),
+                },
             )
         )
     return runs, sorted(set(keys))
 
 
 @dg.sensor(
-    job=ingest_video_job,
+    jobs=[ingest_video_job, ingest_video_gpu_job],
     minimum_interval_seconds=INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns new or changed videos in the ingestion store (and incoming/{project}/ drops) into "
@@ -219,6 +235,25 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStora
     )
 
 
+def rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStorage, gpu: bool):
+    """Run requests for the stored videos whose memory was never materialized, of GPU projects or of the rest."""
+    instance = context.instance
+    done = instance.get_materialized_partitions(dg.AssetKey("memory"))
+    found = []
+    for obj in watched(storage.ingest(), context.log).list_objects(PROJECTS_PREFIX):
+        ref, _ = classify(obj.key)
+        if ref is not None and ref.partition_key not in done and is_gpu_project(ref.project_id) == gpu:
+            found.append(Found(ref, obj))
+    runs, _ = requests_for(found)
+    register(instance, [f.ref for f in found])
+    for r in runs:
+        yield dg.RunRequest(run_key=f"rescan:{r.run_key}", partition_key=r.partition_key, tags=r.tags)
+    if not runs:
+        yield dg.SkipReason(
+            "every stored video has its memory" if gpu_projects() or not gpu else f"{GPU_PROJECTS_ENV} names no project"
+        )
+
+
 @dg.schedule(
     job=ingest_video_job,
     cron_schedule="0 3 * * *",
@@ -226,16 +261,14 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStora
     description="Nightly re-scan: runs every stored video whose memory was never materialized.",
 )
 def nightly_rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStorage):
-    instance = context.instance
-    done = instance.get_materialized_partitions(dg.AssetKey("memory"))
-    found = []
-    for obj in watched(storage.ingest(), context.log).list_objects(PROJECTS_PREFIX):
-        ref, _ = classify(obj.key)
-        if ref is not None and ref.partition_key not in done:
-            found.append(Found(ref, obj))
-    runs, _ = requests_for(found)
-    register(instance, [f.ref for f in found])
-    for r in runs:
-        yield dg.RunRequest(run_key=f"rescan:{r.run_key}", partition_key=r.partition_key, tags=r.tags)
-    if not runs:
-        yield dg.SkipReason("every stored video has its memory")
+    yield from rescan(context, storage, gpu=False)
+
+
+@dg.schedule(
+    job=ingest_video_gpu_job,
+    cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly re-scan of the projects VIDINTEL_GPU_PROJECTS names, with the GPU job.",
+)
+def nightly_rescan_gpu(context: dg.ScheduleEvaluationContext, storage: VidintelStorage):
+    yield from rescan(context, storage, gpu=True)

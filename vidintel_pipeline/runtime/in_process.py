@@ -34,6 +34,7 @@ def ingest(
     from vidintel_pipeline.definitions import defs
     from vidintel_pipeline.defs.partitions import run_tags
     from vidintel_pipeline.defs.progress import listening
+    from vidintel_pipeline.runtime.gpu import COMPUTE_TAG, GPU_REASON_TAG, gpu_reason
     from vidintel_pipeline.runtime.instance import get_instance
     from vidintel_pipeline.storage.locks import Busy, held, video_lock_name
 
@@ -51,18 +52,23 @@ def ingest(
         instance = get_instance()
         register(instance, [ref])
         job = defs.resolve_job_def("ingest_video_gpu" if gpu else "ingest_video")
+        run_config = {
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})},
+        }
+        tags = {**run_tags(ref), **(job.tags or {})}
+        why = gpu_reason(tags, run_config)  # tagged as GPU work, as the routing launcher would tag it
+        if why:
+            tags |= {COMPUTE_TAG: "gpu", GPU_REASON_TAG: why[:250]}
         bar = ProgressBar() if not quiet else None
         t0 = time.perf_counter()
         with listening(bar if bar else (lambda e: None)):
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=ref.partition_key,
-                tags={**run_tags(ref), **(job.tags or {})},
+                tags=tags,
                 raise_on_error=False,
-                run_config={
-                    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                    "resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})},
-                },
+                run_config=run_config,
             )
         if bar:
             bar.close()
@@ -83,6 +89,7 @@ def ingest(
         "project_id": ref.project_id,
         "video_id": ref.video_id,
         "wall_s": round(wall, 2),
+        "gpu_reason": why,
     }
 
 

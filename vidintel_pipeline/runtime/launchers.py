@@ -1,10 +1,11 @@
 """A run launcher that sends each run to one of several launchers, chosen by a run tag.
 
-Dagster has one run launcher per instance. GPU work should run on GPU machines and nothing else should
-hold one, so this launcher looks at ``vidintel/compute`` (``tag_key``) on each run and hands it to the
-launcher configured for that value -- a ``K8sRunLauncher`` with a GPU node pool, an ``EcsRunLauncher``
-with a GPU task definition -- or to ``default`` when the tag is absent or unknown. Runs of the
-``ingest_video_gpu`` job carry the tag. The choice is recorded on the run as an engine event (and a
+Dagster has one run launcher per instance. GPU work should run on GPU machines and nothing else should hold one, so
+this launcher looks at ``vidintel/compute`` (``tag_key``) on each run and hands it to the launcher configured for
+that value -- a ``K8sRunLauncher`` with a GPU node pool, an ``EcsRunLauncher`` with a GPU task definition -- or to
+``default`` when the tag is absent or unknown. Runs of the ``ingest_video_gpu`` job carry the tag; a run without it
+whose selected plugins include one declaring ``requires_gpu`` (from its run config, or the resources' defaults) is
+tagged here and routed the same way. The choice is recorded on the run as an engine event (and a
 ``vidintel/launcher`` tag) so operators see in the UI where a run went.
 
 In ``dagster.yaml``::
@@ -17,6 +18,7 @@ In ``dagster.yaml``::
         routes:
           gpu: {module: dagster_k8s, class: K8sRunLauncher, config: {...}}
         default: {module: dagster_k8s, class: K8sRunLauncher, config: {...}}
+
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 
-from vidintel_pipeline.runtime.gpu import COMPUTE_TAG
+from vidintel_pipeline.runtime.gpu import COMPUTE_TAG, GPU_REASON_TAG, gpu_reason
 
 LAUNCHER_TAG = "vidintel/launcher"
 _LAUNCHER = Shape({"module": str, "class": str, "config": Field(Permissive(), is_required=False, default_value={})})
@@ -90,11 +92,21 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
+        tags = dict(run.tags or {})
+        # a run with no compute tag whose selected plugins need a GPU (a launchpad run of ingest_video with
+        # transnetv2, say) is GPU work too: tag it, so routing, the UI and run filters all see it
+        why = gpu_reason(tags, run.run_config) if self.tag_key == COMPUTE_TAG and not tags.get(COMPUTE_TAG) else None
+        if why:
+            tags |= {COMPUTE_TAG: "gpu", GPU_REASON_TAG: why[:250]}
+            self._instance.add_run_tags(run.run_id, {COMPUTE_TAG: "gpu", GPU_REASON_TAG: why[:250]})
+            run = self._instance.get_run_by_id(run.run_id) or run
+            context = LaunchRunContext(dagster_run=run, workspace=context.workspace)
         name, launcher = self.route(run)
         self._instance.add_run_tags(run.run_id, {LAUNCHER_TAG: name})
         self._instance.report_engine_event(
-            f"vidintel: {self.tag_key}={run.tags.get(self.tag_key, '(none)')} -> the {name} launcher "
-            f"({type(launcher).__name__})",
+            f"vidintel: {self.tag_key}={tags.get(self.tag_key, '(none)')}"
+            + (f" ({why})" if why else "")
+            + f" -> the {name} launcher ({type(launcher).__name__})",
             run,
             cls=self.__class__,
         )
