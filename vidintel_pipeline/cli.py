@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from vidintel_pipeline.costs.estimate import estimate
 from vidintel_pipeline.errors import UserError
+from vidintel_pipeline.outputs.exports import FORMATS as EXPORT_FORMATS
 from vidintel_pipeline.runtime.in_process import compile_reel, ingest
 from vidintel_pipeline.runtime.instance import vidintel_home
 
@@ -275,18 +276,16 @@ def cmd_search(args) -> int:
 
 def cmd_export(args) -> int:
     from vidintel.resources import VidintelStorage
-    from vidintel_pipeline.outputs.exports import render
+    from vidintel_pipeline.outputs.exports import extension, render
     from vidintel_pipeline.plugin_api.contracts import MemoryDocument
     from vidintel_pipeline.storage.layout import VideoRef
 
     doc = MemoryDocument.model_validate(load_memory(args.project, args.video))
-    text = render(doc, args.format)
     ref = VideoRef(args.project, args.video)
-    uri = (
-        VidintelStorage()
-        .for_video(ref)[1]
-        .put_bytes(ref.output_key("exports", f"{ref.video_id}.{args.format}"), text.encode())
-    )
+    ingest, out = VidintelStorage().for_video(ref)
+    source_url = ingest.uri(doc.source["key"]) if doc.source.get("key") else None
+    text = render(doc, args.format, source_url=source_url)
+    uri = out.put_bytes(ref.output_key("exports", f"{ref.video_id}.{extension(args.format)}"), text.encode())
     if args.output == "-":
         sys.stdout.write(text)
     else:
@@ -376,10 +375,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--mode", choices=["hybrid", "text", "semantic"], default="hybrid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
-    p = sub.add_parser("export", help="subtitles, marker CSV, shot EDL or JSON of a video (also written to exports/)")
+    p = sub.add_parser(
+        "export",
+        help="subtitles, marker CSV, JSON, or a timeline (EDL, .otio, FCP 7 XML) of a video (also written to exports/)",
+    )
     p.add_argument("project")
     p.add_argument("video")
-    p.add_argument("--format", choices=["srt", "vtt", "json", "csv", "edl"], default="srt")
+    p.add_argument("--format", choices=list(EXPORT_FORMATS), default="srt")
     p.add_argument("-o", "--output", help="also write to this file; '-' prints it")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+from fractions import Fraction
 
 import dagster as dg
+import opentimelineio as otio
 import pytest
 import srt
 import webvtt
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.outputs.exports import edl_fps
 from vidintel_pipeline.plugin_api.contracts import MemoryDocument
 from vidintel_pipeline.runtime import in_process
 from vidintel_pipeline.runtime.instance import get_instance
@@ -45,27 +47,29 @@ def test_exports_parse_and_edl_matches_the_shots(project, capsys):
     assert all(a.end <= b.start for a, b in zip(subs, subs[1:], strict=False))  # monotonic, no overlap
     assert "revenue" in " ".join(s.content for s in subs).lower()
     vtt = webvtt.from_buffer(io.StringIO((out / "exports/launch.vtt").read_text()))
-    assert [c.text for c in vtt] == [s.content for s in subs]
+    assert [html.unescape(c.text) for c in vtt] == [s.content for s in subs]
     rows = list(csv.DictReader(io.StringIO((out / "exports/launch.csv").read_text())))
     assert len(rows) == len(memory.markers) and {r["label"] for r in rows} >= {"cut", "color_bars"}
     assert json.loads((out / "exports/launch.json").read_text())["video_id"] == "launch"
 
-    # EDL: one event per shot; each source in-point after the first is a shot boundary, on the right frame
-    fps = edl_fps(memory)
-    events = [line.split() for line in (out / "exports/launch.edl").read_text().splitlines() if line[:3].isdigit()]
-
-    def frames(tc: str) -> int:
-        h, m, s, f = map(int, tc.split(":"))
-        return ((h * 60 + m) * 60 + s) * fps + f
-
-    src_in = [frames(e[4]) for e in events]
-    bounds = sorted({round(m.start_s * fps) for m in memory.markers if m.type == "shot_boundary"})
-    assert src_in == [0] + bounds
-    for cut in truth.cuts:
-        assert any(abs(f - cut * fps) <= 1 for f in src_in), cut
-    rec = [(frames(e[6]), frames(e[7])) for e in events]
-    assert rec[0][0] == 0 and all(a[1] == b[0] for a, b in zip(rec, rec[1:], strict=False))  # laid end to end
-    assert frames(events[-1][5]) == round(memory.duration_s * fps)
+    # timelines: one event per shot; each source in-point after the first is a shot boundary, on the right frame
+    rate = float(Fraction(memory.source["fps_rational"]))
+    for fmt, adapter, name in (("edl", "cmx_3600", "launch.edl"), ("otio", "otio_json", "launch.otio"),
+                               ("fcpxml", "fcp_xml", "launch.fcp7.xml")):  # fmt: skip
+        text = (out / "exports" / name).read_text()
+        kw = {"rate": rate} if adapter == "cmx_3600" else {}
+        clips = list(otio.adapters.read_from_string(text, adapter, **kw).find_clips())
+        src = [
+            (round(c.source_range.start_time.value), round(c.source_range.end_time_exclusive().value)) for c in clips
+        ]
+        bounds = sorted({round(m.start_s * rate) for m in memory.markers if m.type == "shot_boundary"})
+        assert [a for a, _ in src] == [0, *bounds], fmt  # the demo has no start timecode: from 00:00:00:00
+        assert all(a[1] == b[0] for a, b in zip(src, src[1:], strict=False)) and src[-1][1] == round(
+            memory.duration_s * rate
+        )
+        for cut in truth.cuts:
+            assert any(abs(a - cut * rate) <= 1 for a, _ in src), (fmt, cut)
+    assert "NON-DROP FRAME" in (out / "exports/launch.edl").read_text()
 
     assert cli.main(["export", "acme", "launch", "--format", "vtt", "-o", "-"]) == 0
     assert capsys.readouterr().out.startswith("WEBVTT")
@@ -190,6 +194,14 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 0.05  # no holes where the parts meet
     meta = _meta("compilation")
     assert meta["reel_uri"] == manifest["uri"] and meta["clips"] == 2
+    # the reel as a timeline into its source: each clip's source range is the manifest's span, on source frames
+    timeline = otio.adapters.read_from_file(str(reel.with_suffix(".otio")))
+    spans = [
+        (c.source_range.start_time.value, c.source_range.end_time_exclusive().value) for c in timeline.find_clips()
+    ]
+    assert spans == [(round(c["start_s"] * 25), round(c["end_s"] * 25)) for c in manifest["clips"]]
+    assert [c.media_reference.target_url for c in timeline.find_clips()] == [c["source_uri"] for c in manifest["clips"]]
+    assert manifest["timeline_uri"].endswith(".otio") and meta["timeline_uri"] == manifest["timeline_uri"]
 
     # by query, across two videos of different sizes: every clip is re-encoded to the first one's format
     in_process.ingest(str(demo_video[0]), "acme", "launch", quiet=True)

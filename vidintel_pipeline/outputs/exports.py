@@ -1,11 +1,12 @@
 """A memory document rendered for the tools people take it to: players, spreadsheets and editors.
 
-* **SRT** and **WebVTT** subtitles from transcript segments, long segments split into cues of at most
-  ``max_cue_s`` seconds / ``max_cue_words`` words at word boundaries (word timestamps when present), with
-  the speaker as a ``[spk_0]`` prefix (SRT) or a ``<v spk_0>`` voice span (VTT) when it is known;
+* **SRT** and **WebVTT** subtitles, written by pysubs2, from transcript segments, long segments split into
+  cues of at most ``max_cue_s`` seconds / ``max_cue_words`` words at word boundaries (word timestamps when
+  present), with the speaker as a ``[spk_0]`` prefix (SRT) or a ``<v spk_0>`` voice span (VTT) when it is
+  known, VTT text escaped (``&amp;``, ``&lt;``, ``&gt;``);
 * **CSV** of markers, one row per marker, for spreadsheets;
-* **EDL** (CMX3600) of the shots, so an editing tool can conform the cut list: one event per shot,
-  source in/out timecodes on the video's own frame rate, record timecodes laid end to end;
+* **Timelines** for editors (:mod:`vidintel_pipeline.outputs.timeline`, through OpenTimelineIO): ``.otio``,
+  CMX3600 **EDL** and **FCP 7 XML**, one clip per shot at the source's exact rate and start timecode;
 * **JSON**: the memory document itself.
 
 Cue and event times are never negative and never decrease, whatever the plugins returned.
@@ -16,20 +17,35 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from typing import Any, Callable
 
 from vidintel_pipeline.plugin_api.contracts import MemoryDocument, TranscriptSegment, Word
 
-FORMATS = ("srt", "vtt", "json", "csv", "edl")  # also the file extensions
+FORMATS = ("srt", "vtt", "json", "csv", "edl", "otio", "fcpxml")
+EXTENSIONS = {"fcpxml": "fcp7.xml"}  # FCP 7 XML is .xml (.fcpxml is Final Cut Pro X's different format)
+
+
+def extension(fmt: str) -> str:
+    return EXTENSIONS.get(fmt, fmt)
 
 
 def render(memory: MemoryDocument, fmt: str, **kw: Any) -> str:
-    try:
-        fn: Callable[..., str] = {"srt": to_srt, "vtt": to_vtt, "json": to_json, "csv": to_csv, "edl": to_edl}[fmt]
-    except KeyError:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}") from None
-    return fn(memory, **kw)
+    from vidintel_pipeline.outputs.timeline import to_edl, to_fcpxml, to_otio
+
+    writers: dict[str, Callable[..., str]] = {
+        "srt": to_srt,
+        "vtt": to_vtt,
+        "json": to_json,
+        "csv": to_csv,
+        "edl": to_edl,
+        "otio": to_otio,
+        "fcpxml": to_fcpxml,
+    }
+    if fmt not in writers:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in ("edl", "otio", "fcpxml"):
+        kw.pop("source_url", None)  # only timelines point at the source
+    return writers[fmt](memory, **kw)
 
 
 # subtitles -------------------------------------------------------------------------------------------
@@ -73,29 +89,37 @@ def _split(seg: TranscriptSegment, max_s: float, max_words: int):
         )
 
 
-def _clock(t: float, sep: str) -> str:
-    ms = int(round(t * 1000))
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+def _subtitles(memory: MemoryDocument, fmt: str, text_of: Callable[[str, str | None], str], **kw: Any) -> str:
+    """The cues written by pysubs2; ``keep_ssa_tags``: a transcript's ``{braces}`` are words, not SSA overrides."""
+    import pysubs2
+
+    subs = pysubs2.SSAFile()
+    for start, end, text, speaker in cues(memory, **kw):
+        subs.events.append(
+            pysubs2.SSAEvent(start=int(round(start * 1000)), end=int(round(end * 1000)), text=text_of(text, speaker))
+        )
+    return subs.to_string(fmt, apply_styles=False, keep_ssa_tags=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # a blank line would end the cue
 
 
 def to_srt(memory: MemoryDocument, **kw: Any) -> str:
-    blocks = []
-    for i, (start, end, text, speaker) in enumerate(cues(memory, **kw), 1):
-        line = f"[{speaker}] {text}" if speaker else text
-        blocks.append(f"{i}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{line}\n")
-    return "\n".join(blocks)
+    return _subtitles(memory, "srt", lambda text, speaker: _one_line(f"[{speaker}] {text}" if speaker else text), **kw)
+
+
+def vtt_escape(text: str) -> str:
+    """WebVTT cue text: ``&``, ``<`` and ``>`` as character references (so ``-->`` cannot end a cue early)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def to_vtt(memory: MemoryDocument, **kw: Any) -> str:
-    blocks = ["WEBVTT\n"]
-    for start, end, text, speaker in cues(memory, **kw):
-        text = text.replace("-->", "->")
-        line = f"<v {speaker}>{text}" if speaker else text
-        blocks.append(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{line}\n")
-    return "\n".join(blocks)
+    def line(text: str, speaker: str | None) -> str:
+        body = vtt_escape(_one_line(text))
+        return f"<v {vtt_escape(_one_line(speaker))}>{body}" if speaker else body
+
+    return _subtitles(memory, "vtt", line, **kw)
 
 
 # data ------------------------------------------------------------------------------------------------
@@ -145,34 +169,3 @@ def shot_spans(memory: MemoryDocument) -> list[tuple[float, float]]:
     bounds = sorted({round(m.start_s, 3) for m in memory.markers if m.type == "shot_boundary"} - {0.0})
     edges = [0.0] + [b for b in bounds if 0 < b < memory.duration_s] + [memory.duration_s]
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b - a > 1e-3]
-
-
-def _timecode(t: float, fps: int) -> str:
-    frames = int(round(t * fps))
-    h, rem = divmod(frames, 3600 * fps)
-    m, rem = divmod(rem, 60 * fps)
-    s, f = divmod(rem, fps)
-    return f"{h:02d}:{m:02d}:{s:02d}:{f:02d}"
-
-
-def edl_fps(memory: MemoryDocument) -> int:
-    fps = float(memory.source.get("fps") or 25.0)
-    return max(1, int(math.floor(fps + 0.5)))
-
-
-def to_edl(memory: MemoryDocument, reel: str = "AX", **_: Any) -> str:
-    """CMX3600: ``NNN  REEL  V  C  src_in src_out rec_in rec_out`` per shot, non-drop-frame timecode."""
-    fps = edl_fps(memory)
-    lines = [f"TITLE: {memory.project_id} {memory.video_id}", "FCM: NON-DROP FRAME", ""]
-    rec = 0.0
-    clip = str(memory.source.get("key", memory.video_id)).rsplit("/", 1)[-1]
-    for i, (a, b) in enumerate(shot_spans(memory), 1):
-        length = b - a
-        lines.append(
-            f"{i:03d}  {reel:<8} V     C        {_timecode(a, fps)} {_timecode(b, fps)} "
-            f"{_timecode(rec, fps)} {_timecode(rec + length, fps)}"
-        )
-        lines.append(f"* FROM CLIP NAME: {clip}")
-        lines.append("")
-        rec += length
-    return "\n".join(lines)

@@ -11,7 +11,8 @@ with silence for clips whose source has none.
 Sources that differ in codec, size, frame rate or pixel format cannot share one stream: then every clip
 is re-encoded to the first clip's size and rate.
 
-A JSON manifest beside the reel lists each clip: its video, source URI and time range, where it sits in
+An OpenTimelineIO timeline (``{name}.otio``: source ranges into each source video, for an editor to conform)
+and a JSON manifest beside the reel list each clip: its video, source URI and time range, where it sits in
 the reel, why it was chosen and how many of its seconds were copied or re-encoded.
 Cutting each clip is :mod:`vidintel_pipeline.outputs.reel_cuts`.
 """
@@ -51,6 +52,7 @@ class Reel:
     duration_s: float = 0.0
     uri: str = ""
     manifest_uri: str = ""
+    timeline_uri: str = ""  # the clips as an OpenTimelineIO timeline into the source videos
     method: str = ""  # smart_copy | reencode
 
     def manifest(self) -> dict[str, Any]:
@@ -59,6 +61,7 @@ class Reel:
             "name": self.name,
             "query": self.query,
             "uri": self.uri,
+            "timeline_uri": self.timeline_uri,
             "duration_s": round(self.duration_s, 3),
             "method": self.method,
             "copied_s": round(sum(c.copied_s for c in self.clips), 3),
@@ -120,9 +123,11 @@ def build_reel(ingest: Store, output: Store, project_id: str, clips: list[Clip],
     reel = Reel(project_id, name, query, clips)
     sources: dict[str, tuple[Path, Any, tuple[list[float], list[float]]]] = {}
     uris: dict[str, str] = {}
+    memories: dict[str, MemoryDocument] = {}
     for c in clips:
         if c.video_id not in sources:
             memory = MemoryDocument.model_validate(output.get_json(memory_key(project_id, c.video_id)))
+            memories[c.video_id] = memory
             path = ingest.local_path(memory.source["key"])
             info = probe(path)
             sources[c.video_id] = (path, info, frame_times(path) if info.video_codec in COPYABLE else ([], []))
@@ -179,6 +184,12 @@ def build_reel(ingest: Store, output: Store, project_id: str, clips: list[Clip],
         )
         reel.duration_s = probe(out).duration_s
         reel.uri = output.put_file(project_output_key(project_id, "compilations", f"{name}.mp4"), out)
+    from vidintel_pipeline.outputs.timeline import reel_timeline
+
+    reel.timeline_uri = output.put_bytes(
+        project_output_key(project_id, "compilations", f"{name}.otio"),
+        reel_timeline(name, query, clips, memories).encode(),
+    )
     reel.manifest_uri = output.put_json(project_output_key(project_id, "compilations", f"{name}.json"), reel.manifest())
     return reel
 

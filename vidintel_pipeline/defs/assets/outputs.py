@@ -115,6 +115,8 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
                 "width",
                 "height",
                 "fps",
+                "fps_rational",
+                "timecode",
                 "video_codec",
                 "has_audio",
                 "rotation",
@@ -160,20 +162,23 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
 @dg.asset(
     partitions_def=videos_partitions,
     group_name="outputs",
-    kinds={"srt", "csv"},
+    kinds={"srt", "csv", "otio"},
     deps=[memory],
-    description="The memory as SRT and WebVTT subtitles, a CSV of markers, a CMX3600 EDL of the shots and "
-    "JSON, in exports/.",
+    description="The memory as SRT and WebVTT subtitles, a CSV of markers, JSON, and timelines for editors "
+    "(OpenTimelineIO .otio, CMX3600 EDL, FCP 7 XML: one clip per shot at the source's exact rate and timecode), "
+    "in exports/.",
 )
 def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
-    from vidintel_pipeline.outputs.exports import FORMATS, render, shot_spans
+    from vidintel_pipeline.outputs.exports import FORMATS, extension, render, shot_spans
 
     ref = video_ref(context)
-    out = storage.for_video(ref)[1]
+    ingest, out = storage.for_video(ref)
     doc = MemoryDocument.model_validate(need_json(out, ref.memory_key, "memory"))
+    source_url = ingest.uri(doc.source["key"]) if doc.source.get("key") else None  # what the timelines point at
     uris = {}
     for fmt in FORMATS:
-        uris[fmt] = out.put_bytes(ref.output_key("exports", f"{ref.video_id}.{fmt}"), render(doc, fmt).encode())
+        key = ref.output_key("exports", f"{ref.video_id}.{extension(fmt)}")
+        uris[fmt] = out.put_bytes(key, render(doc, fmt, source_url=source_url).encode())
     return dg.MaterializeResult(
         metadata={
             **{f"{fmt}_uri": dg.MetadataValue.url(u) for fmt, u in uris.items()},

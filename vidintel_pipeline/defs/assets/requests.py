@@ -135,6 +135,7 @@ def compilation(
             "name": reel.name,
             "reel_uri": dg.MetadataValue.url(reel.uri),
             "manifest_uri": dg.MetadataValue.url(reel.manifest_uri),
+            "timeline_uri": dg.MetadataValue.url(reel.timeline_uri),
             "duration_s": dg.FloatMetadataValue(round(reel.duration_s, 3)),
             "clips": dg.IntMetadataValue(len(reel.clips)),
             "method": reel.method,
