@@ -295,6 +295,43 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_stale(args) -> int:
+    from vidintel.resources import VidintelStorage
+    from vidintel_pipeline.defs.versions import VERSIONS, stale_videos
+    from vidintel_pipeline.runtime.instance import ensure_instance_home, get_instance
+    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, validate_id
+
+    try:
+        validate_id(args.project, "project id")
+    except InvalidIdError as exc:
+        raise UserError(str(exc)) from exc
+    ensure_instance_home()
+    found = stale_videos(get_instance(), args.project)
+    if args.json and not args.run:
+        print(json.dumps({"current": VERSIONS, "stale": found}, indent=2))
+        return 0
+    for v in found:
+        print(
+            f"{v['partition']}: "
+            + ", ".join(f"{a} {old or 'never'} -> {VERSIONS[a]}" for a, old in v["assets"].items())
+        )
+    print(f"{len(found)} video(s) of {args.project} analysed under other plugin versions than the current defaults")
+    if not args.run:
+        return 0
+    failed = 0
+    for v in found:  # re-ingest each from its own stored source, one run per video
+        ref = VideoRef(args.project, v["video_id"])
+        try:
+            memory = load_memory(ref.project_id, ref.video_id)
+            path = VidintelStorage().for_video(ref)[0].local_path(memory["source"]["key"])
+            info = ingest(str(path), ref.project_id, ref.video_id, quiet=True, stored=True)
+            print(f"re-ingested {ref.partition_key} (run {info['run_id']})")
+        except UserError as exc:
+            failed += 1
+            print(f"vidintel: error: {ref.partition_key}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_compile(args) -> int:
     if not args.query and not args.marker_type:
         raise UserError("give a query, or --marker-type (with an optional --label)")
@@ -414,6 +451,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     b.add_argument("--no-store", action="store_true", help="print the figures without storing them")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_plugins)
+    p = sub.add_parser("stale", help="videos analysed under older plugin versions; --run re-ingests exactly those")
+    p.add_argument("project")
+    p.add_argument("--run", action="store_true", help="re-ingest each stale video from its stored source")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stale)
     p = sub.add_parser("compare", help="A/B: where two plugins disagree on one ingested video")
     p.add_argument("project")
     p.add_argument("video")

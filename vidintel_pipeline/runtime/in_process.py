@@ -24,8 +24,10 @@ def ingest(
     quiet: bool = False,
     resources_config: Optional[dict[str, Any]] = None,
     gpu: bool = False,
+    stored: bool = False,
 ) -> dict[str, Any]:
-    """Copy a video into storage, register its partition and materialize every asset for it."""
+    """Copy a video into storage, register its partition and materialize every asset for it. ``stored``: ``path``
+    is the video's own stored source (a re-run, ``vidintel stale --run``): checked, not copied again."""
     from vidintel.resources import VidintelStorage
     from vidintel_pipeline.intake import check_local_file, register, store_source
 
@@ -48,7 +50,8 @@ def ingest(
                 f"{ref.project_id}/{ref.video_id} is already being ingested by {exc.holder}: "
                 "wait for it to finish, then ingest again"
             ) from None
-        store_source(VidintelStorage().for_video(ref)[0], ref, src)
+        if not stored:
+            store_source(VidintelStorage().for_video(ref)[0], ref, src)
         instance = get_instance()
         register(instance, [ref])
         job = defs.resolve_job_def("ingest_video_gpu" if gpu else "ingest_video")

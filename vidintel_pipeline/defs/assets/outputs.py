@@ -16,6 +16,7 @@ from vidintel_pipeline.defs.assets.common import (
     video_ref,
     warnings_md,
 )
+from vidintel_pipeline.defs.checks import EXPORT_CHECKS, MEMORY_CHECKS, exports_check, memory_checks
 from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.defs.progress import report
 from vidintel_pipeline.engine.runner import merge_markers
@@ -47,6 +48,7 @@ from vidintel_pipeline.storage.layout import (
     group_name="outputs",
     kinds={"json"},
     deps=["temporal_markers", "keyframes", transcript, derived_markers, "gpu_analysis"],
+    check_specs=MEMORY_CHECKS,
     description="The memory document: one merged, searchable timeline of everything found in the video.",
 )
 def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: CostControls) -> dg.MaterializeResult:
@@ -155,7 +157,8 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
             "cost/video_total_usd": float_meta(ledger.get_total_cost(video_id=ref.video_id, project_id=ref.project_id)),
             "cost/project_total_usd": float_meta(ledger.get_total_cost(project_id=ref.project_id)),
             **cost_meta(by_plugin),
-        }
+        },
+        check_results=memory_checks(doc, costs.max_usd_per_video),
     )
 
 
@@ -164,27 +167,31 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     group_name="outputs",
     kinds={"srt", "csv", "otio"},
     deps=[memory],
+    check_specs=EXPORT_CHECKS,
     description="The memory as SRT and WebVTT subtitles, a CSV of markers, JSON, and timelines for editors "
     "(OpenTimelineIO .otio, CMX3600 EDL, FCP 7 XML: one clip per shot at the source's exact rate and timecode), "
     "in exports/.",
 )
 def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
     from vidintel_pipeline.outputs.exports import FORMATS, extension, render, shot_spans
+    from vidintel_pipeline.outputs.timeline import source_rate
 
     ref = video_ref(context)
     ingest, out = storage.for_video(ref)
     doc = MemoryDocument.model_validate(need_json(out, ref.memory_key, "memory"))
     source_url = ingest.uri(doc.source["key"]) if doc.source.get("key") else None  # what the timelines point at
-    uris = {}
+    uris, texts = {}, {}
     for fmt in FORMATS:
         key = ref.output_key("exports", f"{ref.video_id}.{extension(fmt)}")
-        uris[fmt] = out.put_bytes(key, render(doc, fmt, source_url=source_url).encode())
+        texts[fmt] = render(doc, fmt, source_url=source_url)
+        uris[fmt] = out.put_bytes(key, texts[fmt].encode())
     return dg.MaterializeResult(
         metadata={
             **{f"{fmt}_uri": dg.MetadataValue.url(u) for fmt, u in uris.items()},
             "shots": dg.IntMetadataValue(len(shot_spans(doc))),
             "subtitle_segments": dg.IntMetadataValue(len(doc.transcript.segments)),
-        }
+        },
+        check_results=[exports_check(texts, float(source_rate(doc)))],
     )
 
 

@@ -21,6 +21,7 @@ from vidintel_pipeline.defs.assets.common import (
 from vidintel_pipeline.defs.assets.ingestion import audio, source_video, video_chunks
 from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.defs.progress import report
+from vidintel_pipeline.defs.versions import VERSIONS
 from vidintel_pipeline.engine.cache import ResultCache
 from vidintel_pipeline.engine.keyframes import KeyframeSelector
 from vidintel_pipeline.engine.runner import analyze_video, cached_plugins, chunk_set_for, estimate_run_cost
@@ -52,6 +53,7 @@ from vidintel_pipeline.storage.layout import (
             kinds={"jpeg", "opencv"},
             deps=[source_video, video_chunks],
             description="The sharpest frame of every detected shot, as downscaled JPEGs.",
+            code_version=VERSIONS["temporal_markers"],
         ),
         dg.AssetSpec(
             "temporal_markers",
@@ -59,6 +61,7 @@ from vidintel_pipeline.storage.layout import (
             kinds={"python", "opencv"},
             deps=[source_video, video_chunks, audio],
             description="Shot boundaries, technical cues, faces and more, from the selected temporal plugins.",
+            code_version=VERSIONS["temporal_markers"],
         ),
     ],
     description="One decode of the video feeds every visual detector and the keyframe selector.",

@@ -1,0 +1,86 @@
+"""Asset checks run with the ingest, per partition: they pass on a good run and fail where they should."""
+
+from __future__ import annotations
+
+import textwrap
+
+import dagster as dg
+
+from vidintel_pipeline.runtime import in_process
+from vidintel_pipeline.runtime.instance import get_instance
+
+BROKEN = textwrap.dedent("""
+    from vidintel_pipeline.plugin_api.contracts import BaseTemporalPlugin, PluginError
+
+    class Broken(BaseTemporalPlugin):
+        def get_plugin_info(self):
+            return {"plugin_name": "broken", "plugin_version": "1.0.0", "supported_events": ["shot_detection"]}
+
+        async def detect_markers(self, chunk, config):
+            raise PluginError("provider down", plugin="broken")
+""")
+
+
+def checks(run_id: str) -> dict[str, tuple[bool, str, dict]]:
+    out = {}
+    for e in get_instance().all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        ev = e.dagster_event.event_specific_data
+        out[ev.check_name] = (ev.passed, ev.severity.value, {k: v.value for k, v in ev.metadata.items()})
+    return out
+
+
+def test_checks_pass_on_a_good_ingest_and_fail_where_they_should(home, demo_video, tmp_path, monkeypatch):
+    good = checks(in_process.ingest(str(demo_video[0]), "chk", "good", quiet=True)["run_id"])
+    assert set(good) == {"markers_in_range", "no_plugin_failed", "transcript_when_speech", "cost_within_budget",
+                         "exports_parse"}  # fmt: skip
+    assert all(passed for passed, _, _ in good.values()), good
+    assert good["exports_parse"][2]["items_read"]["edl"] >= 5  # one event per shot of the demo
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text(BROKEN)
+    monkeypatch.setenv("VIDINTEL_PLUGIN_PATH", str(plugins))
+    run = in_process.ingest(
+        str(demo_video[0]),
+        "chk",
+        "bad",
+        quiet=True,
+        resources_config={
+            "temporal_plugins": {"config": {"plugins": ["local_shots", "local_silence", "broken"]}},
+            "transcription": {"config": {"enabled": False}},  # the demo speaks: no transcript is a finding
+        },
+    )
+    bad = checks(run["run_id"])
+    assert bad["no_plugin_failed"][:2] == (False, "WARN") and "broken" in bad["no_plugin_failed"][2]["failed"]
+    assert bad["transcript_when_speech"][:2] == (False, "WARN")
+    assert bad["transcript_when_speech"][2]["audible_s"] >= 3 and bad["transcript_when_speech"][2]["words"] == 0
+    assert bad["markers_in_range"][0] and bad["exports_parse"][0]
+
+
+def test_stale_lists_videos_analysed_under_other_plugin_versions(home, demo_video, monkeypatch, capsys):
+    """The analysis assets carry a code version from their default plugins' versions; a video materialized under
+    another one is listed by `vidintel stale` and re-ingested from its stored source by `--run`."""
+    import json
+
+    from vidintel_pipeline import cli
+    from vidintel_pipeline.defs import versions
+
+    first = in_process.ingest(str(demo_video[0]), "old", "clip", quiet=True)
+    assert cli.main(["stale", "old", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stale"] == []  # analysed under today's versions
+    # as after an upgrade of local_shots: the current code version of temporal_markers moves on
+    monkeypatch.setitem(versions.VERSIONS, "temporal_markers", versions.plugins_code_version(["local_shots@2"]))
+    assert cli.main(["stale", "old", "--json"]) == 0
+    stale = json.loads(capsys.readouterr().out)["stale"]
+    assert [(s["partition"], list(s["assets"])) for s in stale] == [("old__clip", ["temporal_markers"])]
+    assert cli.main(["stale", "old", "--run"]) == 0
+    out = capsys.readouterr().out
+    assert "re-ingested old__clip" in out and first["run_id"] not in out
+    mats = (
+        get_instance()
+        .fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("memory"), asset_partitions=["old__clip"]), limit=5
+        )
+        .records
+    )
+    assert len(mats) == 2  # the re-run materialized it again, from the stored source
