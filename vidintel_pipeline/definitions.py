@@ -16,10 +16,20 @@ from vidintel_pipeline.defs.jobs import compile_job, cost_report_job, ingest_vid
 from vidintel_pipeline.defs.sensors import new_video_sensor, nightly_rescan, nightly_rescan_gpu
 from vidintel_pipeline.storage.locks import video_locked
 
+# the project cost report is eager (refreshed after any memory materialization), but Dagster's default automation
+# sensor starts off: this one is on by default, so the report is current after sensor and launchpad runs too
+costs_automation = dg.AutomationConditionSensorDefinition(
+    "costs_automation",
+    target=dg.AssetSelection.assets(project_costs),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Refreshes project_costs after videos are ingested, however their runs were started.",
+)
+
 defs = dg.Definitions(
     assets=[*per_video_assets, gpu_analysis, project_costs, *project_assets],
     jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job],
-    sensors=[new_video_sensor],
+    sensors=[new_video_sensor, costs_automation],
     schedules=[nightly_rescan, nightly_rescan_gpu],
     # steps in their own processes (the default); VIDINTEL_EXECUTOR=in_process runs a whole run in one
     # process, cheaper for many small videos on one machine. Either way a per-video run holds its video's

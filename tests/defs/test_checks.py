@@ -21,6 +21,20 @@ BROKEN = textwrap.dedent("""
 """)
 
 
+def _image(md: str, mime: str):
+    import base64
+
+    import cv2
+    import numpy as np
+
+    prefix = f"(data:{mime};base64,"
+    assert prefix in md, md[:80]
+    data = base64.b64decode(md.split(prefix, 1)[1].rstrip(")"))
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
 def checks(run_id: str) -> dict[str, tuple[bool, str, dict]]:
     out = {}
     for e in get_instance().all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
@@ -35,6 +49,21 @@ def test_checks_pass_on_a_good_ingest_and_fail_where_they_should(home, demo_vide
                          "exports_parse"}  # fmt: skip
     assert all(passed for passed, _, _ in good.values()), good
     assert good["exports_parse"][2]["items_read"]["edl"] >= 5  # one event per shot of the demo
+
+    # the pictures in memory's metadata decode as images of the right shape; the plugin runs are a table
+    ev = get_instance().get_latest_materialization_event(dg.AssetKey("memory")).asset_materialization
+    meta = ev.metadata
+    strip = _image(meta["timeline"].value, "image/png")
+    assert strip.shape[1] == 960 and strip.shape[0] > 100
+    sheet = _image(meta["contact_sheet"].value, "image/jpeg")
+    assert sheet.shape[0] > 80 and sheet.shape[1] > 300  # the demo's keyframes, 6 to a row
+    assert len(meta["timeline"].value) + len(meta["contact_sheet"].value) < 200_000  # small enough for the event log
+    rows = {r.data["plugin"]: r.data for r in meta["plugin_runs"].records}
+    assert {"local_shots", "faster_whisper"} <= set(rows) and all(r["status"] == "ok" for r in rows.values())
+    # the project report lists every plugin that ran, derived ones too (local_scenes, local_prompt: $0)
+    costs = get_instance().get_latest_materialization_event(dg.AssetKey("project_costs")).asset_materialization
+    listed = set(costs.metadata["projects"].value["chk"]["by_plugin"])
+    assert {"local_shots", "local_scenes", "local_prompt", "faster_whisper"} <= listed, listed
 
     plugins = tmp_path / "plugins"
     plugins.mkdir()

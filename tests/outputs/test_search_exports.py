@@ -193,7 +193,7 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     assert len(times) == round(want * 25) or abs(len(times) - want * 25) <= len(manifest["clips"])
     assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 0.05  # no holes where the parts meet
     meta = _meta("compilation")
-    assert meta["reel_uri"] == manifest["uri"] and meta["clips"] == 2
+    assert meta["reel_uri"] == str(reel) and manifest["uri"] == reel.as_uri() and meta["clips"] == 2
     # the reel as a timeline into its source: each clip's source range is the manifest's span, on source frames
     timeline = otio.adapters.read_from_file(str(reel.with_suffix(".otio")))
     spans = [
@@ -201,7 +201,7 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     ]
     assert spans == [(round(c["start_s"] * 25), round(c["end_s"] * 25)) for c in manifest["clips"]]
     assert [c.media_reference.target_url for c in timeline.find_clips()] == [c["source_uri"] for c in manifest["clips"]]
-    assert manifest["timeline_uri"].endswith(".otio") and meta["timeline_uri"] == manifest["timeline_uri"]
+    assert manifest["timeline_uri"].endswith(".otio") and meta["timeline_uri"] == str(reel.with_suffix(".otio"))
 
     # by query, across two videos of different sizes: every clip is re-encoded to the first one's format
     in_process.ingest(str(demo_video[0]), "acme", "launch", quiet=True)

@@ -1068,6 +1068,17 @@ def plugins_only_from_configured_places(b: Bench, out: Outcome) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _cost_report(instance, project: str) -> Optional[int]:
+    """Videos of ``project`` in the latest project_costs materialization (None before there is one)."""
+    from dagster import AssetKey
+
+    ev = instance.get_latest_materialization_event(AssetKey("project_costs"))
+    if ev is None:
+        return None
+    projects = ev.asset_materialization.metadata["projects"].value
+    return projects.get(project, {}).get("videos")
+
+
 def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
     """``n`` videos dropped at once; the real daemon ticks the sensor and drains the queue."""
     from vidintel_pipeline.runtime.instance import get_instance
@@ -1128,6 +1139,11 @@ def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
             if len(runs) >= n and len(done) == len(runs):
                 break
             time.sleep(0.5)
+        # the cost report follows without anyone materializing it: the costs_automation sensor (on by default)
+        # sees memory's new partitions and runs project_costs
+        fresh_by = time.time() + 120
+        while time.time() < fresh_by and _cost_report(instance, proj) != n:
+            time.sleep(1)
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(60)
@@ -1150,9 +1166,11 @@ def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
         "wall_s": round(wall),
         "videos_per_minute": round(len(ok_runs) / wall * 60, 1),
         "peak_rss_mb_daemon_and_runs": round(peak_rss),
+        "cost_report_videos": _cost_report(instance, proj),
     }
     out.ok = (
-        len(by_partition) == n
+        out.figures["cost_report_videos"] == n
+        and len(by_partition) == n
         and all(v == 1 for v in by_partition.values())
         and len(ok_runs) == n
         and len(memories) == n
@@ -1160,7 +1178,8 @@ def load_case(b: Bench, out: Outcome, n: int, concurrency: int) -> None:
     )
     out.happened = (
         f"{len(ok_runs)}/{n} runs succeeded, one per video, at most {max_running} at once (limit {concurrency}); "
-        f"{out.figures['videos_per_minute']} videos/min, peak RSS {round(peak_rss)} MB"
+        f"{out.figures['videos_per_minute']} videos/min, peak RSS {round(peak_rss)} MB; the cost report, refreshed by "
+        f"costs_automation, counts {out.figures['cost_report_videos']} of the {n} videos"
     )
 
 

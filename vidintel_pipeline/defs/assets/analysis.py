@@ -10,6 +10,7 @@ from vidintel_pipeline.defs.assets.common import (
     cost_meta,
     create_temporal_plugins,
     float_meta,
+    link,
     need_json,
     record_spend,
     video_ref,
@@ -159,7 +160,7 @@ def transcript(
     uri = store.put_json(ref.key("transcripts", TRANSCRIPT), doc)
     return dg.MaterializeResult(
         metadata={
-            "transcript_uri": dg.MetadataValue.url(uri),
+            "transcript_uri": link(uri),
             "language": result.language or "",
             "segments": dg.IntMetadataValue(len(result.segments)),
             "words": dg.IntMetadataValue(result.word_count),
@@ -185,6 +186,7 @@ def derived_markers(
     context: dg.AssetExecutionContext,
     storage: VidintelStorage,
     temporal_plugins: TemporalPluginsResource,
+    costs: CostControls,
 ) -> dg.MaterializeResult:
     ref = video_ref(context)
     store = storage.for_video(ref)[0]
@@ -244,6 +246,16 @@ def derived_markers(
                 allow_retries=any(r.retryable for r in result.failed),
             )
         markers, runs, cost = result.markers, [r.as_dict() for r in result.runs], result.cost_by_plugin
+        # every plugin that ran goes into the ledger, at $0 too, so the project report lists it
+        ran = {r.plugin for r in result.runs if r.status == "ok"}
+        record_spend(
+            costs,
+            context,
+            ref,
+            "derived_markers",
+            info["duration_s"],
+            ((n, cost.get(n, 0.0), False) for n in sorted(ran)),
+        )
     uri = store.put_json(
         ref.key("metadata", DERIVED_MARKERS),
         {
@@ -267,7 +279,7 @@ def derived_markers(
                 prompted[0].attributes.get("matched", prompted[0].label) if prompted else ""
             ),
             "plugins": dg.JsonMetadataValue(runs),
-            "markers_uri": dg.MetadataValue.url(uri),
+            "markers_uri": link(uri),
             **cost_meta(cost),
         }
     )

@@ -46,6 +46,18 @@ def find_source_key(store: Store, ref: VideoRef) -> str:
     return max(objs, key=lambda o: (o.last_modified, o.key)).key
 
 
+def link(uri: str) -> dg.MetadataValue:
+    """A stored object as metadata a browser can act on: a local file as a path (the UI offers to copy it; a
+    ``file://`` link from a web page opens nothing), an http(s) URL as a link, anything else (``s3://``) as text."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("file://"):
+        return dg.MetadataValue.path(unquote(urlparse(uri).path))
+    if uri.startswith(("http://", "https://")):
+        return dg.MetadataValue.url(uri)
+    return dg.MetadataValue.text(uri)
+
+
 def float_meta(value: float) -> dg.FloatMetadataValue:
     return dg.FloatMetadataValue(float(value))
 

@@ -17,7 +17,7 @@ import dagster as dg
 
 from vidintel.resources import CostControls, GpuWorkResource, VidintelStorage
 from vidintel_pipeline.defs.assets.analysis import transcript
-from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, need_json, record_spend, video_ref
+from vidintel_pipeline.defs.assets.common import cost_meta, float_meta, link, need_json, record_spend, video_ref
 from vidintel_pipeline.defs.assets.ingestion import audio, source_video
 from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.defs.versions import VERSIONS
@@ -147,8 +147,8 @@ def gpu_analysis(
             "device": device,
             "plugins": dg.JsonMetadataValue(runs),
             "seconds": float_meta(round(time.perf_counter() - t0, 3)),
-            "markers_uri": dg.MetadataValue.url(mk_uri),
-            "speakers_uri": dg.MetadataValue.url(sp_uri),
+            "markers_uri": link(mk_uri),
+            "speakers_uri": link(sp_uri),
             "video_seconds": float_meta(info["duration_s"]),
             **cost_meta(cost),
         }

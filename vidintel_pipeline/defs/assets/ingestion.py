@@ -11,6 +11,7 @@ from vidintel_pipeline.defs.assets.common import (
     create_temporal_plugins,
     find_source_key,
     float_meta,
+    link,
     need_json,
     source_warnings,
     video_ref,
@@ -59,8 +60,9 @@ def source_video(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
     report(context, IngestionPhase.INITIALIZING, 100, duration_s=info.duration_s)
     return dg.MaterializeResult(
         metadata={
-            "source_uri": dg.MetadataValue.url(store.uri(key)),
-            "probe_uri": dg.MetadataValue.url(uri),
+            "source_uri": link(store.uri(key)),
+            "dagster/uri": dg.MetadataValue.text(store.uri(key)),
+            "probe_uri": link(uri),
             "video_seconds": float_meta(info.duration_s),
             "size_bytes": dg.IntMetadataValue(info.size_bytes),
             "resolution": f"{info.display_size[0]}x{info.display_size[1]}",
@@ -145,7 +147,7 @@ def video_chunks(
     report(context, IngestionPhase.CHUNKING, 100, chunks=len(entries))
     return dg.MaterializeResult(
         metadata={
-            "manifest_uri": dg.MetadataValue.url(uri),
+            "manifest_uri": link(uri),
             "chunks": dg.IntMetadataValue(len(entries)),
             "max_chunk_s": float_meta(max_chunk),
             # one set per plugin limit, as each provider bills its own requests
@@ -184,7 +186,7 @@ def audio(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.Mat
     return dg.MaterializeResult(
         metadata={
             "has_audio": dg.BoolMetadataValue(True),
-            "audio_uri": dg.MetadataValue.url(uri),
+            "audio_uri": link(uri),
             "sample_rate": dg.IntMetadataValue(16000),
             "video_seconds": float_meta(info["duration_s"]),
             **cost_meta({}),

@@ -9,6 +9,7 @@ from vidintel_pipeline.defs.assets.analysis import derived_markers, transcript
 from vidintel_pipeline.defs.assets.common import (
     cost_meta,
     float_meta,
+    link,
     need_json,
     optional_json,
     run_warnings,
@@ -41,6 +42,48 @@ from vidintel_pipeline.storage.layout import (
     SPEAKERS,
     TRANSCRIPT,
 )
+
+
+def pictures_meta(doc: MemoryDocument, store: Any, ref: Any) -> dict[str, dg.MetadataValue]:
+    """The timeline strip and the keyframe contact sheet, inline in the metadata (see outputs/pictures.py)."""
+    from pathlib import Path
+
+    from vidintel_pipeline.outputs.pictures import contact_sheet, markdown_image, timeline_strip
+
+    out: dict[str, dg.MetadataValue] = {
+        "timeline": dg.MetadataValue.md(markdown_image(timeline_strip(doc), "image/png", "marker timeline"))
+    }
+    frames = [(k.time_s, store.local_path(ref.key("keyframes", Path(k.uri).name))) for k in doc.keyframes]
+    sheet = contact_sheet(frames)
+    if sheet:
+        out["contact_sheet"] = dg.MetadataValue.md(markdown_image(sheet, "image/jpeg", "keyframes"))
+    return out
+
+
+def plugins_table(plugins: list[dict[str, str]], by_plugin: dict[str, float]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "plugin": p["name"],
+                    "kind": p["kind"],
+                    "version": p["version"],
+                    "status": p["status"],
+                    "cost_usd": round(by_plugin.get(p["name"], 0.0), 6),
+                }
+            )
+            for p in plugins
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("plugin", "string"),
+                dg.TableColumn("kind", "string"),
+                dg.TableColumn("version", "string"),
+                dg.TableColumn("status", "string"),
+                dg.TableColumn("cost_usd", "float"),
+            ]
+        ),
+    )
 
 
 @dg.asset(
@@ -146,7 +189,10 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
     report(context, IngestionPhase.FINALIZING, 100, memory=uri)
     return dg.MaterializeResult(
         metadata={
-            "memory_uri": dg.MetadataValue.url(uri),
+            **pictures_meta(doc, store, ref),
+            "plugin_runs": plugins_table(plugins, by_plugin),
+            "memory_uri": link(uri),
+            "dagster/uri": dg.MetadataValue.text(uri),
             "markers": dg.IntMetadataValue(len(doc.markers)),
             "words": dg.IntMetadataValue(doc.transcript.word_count),
             "keyframes": dg.IntMetadataValue(len(doc.keyframes)),
@@ -187,7 +233,7 @@ def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.M
         uris[fmt] = out.put_bytes(key, texts[fmt].encode())
     return dg.MaterializeResult(
         metadata={
-            **{f"{fmt}_uri": dg.MetadataValue.url(u) for fmt, u in uris.items()},
+            **{f"{fmt}_uri": link(u) for fmt, u in uris.items()},
             "shots": dg.IntMetadataValue(len(shot_spans(doc))),
             "subtitle_segments": dg.IntMetadataValue(len(doc.transcript.segments)),
         },
@@ -216,7 +262,7 @@ def search_index(context: dg.AssetExecutionContext, storage: VidintelStorage) ->
     stats = sync(out, ref.project_id, embedder)
     return dg.MaterializeResult(
         metadata={
-            "index_uri": dg.MetadataValue.url(stats["index_uri"]),
+            "index_uri": link(stats["index_uri"]),
             "videos_in_project": dg.IntMetadataValue(stats["videos"]),
             "entries": dg.IntMetadataValue(stats["entries"]),
             "semantic_entries": dg.IntMetadataValue(stats["semantic_entries"]),

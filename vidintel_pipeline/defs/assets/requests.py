@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from vidintel.resources import VidintelStorage
+from vidintel_pipeline.defs.assets.common import link
 from vidintel_pipeline.defs.assets.outputs import search_index
 from vidintel_pipeline.outputs.reels import CompileError, compile_reel, reel_name
 from vidintel_pipeline.storage.layout import InvalidIdError, project_output_key, validate_id
@@ -96,7 +97,7 @@ def search_results(
             "query": config.query,
             "moments": dg.IntMetadataValue(len(moments)),
             "results": dg.MetadataValue.md("\n".join(rows)),
-            "results_uri": dg.MetadataValue.url(uri),
+            "results_uri": link(uri),
         }
     )
 
@@ -133,9 +134,9 @@ def compilation(
             "project_id": project,
             "query": reel.query,
             "name": reel.name,
-            "reel_uri": dg.MetadataValue.url(reel.uri),
-            "manifest_uri": dg.MetadataValue.url(reel.manifest_uri),
-            "timeline_uri": dg.MetadataValue.url(reel.timeline_uri),
+            "reel_uri": link(reel.uri),
+            "manifest_uri": link(reel.manifest_uri),
+            "timeline_uri": link(reel.timeline_uri),
             "duration_s": dg.FloatMetadataValue(round(reel.duration_s, 3)),
             "clips": dg.IntMetadataValue(len(reel.clips)),
             "method": reel.method,
