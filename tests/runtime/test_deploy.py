@@ -145,7 +145,11 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
     # transnetv2 would): routed as GPU work, and tagged so
     gpu_config = tmp_path / "gpu_plugins.yaml"
     gpu_config.write_text(yaml.safe_dump({"resources": {"temporal_plugins": {"config": {"plugins": ["transnetv2"]}}}}))
-    for tags, config in (({COMPUTE_TAG: "gpu"}, []), ({}, []), ({"vidintel/case": "plugins"}, ["-c", str(gpu_config)])):
+    for tags, config in (
+        ({COMPUTE_TAG: "gpu"}, []),
+        ({}, []),
+        ({"vidintel/case": "plugins", "dagster/partition": "acme__ghost"}, ["-c", str(gpu_config)]),
+    ):
         proc = subprocess.run(
             [
                 str(BIN / "dagster"),
@@ -181,6 +185,8 @@ def test_routing_launcher_sends_tagged_runs_to_the_gpu_route(tmp_path):
     assert routed["gpu"].tags[LAUNCHER_TAG] == "gpu" and routed["none"].tags[LAUNCHER_TAG] == "default"
     assert by_plugins.tags[COMPUTE_TAG] == "gpu" and by_plugins.tags[LAUNCHER_TAG] == "gpu"
     assert "transnetv2" in by_plugins.tags["vidintel/gpu_reason"]
+    # launched with only the partition tag, as from an asset page: findable by project like every other run
+    assert (by_plugins.tags["vidintel/project"], by_plugins.tags["vidintel/video"]) == ("acme", "ghost")
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.run_id, r.status) for r in runs]
     events = [e.message for e in instance.all_logs(routed["gpu"].run_id) if e.message and "vidintel:" in e.message]
     assert events and "the gpu launcher (DefaultRunLauncher)" in events[0]

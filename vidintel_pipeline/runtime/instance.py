@@ -17,6 +17,11 @@ run_queue:
     - key: dagster/partition
       value: {applyLimitPerUniqueValue: true}
       limit: 1
+# every run through the routing launcher: runs launched from an asset page get their vidintel/project and
+# vidintel/video tags from the partition (and GPU work is tagged), then run as the default launcher runs them
+run_launcher:
+  module: vidintel_pipeline.runtime.launchers
+  class: TagRoutingRunLauncher
 """
 
 

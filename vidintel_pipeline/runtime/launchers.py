@@ -96,9 +96,13 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
         # a run with no compute tag whose selected plugins need a GPU (a launchpad run of ingest_video with
         # transnetv2, say) is GPU work too: tag it, so routing, the UI and run filters all see it
         why = gpu_reason(tags, run.run_config) if self.tag_key == COMPUTE_TAG and not tags.get(COMPUTE_TAG) else None
-        if why:
-            tags |= {COMPUTE_TAG: "gpu", GPU_REASON_TAG: why[:250]}
-            self._instance.add_run_tags(run.run_id, {COMPUTE_TAG: "gpu", GPU_REASON_TAG: why[:250]})
+        extra = {COMPUTE_TAG: "gpu", GPU_REASON_TAG: why[:250]} if why else {}
+        # a run launched from an asset page or a backfill carries only dagster/partition: tag its project and
+        # video here, so the runs list filters it by vidintel/project like every other run
+        extra |= video_tags(tags)
+        if extra:
+            tags |= extra
+            self._instance.add_run_tags(run.run_id, extra)
             run = self._instance.get_run_by_id(run.run_id) or run
             context = LaunchRunContext(dagster_run=run, workspace=context.workspace)
         name, launcher = self.route(run)
@@ -135,6 +139,18 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
     def join(self, timeout: int = 30) -> None:
         for launcher in self._all():
             launcher.join(timeout)
+
+
+def video_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """``vidintel/project`` and ``vidintel/video`` from a per-video run's ``dagster/partition``, if missing."""
+    from vidintel_pipeline.defs.partitions import PROJECT_TAG, VIDEO_TAG
+    from vidintel_pipeline.storage.layout import PARTITION_SEP
+
+    partition = tags.get("dagster/partition", "")
+    if PROJECT_TAG in tags or PARTITION_SEP not in partition:
+        return {}
+    project, video = partition.split(PARTITION_SEP, 1)
+    return {PROJECT_TAG: project, VIDEO_TAG: video}
 
 
 def _build(spec: Mapping[str, Any]) -> RunLauncher:
