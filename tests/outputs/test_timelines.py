@@ -120,3 +120,21 @@ def test_subtitles_escape_and_carry_speakers_for_independent_parsers():
     assert html.unescape(caps[0].text) == "Tom & Jerry say <hi> --> {now}"
     subs = list(srt.parse(render(doc, "srt")))
     assert [s.content for s in subs] == ["[spk_0] Tom & Jerry say <hi> --> {now}", "plain words"]
+
+
+def test_a_rate_smpte_timecode_lacks_is_counted_at_the_nearest_one(tmp_path):
+    """A variable-rate phone video averages 20 fps: .otio keeps 20, the EDL and the XML count at 24 (OTIO refuses
+    SMPTE timecode at 20), and the cuts land on the same instants."""
+    path = tmp_path / "vfr.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-filter_complex",
+         "testsrc2=s=160x90:r=30:d=2[a];color=c=navy:s=160x90:r=10:d=2[b];[a][b]concat=n=2:v=1:a=0[v]",
+         "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-fps_mode", "vfr", str(path)],
+        check=True,
+    )  # fmt: skip
+    doc = detect(path)
+    assert Fraction(doc.source["fps_rational"]) == 20
+    assert events(render(doc, "edl"), 24.0) == [(0, 48), (48, 96)]  # the cut at 2.0 s: frame 48 at 24 fps
+    clips = list(otio.adapters.read_from_string(render(doc, "otio"), "otio_json").find_clips())
+    assert [(c.source_range.start_time.value, c.source_range.start_time.rate) for c in clips] == [(0, 20), (40, 20)]
+    assert len(list(otio.adapters.read_from_string(render(doc, "fcpxml"), "fcp_xml").find_clips())) == 2

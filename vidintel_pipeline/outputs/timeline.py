@@ -45,18 +45,31 @@ def source_rate(memory: MemoryDocument) -> Fraction:
     return exact_rate(Fraction(float(memory.source.get("fps") or 25.0)).limit_denominator(100000)) or Fraction(25)
 
 
-def is_drop_frame(memory: MemoryDocument) -> bool:
+def timecode_rate(memory: MemoryDocument) -> Fraction:
+    """The rate EDL and FCP XML count in: the source's when SMPTE timecode has it, else the nearest of 24, 25, 30,
+    48, 50 and 60 (a variable-rate phone video averaging 20 fps has no SMPTE timecode; OTIO refuses it)."""
+    rate = source_rate(memory)
+    if RT.is_smpte_timecode_rate(float(rate)):
+        return rate
+    return min((Fraction(r) for r in (24, 25, 30, 48, 50, 60)), key=lambda r: (abs(r - rate), -r))
+
+
+def is_drop_frame(memory: MemoryDocument, rate: Optional[Fraction] = None) -> bool:
     tc = memory.source.get("timecode") or ""
-    return source_rate(memory) in DROP_FRAME_RATES and (";" in tc or "." in tc)
+    return (rate or source_rate(memory)) in DROP_FRAME_RATES and (";" in tc or "." in tc)
 
 
-def start_frame(memory: MemoryDocument) -> int:
-    """The source's start timecode as a frame count (drop-frame counted as drop-frame), 0 without one."""
+def start_frame(memory: MemoryDocument, rate: Optional[Fraction] = None) -> int:
+    """The source's start timecode as a frame count at ``rate`` (drop-frame counted as drop-frame), 0 without one."""
     tc = memory.source.get("timecode")
     if not tc:
         return 0
-    rate = float(source_rate(memory))
-    return int(round(otio.opentime.from_timecode(tc.replace(".", ";"), rate).value))
+    rate = rate or source_rate(memory)
+    if not RT.is_smpte_timecode_rate(float(rate)):  # count the timecode at its own rate, then in ours
+        at = timecode_rate(memory)
+        seconds = otio.opentime.from_timecode(tc.replace(".", ";"), float(at)).to_seconds()
+        return int(round(seconds * float(rate)))
+    return int(round(otio.opentime.from_timecode(tc.replace(".", ";"), float(rate)).value))
 
 
 def frame_of(t: float, rate: Fraction) -> int:
@@ -64,21 +77,24 @@ def frame_of(t: float, rate: Fraction) -> int:
     return int(round(Fraction(t).limit_denominator(10**6) * rate))
 
 
-def shot_frames(memory: MemoryDocument) -> list[tuple[int, int]]:
+def shot_frames(memory: MemoryDocument, rate: Optional[Fraction] = None) -> list[tuple[int, int]]:
     """``[first, end)`` frames of each shot, split at every shot boundary's first frame."""
-    rate = source_rate(memory)
+    rate = rate or source_rate(memory)
     total = max(1, frame_of(memory.duration_s, rate))
     cuts = sorted({frame_of(m.start_s, rate) for m in memory.markers if m.type == "shot_boundary"} - {0})
     edges = [0] + [c for c in cuts if 0 < c < total] + [total]
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
-def build_timeline(memory: MemoryDocument, source_url: Optional[str] = None) -> otio.schema.Timeline:
-    rate = source_rate(memory)
+def build_timeline(
+    memory: MemoryDocument, source_url: Optional[str] = None, rate: Optional[Fraction] = None
+) -> otio.schema.Timeline:
+    """One clip per shot at ``rate`` (default: the source's exact rate)."""
+    rate = rate or source_rate(memory)
     r = float(rate)
-    start = start_frame(memory)
+    start = start_frame(memory, rate)
     name = str(memory.source.get("key") or memory.video_id).rsplit("/", 1)[-1]
-    shots = shot_frames(memory)
+    shots = shot_frames(memory, rate)
     total = shots[-1][1] if shots else 0
     tl = otio.schema.Timeline(name=f"{memory.project_id} {memory.video_id}", global_start_time=RT(start, r))
     tl.metadata["vidintel"] = {
@@ -86,7 +102,8 @@ def build_timeline(memory: MemoryDocument, source_url: Optional[str] = None) -> 
         "video_id": memory.video_id,
         "rate": f"{rate.numerator}/{rate.denominator}",
         "start_timecode": memory.source.get("timecode"),
-        "drop_frame": is_drop_frame(memory),
+        "drop_frame": is_drop_frame(memory, rate),
+        "source_rate": str(source_rate(memory)),
     }
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(track)
@@ -140,9 +157,10 @@ def to_fcpxml(memory: MemoryDocument, source_url: Optional[str] = None, **_: Any
     non-drop; each one is re-rendered from its frame number on the source's clock (DF or NDF)."""
     import xml.etree.ElementTree as ET
 
-    text = otio.adapters.write_to_string(build_timeline(memory, source_url), "fcp_xml")
-    r = float(source_rate(memory))
-    df = is_drop_frame(memory)
+    rate = timecode_rate(memory)
+    text = otio.adapters.write_to_string(build_timeline(memory, source_url, rate), "fcp_xml")
+    r = float(rate)
+    df = is_drop_frame(memory, rate)
     root = ET.fromstring(text)
     for node in root.iter("timecode"):
         frame, string, fmt = node.find("frame"), node.find("string"), node.find("displayformat")
@@ -157,11 +175,11 @@ def to_fcpxml(memory: MemoryDocument, source_url: Optional[str] = None, **_: Any
 
 def to_edl(memory: MemoryDocument, source_url: Optional[str] = None, **_: Any) -> str:
     """CMX3600: one event per shot, source timecodes on the source's own clock, DF or NDF as the source is."""
-    tl = build_timeline(memory, source_url)
-    rate = source_rate(memory)
+    rate = timecode_rate(memory)
+    tl = build_timeline(memory, source_url, rate)
     r = float(rate)
-    df = is_drop_frame(memory)
-    start = start_frame(memory)
+    df = is_drop_frame(memory, rate)
+    start = start_frame(memory, rate)
     text = otio.adapters.write_to_string(tl, "cmx_3600", rate=r, style="avid")
 
     def frames(tc: str) -> int:

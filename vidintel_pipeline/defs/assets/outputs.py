@@ -220,7 +220,7 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
 )
 def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.MaterializeResult:
     from vidintel_pipeline.outputs.exports import FORMATS, extension, render, shot_spans
-    from vidintel_pipeline.outputs.timeline import source_rate
+    from vidintel_pipeline.outputs.timeline import timecode_rate
 
     ref = video_ref(context)
     ingest, out = storage.for_video(ref)
@@ -237,7 +237,7 @@ def exports(context: dg.AssetExecutionContext, storage: VidintelStorage) -> dg.M
             "shots": dg.IntMetadataValue(len(shot_spans(doc))),
             "subtitle_segments": dg.IntMetadataValue(len(doc.transcript.segments)),
         },
-        check_results=[exports_check(texts, float(source_rate(doc)))],
+        check_results=[exports_check(texts, float(timecode_rate(doc)))],
     )
 
 
