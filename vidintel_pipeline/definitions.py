@@ -11,6 +11,7 @@ from vidintel.resources import (
     TranscriptionResource,
     VidintelStorage,
 )
+from vidintel_pipeline.defs.add_video import add_video_job
 from vidintel_pipeline.defs.assets import gpu_analysis, per_video_assets, project_assets, project_costs
 from vidintel_pipeline.defs.jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
 from vidintel_pipeline.defs.sensors import new_video_sensor, nightly_rescan, nightly_rescan_gpu
@@ -28,7 +29,7 @@ costs_automation = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions(
     assets=[*per_video_assets, gpu_analysis, project_costs, *project_assets],
-    jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job],
+    jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job, add_video_job],
     sensors=[new_video_sensor, costs_automation],
     schedules=[nightly_rescan, nightly_rescan_gpu],
     # steps in their own processes (the default); VIDINTEL_EXECUTOR=in_process runs a whole run in one

@@ -309,3 +309,46 @@ def test_cli_ingest_with_buckets_set(s3, home, demo_video):
     assert cli.load_memory("acme", "cli-video")["video_id"] == "cli-video"
     assert not (home / "data").exists()  # nothing written to the local tree when buckets are set
     assert info["partition"] == "acme__cli-video"
+
+
+def _add(config: dict):
+    from vidintel_pipeline.definitions import defs
+
+    return defs.resolve_job_def("add_video").execute_in_process(
+        instance=get_instance(), run_config={"ops": {"add_video": {"config": config}}}, raise_on_error=False
+    )
+
+
+def test_add_video_from_the_launchpad_local_and_s3(s3, home, demo_video, monkeypatch):
+    """The add_video job stores and registers the video; the sensor then requests its ingest. A bad source fails
+    the job with a clear reason and stores nothing."""
+    result = _add({"source": str(demo_video[0]), "project_id": "ui", "video_id": "added"})
+    assert result.success
+    assert "ui__added" in get_instance().get_dynamic_partitions("videos")
+    keys = {k["Key"] for k in s3["client"].list_objects_v2(Bucket=s3["ingest"])["Contents"]}
+    assert "projects/ui/videos/added/source/demo.mp4" in keys
+    monkeypatch.setattr(sensors, "SETTLE_S", 0)  # just written: the sensor requests the ingest at once
+    assert [r.partition_key for r in _sensor_tick(get_instance()).run_requests] == ["ui__added"]
+    s3["client"].upload_file(str(demo_video[0]), s3["ingest"], "uploads/from-camera.mp4")
+    assert _add({"source": f"s3://{s3['ingest']}/uploads/from-camera.mp4", "project_id": "ui"}).success
+    assert "ui__from-camera" in get_instance().get_dynamic_partitions("videos")
+
+    bad = _add({"source": "/nowhere/clip.mp4", "project_id": "ui", "video_id": "ghost"})
+    assert not bad.success
+    failure = next(e for e in bad.all_events if e.is_step_failure).step_failure_data.error
+    assert "video not added: /nowhere/clip.mp4: no such file" in failure.message
+    assert "ui__ghost" not in get_instance().get_dynamic_partitions("videos")
+    missing = _add({"source": f"s3://{s3['ingest']}/uploads/nope.mp4", "project_id": "ui"})
+    assert not missing.success
+
+
+def test_a_partition_added_by_hand_without_a_video_says_how_to_add_one(home):
+    from vidintel_pipeline.definitions import defs
+
+    get_instance().add_dynamic_partitions("videos", ["ui__ghost"])
+    result = defs.resolve_job_def("ingest_video").execute_in_process(
+        instance=get_instance(), partition_key="ui__ghost", raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert "No video under" in failure.message and "add_video job" in failure.message

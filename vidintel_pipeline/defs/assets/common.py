@@ -40,7 +40,8 @@ def find_source_key(store: Store, ref: VideoRef) -> str:
     if not objs:
         raise dg.Failure(
             description=f"No video under {store.uri(ref.prefix + 'source/')} for partition {ref.partition_key}. "
-            "Ingest one with `vidintel ingest PATH --project P`.",
+            "Add one from the launchpad with the add_video job (a path or s3:// URI, project, video id), drop it in "
+            "incoming/{project}/, or run `vidintel ingest PATH --project P`.",
             allow_retries=False,
         )
     return max(objs, key=lambda o: (o.last_modified, o.key)).key
