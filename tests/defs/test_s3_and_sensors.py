@@ -315,7 +315,7 @@ def _add(config: dict):
     from vidintel_pipeline.definitions import defs
 
     return defs.resolve_job_def("add_video").execute_in_process(
-        instance=get_instance(), run_config={"ops": {"add_video": {"config": config}}}, raise_on_error=False
+        instance=get_instance(), run_config={"ops": {"store_video": {"config": config}}}, raise_on_error=False
     )
 
 

@@ -40,7 +40,7 @@ def _fetch_s3(uri: str, into: Path) -> Path:
 
 
 @dg.op(description="Check a video, store it as the source of {project}__{video} and register the partition.")
-def add_video(context: dg.OpExecutionContext, config: AddVideoConfig, storage: VidintelStorage) -> dg.Output:
+def store_video(context: dg.OpExecutionContext, config: AddVideoConfig, storage: VidintelStorage) -> dg.Output:
     from vidintel_pipeline.intake import check_local_file, register, store_source
 
     with tempfile.TemporaryDirectory(prefix="vidintel-add-") as tmp:
@@ -67,4 +67,4 @@ def add_video(context: dg.OpExecutionContext, config: AddVideoConfig, storage: V
     description="Add a video from the launchpad: a local path or s3:// URI, a project and an optional video id.",
 )
 def add_video_job() -> None:
-    add_video()
+    store_video()
