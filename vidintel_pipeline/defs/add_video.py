@@ -5,7 +5,6 @@ video's source, registers its partition and leaves the ingest to ``new_video_sen
 next tick (30 s; on by default), so the run goes through the queue, its limits and routing like any sensor run.
 """
 
-
 import tempfile
 from pathlib import Path
 from typing import Optional
