@@ -63,7 +63,7 @@ def summarize(memory: dict[str, Any], out=None) -> None:
     )
 
 
-def cmd_ingest(args) -> int:
+def ingest_resources(args) -> Optional[dict[str, Any]]:
     temporal: dict[str, Any] = {}
     if args.plugins:
         temporal["plugins"] = [p.strip() for p in args.plugins.split(",") if p.strip()]
@@ -72,8 +72,34 @@ def cmd_ingest(args) -> int:
     resources: dict[str, Any] = {"temporal_plugins": {"config": temporal}} if temporal else {}
     if args.strict:
         resources["storage"] = {"config": {"strict_media": True}}
+    return resources or None
+
+
+def videos_in(paths: list[str]) -> list[str]:
+    """The files named, and the video files (by extension, sorted) directly inside each folder named."""
+    from vidintel_pipeline.storage.layout import VIDEO_EXTENSIONS
+
+    out: list[str] = []
+    for p in paths:
+        d = Path(p)
+        if d.is_dir():
+            found = sorted(str(f) for f in d.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise UserError(f"{p}: no video files in this folder ({', '.join(VIDEO_EXTENSIONS)})")
+            out += found
+        else:
+            out.append(p)
+    return list(dict.fromkeys(out))
+
+
+def cmd_ingest(args) -> int:
+    files = videos_in(args.path)
+    if len(files) > 1:
+        if args.video_id:
+            raise UserError("--video-id names one video: give one file, or let the ids come from the file names")
+        return ingest_many(files, args)
     info = ingest(
-        args.path, args.project, args.video_id, quiet=args.quiet, gpu=args.gpu, resources_config=resources or None
+        files[0], args.project, args.video_id, quiet=args.quiet, gpu=args.gpu, resources_config=ingest_resources(args)
     )
     memory = load_memory(info["project_id"], info["video_id"])
     if args.json:
@@ -93,6 +119,53 @@ def cmd_ingest(args) -> int:
         print(f"vidintel: error: --strict: {len(warnings)} warning(s) for {info['partition']}", file=sys.stderr)
         return 3
     return 0
+
+
+def ingest_many(files: list[str], args) -> int:
+    """Every file checked first, then ingested one after another in this one process (Dagster and the models
+    start once); a file that fails is reported and the others go on; one summary at the end."""
+    from vidintel.resources import VidintelStorage
+    from vidintel_pipeline.intake import check_local_file
+
+    storage = VidintelStorage()
+    rows: list[dict[str, Any]] = []
+    valid: list[tuple[str, str]] = []
+    ids: dict[str, str] = {}
+    for f in files:
+        try:
+            ref, _ = check_local_file(f, args.project, None, storage)
+        except UserError as exc:
+            rows.append({"file": f, "status": "invalid", "error": str(exc)})
+            continue
+        if ref.video_id in ids:  # two names that fold to one id would replace each other
+            rows.append(
+                {"file": f, "status": "invalid", "error": f"same video id {ref.video_id!r} as {ids[ref.video_id]}"}
+            )
+            continue
+        ids[ref.video_id] = f
+        valid.append((f, ref.video_id))
+    t0 = time.perf_counter()
+    for n, (f, video_id) in enumerate(valid, 1):
+        if not args.json:
+            print(f"[{n}/{len(valid)}] {f} -> {args.project}/{video_id}", file=sys.stderr, flush=True)
+        try:
+            info = ingest(f, args.project, video_id, quiet=True, gpu=args.gpu, resources_config=ingest_resources(args))
+            warnings = load_memory(args.project, video_id).get("warnings", [])
+            rows.append({"file": f, "video_id": video_id, "status": "ok", "wall_s": info["wall_s"],
+                         "run_id": info["run_id"], "warnings": len(warnings)})  # fmt: skip
+        except UserError as exc:
+            rows.append({"file": f, "video_id": video_id, "status": "failed", "error": str(exc)})
+    wall = round(time.perf_counter() - t0, 2)
+    bad = [r for r in rows if r["status"] != "ok"]
+    if args.json:
+        print(json.dumps({"project_id": args.project, "wall_s": wall, "videos": rows}, indent=2))
+    else:
+        for r in rows:
+            what = f"{r['wall_s']:.1f} s" if r["status"] == "ok" else r["error"].splitlines()[0]
+            print(f"{r['status']:<8} {r.get('video_id', '-'):<28} {what}  ({r['file']})")
+        print(f"{len(rows) - len(bad)} of {len(rows)} ingested into {args.project} in {wall:.1f} s")
+    strict_fail = args.strict and any(r.get("warnings") for r in rows)
+    return 1 if bad else 3 if strict_fail else 0
 
 
 def cmd_show(args) -> int:
@@ -367,9 +440,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="vidintel", description="Video intelligence pipeline on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("ingest", help="copy a video into storage and materialize all its assets")
-    p.add_argument("path")
+    p.add_argument("path", nargs="+", help="video files, or folders of them (ids from the file names)")
     p.add_argument("--project", required=True)
-    p.add_argument("--video-id", default=None, help="default: derived from the file name")
+    p.add_argument("--video-id", default=None, help="default: derived from the file name (one file only)")
     p.add_argument("--json", action="store_true", help="print the run info and memory as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
