@@ -193,12 +193,13 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
     runs, keys = [], []
     for f in found:
         keys.append(f.ref.partition_key)
-        gpu = job_for(f.ref) == ingest_video_gpu_job.name
+        job = job_for(f.ref)
+        gpu = job == ingest_video_gpu_job.name
         runs.append(
             dg.RunRequest(
                 run_key=f.run_key,
                 partition_key=f.ref.partition_key,
-                job_name=job_for(f.ref),
+                job_name=job,
                 tags={
                     **run_tags(f.ref),
                     "vidintel/source_key": f.obj.key[:200],

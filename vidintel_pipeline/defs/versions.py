@@ -17,11 +17,11 @@ import dagster as dg
 CORE_VERSION = "1"
 
 
-def plugins_code_version(names: Iterable[str]) -> str:
+def plugins_code_version(names: Iterable[str], reg: Any = None) -> str:
     """``core<N>-<hash of name@version, ...>``; a plugin that is not installed counts as ``name@missing``."""
     from vidintel_pipeline.plugin_api.registry import PluginRegistry
 
-    reg = PluginRegistry.default()
+    reg = reg or PluginRegistry.default()
     parts = sorted(f"{n}@{reg.entries[n].info.plugin_version if n in reg.entries else 'missing'}" for n in names)
     return f"core{CORE_VERSION}-" + hashlib.sha256(",".join(parts).encode()).hexdigest()[:12]
 
@@ -35,11 +35,11 @@ def default_versions() -> dict[str, str]:
     derived = [n for n in DEFAULT_TEMPORAL if n in reg.entries and reg.entries[n].info.uses_results]
     media = [n for n in DEFAULT_TEMPORAL if n not in derived]
     gpu = GpuWorkResource()
-    return {
-        "temporal_markers": plugins_code_version(media),
-        "transcript": plugins_code_version([TranscriptionResource().plugin]),
-        "derived_markers": plugins_code_version(derived),
-        "gpu_analysis": plugins_code_version([*gpu.temporal_plugins, gpu.diarizer, "openai_whisper"]),
+    return {  # one registry for all four: this runs whenever the definitions are imported
+        "temporal_markers": plugins_code_version(media, reg),
+        "transcript": plugins_code_version([TranscriptionResource().plugin], reg),
+        "derived_markers": plugins_code_version(derived, reg),
+        "gpu_analysis": plugins_code_version([*gpu.temporal_plugins, gpu.diarizer, "openai_whisper"], reg),
     }
 
 

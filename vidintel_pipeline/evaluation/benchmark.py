@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from vidintel_pipeline.errors import UserError
+from vidintel_pipeline.evaluation.compare import found_by
 from vidintel_pipeline.evaluation.measured import write_measured
 from vidintel_pipeline.evaluation.scoring import SCORED_FEATURES, Counts, score_markers, word_error_rate
 from vidintel_pipeline.evaluation.truth import VideoTruth, load_truth_dir
-
-
-class _Marker:  # the fields score_markers reads, from a memory document's marker dict
-    def __init__(self, m: dict[str, Any]):
-        self.type, self.label, self.start_s, self.end_s = m["type"], m["label"], m["start_s"], m["end_s"]
-        self.attributes = m.get("attributes", {})
+from vidintel_pipeline.plugin_api.contracts import TemporalMarker
 
 
 def choose(registry: Any, names: Optional[list[str]]) -> tuple[list[Any], dict[str, str]]:
@@ -93,11 +89,7 @@ def run_benchmark(
                     reason = next((w for w in memory.get("warnings", []) if name in w), status.get(name) or "")
                     failed[name] = f"{truth.name}: {reason}"
                     continue
-                mine = [
-                    _Marker(m)
-                    for m in memory["markers"]
-                    if name in (m.get("attributes", {}).get("plugins") or [m["plugin"]])
-                ]
+                mine = [TemporalMarker.model_validate(m) for m in memory["markers"] if name in found_by(m)]
                 add(name, truth.name, score_markers(mine, truth, i.supported_events))
         if truth.speech:
             for i in transcribers:

@@ -14,7 +14,8 @@ from vidintel_pipeline.errors import UserError
 NEAR_S = 1.0
 
 
-def _found_by(m: dict[str, Any]) -> set[str]:
+def found_by(m: dict[str, Any]) -> set[str]:
+    """The plugins that found a memory marker (a merged marker names them all)."""
     return set(m.get("attributes", {}).get("plugins") or [m["plugin"]])
 
 
@@ -33,14 +34,14 @@ def compare(memory: dict[str, Any], a: str, b: str) -> dict[str, Any]:
     markers = memory.get("markers", [])
     agree, rows = 0, []
     for m in markers:
-        who = _found_by(m)
+        who = found_by(m)
         if a in who and b in who:
             agree += 1
             continue
         if a not in who and b not in who:
             continue
         mine, other = (a, b) if a in who else (b, a)
-        near = _nearest(m, [x for x in markers if other in _found_by(x) and x["type"] == m["type"]])
+        near = _nearest(m, [x for x in markers if other in found_by(x) and x["type"] == m["type"]])
         rows.append(
             {
                 "start_s": m["start_s"],
