@@ -14,7 +14,7 @@ from vidintel.resources import (
 from vidintel_pipeline.defs.add_video import add_video_job
 from vidintel_pipeline.defs.assets import gpu_analysis, per_video_assets, project_assets, project_costs
 from vidintel_pipeline.defs.jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
-from vidintel_pipeline.defs.sensors import new_video_sensor, nightly_rescan, nightly_rescan_gpu
+from vidintel_pipeline.defs.sensors import gpu_merge_sensor, new_video_sensor, nightly_rescan, nightly_rescan_gpu
 from vidintel_pipeline.storage.locks import video_locked
 
 # the project cost report is eager (refreshed after any memory materialization), but Dagster's default automation
@@ -30,7 +30,7 @@ costs_automation = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=[*per_video_assets, gpu_analysis, project_costs, *project_assets],
     jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job, add_video_job],
-    sensors=[new_video_sensor, costs_automation],
+    sensors=[new_video_sensor, gpu_merge_sensor, costs_automation],
     schedules=[nightly_rescan, nightly_rescan_gpu],
     # steps in their own processes (the default); VIDINTEL_EXECUTOR=in_process runs a whole run in one
     # process, cheaper for many small videos on one machine. Either way a per-video run holds its video's

@@ -44,6 +44,21 @@ def test_definitions_validate():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("job", ["ingest_video", "ingest_video_gpu"])
+def test_per_video_jobs_are_closed_under_their_dependencies(job):
+    """The UI warns "Upstream data missing" when an asset launched from its page has an upstream no job of
+    its own builds; and a step-routing executor would send a GPU step of the CPU job to a GPU worker."""
+    from vidintel_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    selected = defs.resolve_job_def(job).asset_layer.selected_asset_keys
+    assert dg.AssetKey("memory" if job == "ingest_video" else "gpu_analysis") in selected
+    for key in selected:
+        assert graph.get(key).parent_keys <= selected, (key, graph.get(key).parent_keys - selected)
+    if job == "ingest_video":
+        assert dg.AssetKey("gpu_analysis") not in selected
+
+
 def test_ingest_materializes_every_asset_with_metadata(home, demo_video):
     path, truth = demo_video
     info = in_process.ingest(str(path), "acme", "launch-video", quiet=True)

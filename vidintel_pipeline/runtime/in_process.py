@@ -34,8 +34,10 @@ def ingest(
     ref, src = check_local_file(path, project, video_id, VidintelStorage())
     ensure_instance_home()
     from vidintel_pipeline.definitions import defs
+    from vidintel_pipeline.defs.assets import memory_and_after
     from vidintel_pipeline.defs.partitions import run_tags
     from vidintel_pipeline.defs.progress import listening
+    from vidintel_pipeline.defs.sensors import AFTER_TAG
     from vidintel_pipeline.runtime.gpu import COMPUTE_TAG, GPU_REASON_TAG, gpu_reason
     from vidintel_pipeline.runtime.instance import get_instance
     from vidintel_pipeline.storage.locks import Busy, held, video_lock_name
@@ -73,6 +75,18 @@ def ingest(
                 raise_on_error=False,
                 run_config=run_config,
             )
+            if gpu and result.success:  # the GPU job stops short of memory: build it, with the GPU results, now
+                result = defs.resolve_job_def("ingest_video").execute_in_process(
+                    instance=instance,
+                    partition_key=ref.partition_key,
+                    asset_selection=[a.key for a in memory_and_after],
+                    tags={**run_tags(ref), AFTER_TAG: "gpu_analysis"},
+                    raise_on_error=False,
+                    run_config={
+                        "loggers": run_config["loggers"],  # what memory and after use of the user's config
+                        "resources": {k: v for k, v in (resources_config or {}).items() if k in ("costs", "storage")},
+                    },
+                )
         if bar:
             bar.close()
     wall = time.perf_counter() - t0

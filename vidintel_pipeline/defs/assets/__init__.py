@@ -21,6 +21,8 @@ per_video_assets = [
     exports,
     search_index,
 ]
+# what a video's memory feeds: rebuilt after gpu_analysis lands (gpu_merge_sensor), left out of the GPU job
+memory_and_after = [memory, exports, search_index]
 project_assets = [search_results, compilation]
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "exports",
     "gpu_analysis",
     "memory",
+    "memory_and_after",
     "per_video_assets",
     "project_assets",
     "project_costs",

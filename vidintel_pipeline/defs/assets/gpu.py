@@ -4,9 +4,11 @@
 It is in the ``ingest_video_gpu`` job, not in ``ingest_video``: runs of that job carry the
 ``vidintel/compute: gpu`` tag, which the routing run launcher sends to the GPU launcher, and the step
 itself sits in the ``gpu`` concurrency pool with the op tags that put it on a GPU node under the k8s,
-ECS and Celery executors (:mod:`vidintel_pipeline.runtime.gpu`). ``memory`` merges what it finds: its markers
-with the others, its speakers into the transcript's words and segments. On a machine without a GPU it
-runs on the CPU, slowly, which is how CI tests it.
+ECS and Celery executors (:mod:`vidintel_pipeline.runtime.gpu`). ``memory`` does not depend on it, so
+``ingest_video`` stays closed under its dependencies; ``memory`` merges what it finds (its markers with the
+others, its speakers into the transcript's words and segments), and ``gpu_merge_sensor`` rebuilds memory
+after every materialization of this asset. On a machine without a GPU it runs on the CPU, slowly, which
+is how CI tests it.
 """
 
 import asyncio

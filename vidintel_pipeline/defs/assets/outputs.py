@@ -90,9 +90,13 @@ def plugins_table(plugins: list[dict[str, str]], by_plugin: dict[str, float]) ->
     partitions_def=videos_partitions,
     group_name="outputs",
     kinds={"json"},
-    deps=["temporal_markers", "keyframes", transcript, derived_markers, "gpu_analysis"],
+    # not gpu_analysis: ingest_video must be closed under its dependencies (the UI warns of missing upstream data
+    # otherwise, and a Celery or k8s executor would send that step to a GPU worker a CPU deployment lacks).
+    # memory merges GPU results when they are there; gpu_merge_sensor rebuilds it after each gpu_analysis
+    deps=["temporal_markers", "keyframes", transcript, derived_markers],
     check_specs=MEMORY_CHECKS,
-    description="The memory document: one merged, searchable timeline of everything found in the video.",
+    description="The memory document: one merged, searchable timeline of everything found in the video "
+    "(gpu_analysis' results included when present).",
 )
 def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: CostControls) -> dg.MaterializeResult:
     ref = video_ref(context)
@@ -108,7 +112,7 @@ def memory(context: dg.AssetExecutionContext, storage: VidintelStorage, costs: C
         or optional_json(store, ref.key("metadata", PROMPT_MARKERS))  # stored before derived_markers was named
         or empty
     )
-    # gpu_analysis runs only in the GPU job: use its results when they are for this very source
+    # gpu_analysis' results, when they are for this very source (it runs in the GPU job, or from its asset page)
     gpu = optional_json(store, ref.key("metadata", GPU_MARKERS))
     gpu = gpu if gpu and gpu.get("source_sha256") == info["sha256"] else empty
     speakers = optional_json(store, ref.key("transcripts", SPEAKERS))
