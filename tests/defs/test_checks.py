@@ -58,6 +58,12 @@ def test_checks_pass_on_a_good_ingest_and_fail_where_they_should(home, demo_vide
     sheet = _image(meta["contact_sheet"].value, "image/jpeg")
     assert sheet.shape[0] > 80 and sheet.shape[1] > 300  # the demo's keyframes, 6 to a row
     assert len(meta["timeline"].value) + len(meta["contact_sheet"].value) < 200_000  # small enough for the event log
+    # the preview is short enough for the UI to render inline (under 1,000 characters), its lanes drawn: the demo's
+    # speech (lane 7 of 8) is colour at its first second, and shots (lane 1) fill the width
+    assert len(meta["timeline_preview"].value) < 1000
+    preview = _image(meta["timeline_preview"].value, "image/png")
+    assert preview.shape == (40, 320, 3)
+    assert preview[32, 10].tolist() != [250, 250, 250] and (preview[2] != 250).any(axis=1).all()
     rows = {r.data["plugin"]: r.data for r in meta["plugin_runs"].records}
     assert {"local_shots", "faster_whisper"} <= set(rows) and all(r["status"] == "ok" for r in rows.values())
     # the project report lists every plugin that ran, derived ones too (local_scenes, local_prompt: $0)

@@ -1,5 +1,6 @@
 """Pictures for the Dagster UI, where people would rather look than read: a marker timeline strip and a keyframe
-contact sheet, small enough to embed in a materialization's Markdown metadata (a few tens of kB each).
+contact sheet, small enough to embed in a materialization's Markdown metadata (a few tens of kB each), and a
+bars-only preview of the strip small enough (under 1,000 characters) for the UI to show inline.
 
 The strip puts every kind of event on one time axis, a lane each: shots (alternating shades, cuts as lines),
 transitions, scene changes, technical cues, faces and objects, text in the picture, speech, custom events.
@@ -46,49 +47,68 @@ def _lane(m_type: str, label: str) -> str:
     }.get(m_type, "other events")
 
 
-def timeline_strip(doc: MemoryDocument) -> bytes:
-    """A PNG: one lane per kind of event over the video's duration, with a time axis."""
+def timeline_strip(doc: MemoryDocument, width: int = WIDTH, lane_h: int = LANE_H, labels: bool = True) -> bytes:
+    """A PNG: one lane per kind of event over the video's duration, with a time axis and lane names (``labels``)
+    or without (a preview: solid bars only, which compress to a few hundred bytes)."""
     dur = max(doc.duration_s, 1e-3)
-    h = AXIS_H + LANE_H * len(LANES) + 4
-    img = np.full((h, WIDTH, 3), 250, np.uint8)
-    span = WIDTH - LABEL_W - 8
+    label_w, axis_h, margin = (LABEL_W, AXIS_H, 8) if labels else (0, 0, 0)
+    h = axis_h + lane_h * len(LANES) + (4 if labels else 0)
+    img = np.full((h, width, 3), 250, np.uint8)
+    span = width - label_w - margin
+    pad = 3 if lane_h >= 10 else 1
 
     def x(t: float) -> int:
-        return LABEL_W + int(round(min(max(t, 0.0), dur) / dur * span))
+        return label_w + int(round(min(max(t, 0.0), dur) / dur * (span - 1)))
 
-    rows = {name: AXIS_H + i * LANE_H for i, (name, _) in enumerate(LANES)}
+    rows = {name: axis_h + i * lane_h for i, (name, _) in enumerate(LANES)}
     colors = dict(LANES)
-    for name, y in rows.items():
-        cv2.putText(img, name, (4, y + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
-        cv2.line(img, (LABEL_W, y + LANE_H - 1), (WIDTH - 8, y + LANE_H - 1), (225, 225, 225), 1)
-    step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 10**9) if dur / s <= 12)
-    t = 0.0
-    while t <= dur + 1e-9:
-        cv2.line(img, (x(t), AXIS_H - 4), (x(t), h - 4), (235, 235, 235), 1)
-        label = f"{int(t // 60)}:{int(t % 60):02d}"
-        cv2.putText(img, label, (x(t) + 2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
-        t += step
+    if labels:
+        for name, y in rows.items():
+            cv2.putText(img, name, (4, y + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+            cv2.line(img, (label_w, y + lane_h - 1), (width - margin, y + lane_h - 1), (225, 225, 225), 1)
+        step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 10**9) if dur / s <= 12)
+        t = 0.0
+        while t <= dur + 1e-9:
+            cv2.line(img, (x(t), axis_h - 4), (x(t), h - 4), (235, 235, 235), 1)
+            label = f"{int(t // 60)}:{int(t % 60):02d}"
+            cv2.putText(img, label, (x(t) + 2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+            t += step
+
+    def bar(lane: str, a: float, b: float, color: tuple[int, int, int]) -> None:
+        y, x0 = rows[lane], x(a)
+        cv2.rectangle(img, (x0, y + pad), (max(x0 + 1, x(b)), y + lane_h - 1 - pad), color, -1)
+
     # shots: alternating shades between cuts
     from vidintel_pipeline.outputs.exports import shot_spans
 
-    y = rows["shots"]
+    dark = colors["shots"]
+    light = (min(255, dark[0] + 60), min(255, dark[1] + 60), min(255, dark[2] + 60))
     for i, (a, b) in enumerate(shot_spans(doc)):
-        shade = colors["shots"] if i % 2 == 0 else tuple(min(255, c + 60) for c in colors["shots"])
-        cv2.rectangle(img, (x(a), y + 3), (max(x(a) + 1, x(b) - 1), y + LANE_H - 4), shade, -1)
+        bar("shots", a, b, dark if i % 2 == 0 else light)
     for m in doc.markers:
         lane = _lane(m.type, m.label)
-        if lane == "shots":
-            continue
-        y, c = rows[lane], colors[lane]
-        x0, x1 = x(m.start_s), x(m.end_s)
-        cv2.rectangle(img, (x0, y + 3), (max(x0 + 1, x1), y + LANE_H - 4), c, -1)
-    y = rows["speech"]
+        if lane != "shots":
+            bar(lane, m.start_s, m.end_s, colors[lane])
     for seg in doc.transcript.segments:
-        cv2.rectangle(img, (x(seg.start_s), y + 3), (max(x(seg.start_s) + 1, x(seg.end_s)), y + LANE_H - 4),
-                      colors["speech"], -1)  # fmt: skip
-    ok, png = cv2.imencode(".png", img)
+        bar("speech", seg.start_s, seg.end_s, colors["speech"])
+    ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     assert ok
     return png.tobytes()
+
+
+# the Dagster UI renders Markdown metadata shorter than 1,000 characters inline, longer behind "[Show Markdown]"
+INLINE_MD_CHARS = 1000
+
+
+def timeline_preview(doc: MemoryDocument) -> str | None:
+    """Markdown for a bars-only strip small enough to show inline in the asset page's metadata table (the widest of
+    320, 240 and 160 px that fits: the table's value column is about 360 px wide), or None when even the narrowest
+    does not (thousands of alternating shots)."""
+    for width in (320, 240, 160):
+        md = markdown_image(timeline_strip(doc, width=width, lane_h=5, labels=False), "image/png", "timeline")
+        if len(md) < INLINE_MD_CHARS:
+            return md
+    return None
 
 
 def contact_sheet(

@@ -18,12 +18,34 @@ from vidintel_pipeline.defs.assets.outputs import memory
 )
 def project_costs(costs: CostControls) -> dg.MaterializeResult:
     projects = costs.ledger().projects()
-    lines = ["| project | videos | total USD | by plugin |", "|---|---|---|---|"]
-    for name, p in sorted(projects.items()):
-        plugins = ", ".join(f"{k} ${v:.4f}" for k, v in p["by_plugin"].items())
-        lines.append(f"| {name} | {p['videos']} | {p['total_usd']:.4f} | {plugins} |")
     meta: dict[str, Any] = {
-        "report": dg.MetadataValue.md("\n".join(lines)),
+        "report": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord({"project": name, "videos": p["videos"], "total_usd": round(p["total_usd"], 6)})
+                for name, p in sorted(projects.items())
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("project", "string"),
+                    dg.TableColumn("videos", "int"),
+                    dg.TableColumn("total_usd", "float"),
+                ]
+            ),
+        ),
+        "by_plugin": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord({"project": name, "plugin": plugin, "cost_usd": round(usd, 6)})
+                for name, p in sorted(projects.items())
+                for plugin, usd in sorted(p["by_plugin"].items(), key=lambda kv: -kv[1])
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("project", "string"),
+                    dg.TableColumn("plugin", "string"),
+                    dg.TableColumn("cost_usd", "float"),
+                ]
+            ),
+        ),
         "projects": dg.JsonMetadataValue(projects),
         "cost/total_usd": float_meta(sum(p["total_usd"] for p in projects.values())),
     }

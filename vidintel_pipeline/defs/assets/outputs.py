@@ -48,11 +48,11 @@ def pictures_meta(doc: MemoryDocument, store: Any, ref: Any) -> dict[str, dg.Met
     """The timeline strip and the keyframe contact sheet, inline in the metadata (see outputs/pictures.py)."""
     from pathlib import Path
 
-    from vidintel_pipeline.outputs.pictures import contact_sheet, markdown_image, timeline_strip
+    from vidintel_pipeline.outputs.pictures import contact_sheet, markdown_image, timeline_preview, timeline_strip
 
-    out: dict[str, dg.MetadataValue] = {
-        "timeline": dg.MetadataValue.md(markdown_image(timeline_strip(doc), "image/png", "marker timeline"))
-    }
+    preview = timeline_preview(doc)  # inline in the metadata table; the others open with a click
+    out: dict[str, dg.MetadataValue] = {"timeline_preview": dg.MetadataValue.md(preview)} if preview else {}
+    out["timeline"] = dg.MetadataValue.md(markdown_image(timeline_strip(doc), "image/png", "marker timeline"))
     frames = [(k.time_s, store.local_path(ref.key("keyframes", Path(k.uri).name))) for k in doc.keyframes]
     sheet = contact_sheet(frames)
     if sheet:
