@@ -7,8 +7,11 @@ import html
 import io
 import json
 from fractions import Fraction
+from pathlib import Path
 
+import cv2
 import dagster as dg
+import numpy as np
 import opentimelineio as otio
 import pytest
 import srt
@@ -37,6 +40,12 @@ def project(home, demo_video, hard_video):
         "second_index": _meta("search_index"),
         "truth": demo_video[1],
     }
+
+
+def _decode_jpeg(b64: str):
+    import base64
+
+    return cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
 
 
 def test_exports_parse_and_edl_matches_the_shots(project, capsys):
@@ -237,6 +246,20 @@ def test_ocr_prompt_markers_and_a_reel_through_dagster(home, titled_video, demo_
     assert saved["moments"][0]["text"].lower().startswith("weather forecast") and meta["moments"] == len(
         saved["moments"]
     )
+    # each result row opens with its moment's picture: the keyframe of its video nearest the moment
+    rows = meta["results"].splitlines()[2:]
+    assert len(rows) == len(saved["moments"]) and all("](data:image/jpeg;base64," in r for r in rows), rows[:1]
+    first = saved["moments"][0]
+    index = json.loads(
+        (home / f"data/ingest/projects/acme/videos/{first['video_id']}/keyframes/keyframes.json").read_text()
+    )
+    mid = (first["start_s"] + first["end_s"]) / 2
+    nearest = min(index["keyframes"], key=lambda k: abs(k["time_s"] - mid))
+    thumb = _decode_jpeg(rows[0].split("](data:image/jpeg;base64,", 1)[1].split(")", 1)[0])
+    frame = cv2.imread(str(home / f"data/ingest/projects/acme/videos/{first['video_id']}/keyframes"
+                           / Path(nearest["uri"]).name))  # fmt: skip
+    small = cv2.resize(frame, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
+    assert thumb.shape[1] == 112 and np.abs(small.astype(int) - thumb.astype(int)).mean() < 12
 
     # clear errors for a bad request
     assert cli.main(["compile", "nobody", "anything"]) == 2

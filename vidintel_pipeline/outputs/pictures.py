@@ -1,6 +1,7 @@
 """Pictures for the Dagster UI, where people would rather look than read: a marker timeline strip and a keyframe
 contact sheet, small enough to embed in a materialization's Markdown metadata (a few tens of kB each), and a
-bars-only preview of the strip small enough (under 1,000 characters) for the UI to show inline.
+bars-only preview of the strip small enough (under 1,000 characters) for the UI to show inline; and a thumbnail
+per search result, its video's keyframe nearest the moment.
 
 The strip puts every kind of event on one time axis, a lane each: shots (alternating shades, cuts as lines),
 transitions, scene changes, technical cues, faces and objects, text in the picture, speech, custom events.
@@ -141,6 +142,23 @@ def contact_sheet(
     ok, jpg = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 72])
     assert ok
     return jpg.tobytes()
+
+
+def thumbnail(path: Path, width: int = 112) -> bytes:
+    """A small JPEG of one keyframe (about 2-4 kB at 112 px), or b"" when the file does not decode."""
+    img = cv2.imread(str(path))
+    if img is None:
+        return b""
+    h = max(1, round(img.shape[0] * width / img.shape[1]))
+    ok, jpg = cv2.imencode(
+        ".jpg", cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA), [cv2.IMWRITE_JPEG_QUALITY, 70]
+    )
+    return jpg.tobytes() if ok else b""
+
+
+def nearest_keyframe(keyframes: list[tuple[float, str]], t: float) -> str | None:
+    """The name of the keyframe (time, name) closest to ``t``: the picture of a moment."""
+    return min(keyframes, key=lambda k: abs(k[0] - t))[1] if keyframes else None
 
 
 def markdown_image(data: bytes, mime: str, alt: str) -> str:

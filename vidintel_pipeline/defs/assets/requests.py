@@ -6,7 +6,7 @@ the URIs it wrote. ``vidintel search`` answers from the index directly (fast, no
 ``vidintel compile`` runs the ``compile_reel`` job, so reels show up in the UI with their lineage.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -59,6 +59,41 @@ def _project(project_id: str) -> str:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
+THUMBNAILS = 20  # the first moments get a picture: ~4 kB each in the run's metadata
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def thumbnails(storage: VidintelStorage, project: str, moments: list, log: Any) -> dict[int, str]:
+    """Markdown images, by moment index: each moment's video's keyframe nearest its middle. A video whose memory or
+    keyframes cannot be read gets none (logged), and the results still land."""
+    from pathlib import Path
+
+    from vidintel_pipeline.outputs.pictures import markdown_image, nearest_keyframe, thumbnail
+    from vidintel_pipeline.storage.layout import KEYFRAME_INDEX, VideoRef
+
+    frames: dict[str, list[tuple[float, str]]] = {}
+    out: dict[int, str] = {}
+    for i, m in enumerate(moments):
+        try:
+            ref = VideoRef(project, m.video_id)
+            store = storage.for_video(ref)[0]
+            if m.video_id not in frames:
+                index = store.get_json(ref.key("keyframes", KEYFRAME_INDEX))["keyframes"]
+                frames[m.video_id] = [(k["time_s"], Path(k["uri"]).name) for k in index]
+            name = nearest_keyframe(frames[m.video_id], (m.start_s + m.end_s) / 2)
+            data = thumbnail(store.local_path(ref.key("keyframes", name))) if name else b""
+        except (StorageError, InvalidIdError, KeyError, OSError) as exc:
+            log.warning(f"no picture for {m.video_id} at {m.start_s:.1f} s: {exc}")
+            frames.setdefault(m.video_id, [])
+            continue
+        if data:
+            out[i] = markdown_image(data, "image/jpeg", f"{m.video_id} {m.start_s:.1f}s")
+    return out
+
+
 @dg.asset(
     group_name="requests",
     kinds={"sqlite", "json"},
@@ -87,9 +122,12 @@ def search_results(
         project_output_key(project, "exports", f"search-{name}.json"),
         {"project_id": project, "query": config.query, "mode": config.mode, "moments": [m.as_dict() for m in moments]},
     )
-    rows = ["| video | start | end | kind | text | why |", "|---|---|---|---|---|---|"]
+    pictures = thumbnails(storage, project, moments[:THUMBNAILS], context.log)
+    rows = ["| picture | video | start | end | kind | text | why |", "|---|---|---|---|---|---|---|"]
     rows += [
-        f"| {m.video_id} | {m.start_s:.2f} | {m.end_s:.2f} | {m.kind} | {m.text[:80]} | {m.why} |" for m in moments
+        f"| {pictures.get(i, '')} | {m.video_id} | {m.start_s:.2f} | {m.end_s:.2f} | {m.kind} | "
+        f"{_cell(m.text[:80])} | {_cell(m.why)} |"
+        for i, m in enumerate(moments)
     ]
     return dg.MaterializeResult(
         metadata={
