@@ -58,11 +58,9 @@ def test_helm_values_compose_and_dockerfiles_reference_what_exists():
     custom = launcher["config"]["customRunLauncher"]
     assert (custom["module"], custom["class"]) == ("vidintel_pipeline.runtime.launchers", "TagRoutingRunLauncher")
     routing_config_ok(custom["config"])
-    deployments = {d["name"]: d for d in values["dagster-user-deployments"]["deployments"]}
-    assert set(deployments) == {"vidintel-cpu", "vidintel-gpu"}
-    for d in deployments.values():
-        assert d["dagsterApiGrpcArgs"] == ["-m", "vidintel_pipeline.definitions"]
-    assert deployments["vidintel-gpu"]["image"]["repository"].endswith("vidintel-gpu")
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "vidintel_pipeline.definitions"]
+    assert custom["config"]["routes"]["gpu"]["config"]["job_image"].split(":")[0].endswith("vidintel-gpu")
     gpu_route = custom["config"]["routes"]["gpu"]["config"]["run_k8s_config"]["container_config"]["resources"]["limits"]
     assert gpu_route["nvidia.com/gpu"] == "1"
     limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
@@ -257,3 +255,33 @@ def test_images_install_the_tested_lock(dockerfile, lock, extras):
     assert {v for n, v in pins.items() if n.startswith("dagster-") and n != "dagster-pipes"} <= {"0.29.27", "1.13.27"}
     if "gpu" in extras:
         assert pins["torch"] == "2.13.0" and any(n.startswith("nvidia-") for n in pins), "the CUDA build of torch"
+
+
+def _locations(path: Path) -> list[str]:
+    """What each code location of a deploy config loads (module name, or host:port of a gRPC server)."""
+    doc = yaml.safe_load(path.read_text())
+    if "dagster-user-deployments" in doc:
+        return [" ".join(d["dagsterApiGrpcArgs"]) for d in doc["dagster-user-deployments"]["deployments"]]
+    out = []
+    for entry in doc["load_from"]:
+        ((kind, spec),) = entry.items()
+        out.append(spec.get("module_name") or f"{spec.get('host')}:{spec.get('port')}")
+    return out
+
+
+@pytest.mark.parametrize("path", ["workspace.yaml", "deploy/compose/workspace.yaml", "deploy/helm/values.yaml"])
+def test_one_code_location_runs_the_sensors_and_schedules(path):
+    """Two locations loading the module would each run new_video_sensor and nightly_rescan: every new video twice."""
+    [location] = _locations(ROOT / path)
+    if path == "deploy/compose/workspace.yaml":  # the gRPC server the compose file starts serves the module
+        compose = yaml.safe_load((DEPLOY / "compose/docker-compose.yaml").read_text())
+        assert "vidintel_pipeline.definitions" in compose["services"]["user_code"]["command"]
+    else:
+        assert "vidintel_pipeline.definitions" in location
+    from vidintel_pipeline.definitions import defs
+
+    sensors = [s.name for s in defs.sensors or []]
+    schedules = [s.name for s in defs.schedules or []]
+    assert len(sensors) == len(set(sensors)) and len(schedules) == len(set(schedules))
+    assert {"new_video_sensor", "gpu_merge_sensor", "costs_automation"} <= set(sensors)
+    assert {"nightly_rescan", "nightly_rescan_gpu"} <= set(schedules)
