@@ -1,7 +1,5 @@
 """The Dagster code location: ``dagster dev -m vidintel_pipeline.definitions`` or ``workspace.yaml``."""
 
-import os
-
 import dagster as dg
 
 from vidintel.resources import (
@@ -15,7 +13,7 @@ from vidintel_pipeline.defs.add_video import add_video_job
 from vidintel_pipeline.defs.assets import gpu_analysis, per_video_assets, project_assets, project_costs
 from vidintel_pipeline.defs.jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
 from vidintel_pipeline.defs.sensors import gpu_merge_sensor, new_video_sensor, nightly_rescan, nightly_rescan_gpu
-from vidintel_pipeline.storage.locks import video_locked
+from vidintel_pipeline.runtime import executors
 
 # the project cost report is eager (refreshed after any memory materialization), but Dagster's default automation
 # sensor starts off: this one is on by default, so the report is current after sensor and launchpad runs too
@@ -32,12 +30,8 @@ defs = dg.Definitions(
     jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job, add_video_job],
     sensors=[new_video_sensor, gpu_merge_sensor, costs_automation],
     schedules=[nightly_rescan, nightly_rescan_gpu],
-    # steps in their own processes (the default); VIDINTEL_EXECUTOR=in_process runs a whole run in one
-    # process, cheaper for many small videos on one machine. Either way a per-video run holds its video's
-    # lock from first step to last, so it never overlaps a `vidintel ingest` of the same video
-    executor=video_locked(
-        dg.in_process_executor if os.environ.get("VIDINTEL_EXECUTOR") == "in_process" else dg.multiprocess_executor
-    ),
+    # VIDINTEL_EXECUTOR: multiprocess (default), in_process, celery or k8s (vidintel_pipeline/runtime/executors.py)
+    executor=executors.choose(),
     resources={
         "costs": CostControls(),
         "storage": VidintelStorage(),

@@ -285,3 +285,32 @@ def test_one_code_location_runs_the_sensors_and_schedules(path):
     assert len(sensors) == len(set(sensors)) and len(schedules) == len(set(schedules))
     assert {"new_video_sensor", "gpu_merge_sensor", "costs_automation"} <= set(sensors)
     assert {"nightly_rescan", "nightly_rescan_gpu"} <= set(schedules)
+
+
+@pytest.mark.parametrize("name", ["multiprocess", "in_process", "celery", "k8s"])
+def test_executor_choice_builds_every_job_with_it(name):
+    """VIDINTEL_EXECUTOR picks the executor of every job, still holding the per-video lock; gpu_analysis carries the
+    op tags the celery and k8s executors route by."""
+    import dagster as dg
+
+    from vidintel_pipeline.definitions import defs
+    from vidintel_pipeline.runtime import executors
+
+    chosen = executors.choose(name)
+    assert chosen.name == name and "video's lock" in (chosen.description or "")
+    rebuilt = dg.Definitions(
+        assets=list(defs.assets or []), jobs=list(defs.jobs or []), executor=chosen, resources=defs.resources
+    )
+    job = rebuilt.resolve_job_def("ingest_video_gpu")
+    assert job.executor_def.name == name
+    tags = rebuilt.resolve_assets_def("gpu_analysis").op.tags
+    assert tags["dagster-celery/queue"] == "gpu" and "dagster-k8s/config" in tags
+
+
+def test_an_unknown_executor_is_refused_clearly():
+    import dagster as dg
+
+    from vidintel_pipeline.runtime import executors
+
+    with pytest.raises(dg.DagsterInvalidDefinitionError, match="choose one of multiprocess, in_process, celery, k8s"):
+        executors.choose("spark")
