@@ -7,7 +7,7 @@ GPU_STAMP := $(VENV)/.installed-gpu
 export VIDINTEL_HOME ?= $(CURDIR)/.vidintel
 export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
 
-.PHONY: install demo check test ui ui-test browser bench accuracy reliability lock clean
+.PHONY: install demo check test ui ui-test browser redis distributed bench accuracy reliability lock clean
 
 install: $(STAMP)
 
@@ -46,7 +46,7 @@ check: $(STAMP)  ## lint, format check and type check
 
 # tests/old_ffmpeg_bin holds an "ffmpeg 5.1" (Debian 12's) that fails every real call: first on PATH, it
 # proves the suite runs the bundled imageio-ffmpeg build, never whatever ffmpeg the machine has
-test: $(GPU_STAMP) check browser  ## the checks, then the whole test suite (the browser test too)
+test: $(GPU_STAMP) check browser redis  ## the checks, then the whole test suite (the browser test too)
 	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q
 
 # Debian's chromium for the browser test (Playwright cannot download its own browsers here): installed when
@@ -58,6 +58,18 @@ browser:
 		apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
 			|| echo "chromium could not be installed: the UI test will skip"; \
 	else echo "no chromium and not root: the UI test will skip (install Debian's chromium package to run it)"; fi
+
+# Debian's redis-server, the broker of `make distributed` and its test: installed when running as root
+redis:
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's redis-server for the distributed test"; \
+		apt-get install -y -q redis-server >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null) \
+			|| echo "redis-server could not be installed: the distributed test will skip"; \
+	else echo "no redis-server and not root: the distributed test will skip (install Debian's redis-server)"; fi
+
+distributed: $(GPU_STAMP) redis  ## Redis, two Celery workers (cpu, gpu) and the daemon ingest a video; prints {"run_status", "steps": {step: worker}}
+	$(BIN)/python scripts/distributed.py --compare
 
 ui-test: $(STAMP) browser  ## the Dagster UI in Chromium (Playwright): sensor and launchpad runs, pictures, checks, costs; screenshots in artifacts/ui/
 	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q -s tests/ui

@@ -4,8 +4,9 @@
 * ``in_process``: every step in the run worker's process; cheapest for many short videos on one machine.
 * ``celery``: dagster-celery's ``celery_executor`` (``pip install 'vidintel[distributed]'``): each step is a
   Celery task on the queue its op tags name (``gpu_analysis``: ``dagster-celery/queue: gpu``; the rest: the
-  default ``dagster`` queue), so only GPU workers run GPU steps. Broker and backend come from the run config's
-  ``execution.config`` or dagster-celery's defaults.
+  default ``dagster`` queue), so only GPU workers run GPU steps. Broker and backend: ``VIDINTEL_CELERY_BROKER``
+  (and ``VIDINTEL_CELERY_BACKEND``, else the broker) when set, so sensor runs need no run config; otherwise the
+  run config's ``execution.config``.
 * ``k8s``: dagster-k8s's ``k8s_job_executor``: a Kubernetes Job per step, ``gpu_analysis`` with one
   ``nvidia.com/gpu`` on a GPU node (its ``dagster-k8s/config`` op tag).
 
@@ -23,6 +24,7 @@ import dagster as dg
 from vidintel_pipeline.storage.locks import video_locked
 
 EXECUTOR_ENV = "VIDINTEL_EXECUTOR"
+BROKER_ENV, BACKEND_ENV = "VIDINTEL_CELERY_BROKER", "VIDINTEL_CELERY_BACKEND"
 CHOICES = ("multiprocess", "in_process", "celery", "k8s")
 
 
@@ -40,7 +42,20 @@ def choose(name: Optional[str] = None) -> dg.ExecutorDefinition:
             raise dg.DagsterInvalidDefinitionError(
                 f"{EXECUTOR_ENV}=celery needs dagster-celery: pip install 'vidintel[distributed]'"
             ) from exc
-        return video_locked(celery_executor)
+        locked = video_locked(celery_executor)
+        broker = os.environ.get(BROKER_ENV)
+        if not broker:
+            return locked  # broker and backend from each run's execution config
+        # runs the sensor requests carry no execution config: take the broker (and backend) from the environment,
+        # read where the run executes
+        return locked.configured(
+            {
+                "broker": {"env": BROKER_ENV},
+                "backend": {"env": BACKEND_ENV if os.environ.get(BACKEND_ENV) else BROKER_ENV},
+                # acknowledged when done, requeued when its worker dies: a lost worker's step runs again elsewhere
+                "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True},
+            }
+        )
     if name == "k8s":
         try:
             from dagster_k8s import k8s_job_executor

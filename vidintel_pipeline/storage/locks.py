@@ -138,6 +138,9 @@ def video_locked(inner):
         def __init__(self, wrapped):
             self.wrapped = wrapped
 
+        def __getattr__(self, name):  # what an executor's own loop reads back from plan_context.executor
+            return getattr(self.wrapped, name)  # (dagster-celery: app_args, broker, backend, ...)
+
         @property
         def retries(self):
             return self.wrapped.retries

@@ -1,0 +1,44 @@
+"""`make distributed` as a test: Redis on loopback, two named Celery workers, the daemon; one video's GPU ingest runs
+its steps on the workers, gpu_analysis alone on the gpu one, with the same results as on one machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytest.importorskip("dagster_celery", reason="the distributed extra: make install")
+pytest.importorskip("torch", reason="the gpu extra: gpu_analysis runs its torch plugins")
+if not shutil.which("redis-server"):
+    pytest.skip("no redis-server on PATH: `make distributed` installs it as root", allow_module_level=True)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("distributed", ROOT / "scripts/distributed.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_gpu_ingest_runs_on_celery_workers_gpu_step_on_the_gpu_worker(tmp_path, monkeypatch, capsys):
+    script = _script()
+    assert script.main(["--home", str(tmp_path / "cluster"), "--timeout", "600", "--compare"]) == 0
+    result = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["run_status"] == "SUCCESS", result
+    steps = result["steps"]
+    # every step of both runs (the GPU job's, then the merge run gpu_merge_sensor requested) ran on a worker
+    assert {"source_video", "visual_analysis", "transcript", "gpu_analysis", "memory", "exports"} <= set(steps)
+    assert steps["gpu_analysis"].startswith("vidintel-gpu@")
+    assert all(w.startswith("vidintel-cpu@") for s, w in steps.items() if s != "gpu_analysis"), steps
+    assert [r["job"] for r in result["runs"]] == ["ingest_video_gpu", "ingest_video"]
+    assert result["equal_to_single_machine"] is True
+    # everything it started is stopped: no worker or broker left
+    import subprocess
+
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "cluster")], capture_output=True, text=True).stdout.split()
+    assert not left, left
