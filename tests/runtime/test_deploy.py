@@ -314,3 +314,18 @@ def test_an_unknown_executor_is_refused_clearly():
 
     with pytest.raises(dg.DagsterInvalidDefinitionError, match="choose one of multiprocess, in_process, celery, k8s"):
         executors.choose("spark")
+
+
+def test_the_routing_launcher_covers_the_run_launcher_api():
+    """The launcher subclasses Dagster's RunLauncher (no public base exists): pinned to the lock's Dagster, and every
+    public method of the base is delegated to the routed launcher, so a Dagster upgrade that adds one fails here."""
+    import dagster
+    from dagster._core.launcher import RunLauncher
+
+    lock = (ROOT / "requirements/lock.txt").read_text()
+    assert f"dagster=={dagster.__version__} " in lock or f"dagster=={dagster.__version__}\n" in lock
+    public = {n for n in dir(RunLauncher) if not n.startswith("_")}
+    assert RunLauncher.__abstractmethods__ == {"launch_run", "terminate"}
+    assert public - set(TagRoutingRunLauncher.__dict__) == {"has_instance"}, public - set(
+        TagRoutingRunLauncher.__dict__
+    )

@@ -27,9 +27,11 @@ from collections.abc import Mapping
 from typing import Any, Optional, cast
 
 import yaml
-from dagster import Field, Permissive, Shape
-from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster import DagsterRun, Field, Permissive, Shape
+
+# custom run launchers have no public base class: this is Dagster's documented extension point, pinned to the
+# version in the lock and checked by tests/runtime/test_deploy.py::test_the_routing_launcher_covers_the_run_launcher_api
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, ResumeRunContext, RunLauncher
 from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 
@@ -126,6 +128,13 @@ class TagRoutingRunLauncher(RunLauncher, ConfigurableClass):
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         return self.route(run)[1].check_run_worker_health(run)
+
+    @property
+    def supports_resume_run(self) -> bool:  # run monitoring resumes a run whose worker died (K8sRunLauncher can)
+        return all(launcher.supports_resume_run for launcher in self._all())
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        self.route(context.dagster_run)[1].resume_run(context)
 
     def get_run_worker_debug_info(
         self, run: DagsterRun, include_container_logs: Optional[bool] = True
