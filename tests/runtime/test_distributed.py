@@ -4,7 +4,9 @@ its steps on the workers, gpu_analysis alone on the gpu one, with the same resul
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,11 @@ def _script():
 
 def test_a_gpu_ingest_runs_on_celery_workers_gpu_step_on_the_gpu_worker(tmp_path, monkeypatch, capsys):
     script = _script()
+    # the script points VIDINTEL_HOME and DAGSTER_HOME at the cluster's home: set here, they are restored after
+    monkeypatch.setenv("VIDINTEL_HOME", str(tmp_path / "cluster"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "cluster" / "dagster"))
     assert script.main(["--home", str(tmp_path / "cluster"), "--timeout", "600", "--compare"]) == 0
-    result = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["run_status"] == "SUCCESS", result
     steps = result["steps"]
     # every step of both runs (the GPU job's, then the merge run gpu_merge_sensor requested) ran on a worker
@@ -38,7 +43,5 @@ def test_a_gpu_ingest_runs_on_celery_workers_gpu_step_on_the_gpu_worker(tmp_path
     assert [r["job"] for r in result["runs"]] == ["ingest_video_gpu", "ingest_video"]
     assert result["equal_to_single_machine"] is True
     # everything it started is stopped: no worker or broker left
-    import subprocess
-
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "cluster")], capture_output=True, text=True).stdout.split()
     assert not left, left

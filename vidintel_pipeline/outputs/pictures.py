@@ -121,11 +121,10 @@ def contact_sheet(
         frames = [frames[round(i * (len(frames) - 1) / (limit - 1))] for i in range(limit)]
     thumbs = []
     for t, path in frames:
-        img = cv2.imread(str(path))
+        img = _scaled(path, thumb_w)
         if img is None:
             continue
-        th = max(1, round(img.shape[0] * thumb_w / img.shape[1]))
-        img = cv2.resize(img, (thumb_w, th), interpolation=cv2.INTER_AREA)
+        th = img.shape[0]
         label = f"{int(t // 60)}:{t % 60:04.1f}"
         cv2.rectangle(img, (0, th - 16), (len(label) * 8 + 6, th), (0, 0, 0), -1)
         cv2.putText(img, label, (3, th - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
@@ -144,15 +143,21 @@ def contact_sheet(
     return jpg.tobytes()
 
 
-def thumbnail(path: Path, width: int = 112) -> bytes:
-    """A small JPEG of one keyframe (about 2-4 kB at 112 px), or b"" when the file does not decode."""
+def _scaled(path: Path, width: int) -> np.ndarray | None:
+    """The image at ``path`` resized to ``width`` (aspect kept), or None when it does not decode."""
     img = cv2.imread(str(path))
     if img is None:
-        return b""
+        return None
     h = max(1, round(img.shape[0] * width / img.shape[1]))
-    ok, jpg = cv2.imencode(
-        ".jpg", cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA), [cv2.IMWRITE_JPEG_QUALITY, 70]
-    )
+    return cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA)
+
+
+def thumbnail(path: Path, width: int = 112) -> bytes:
+    """A small JPEG of one keyframe (about 2-4 kB at 112 px), or b"" when the file does not decode."""
+    img = _scaled(path, width)
+    if img is None:
+        return b""
+    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70])
     return jpg.tobytes() if ok else b""
 
 

@@ -67,8 +67,8 @@ def _cell(text: str) -> str:
 
 
 def thumbnails(storage: VidintelStorage, project: str, moments: list, log: Any) -> dict[int, str]:
-    """Markdown images, by moment index: each moment's video's keyframe nearest its middle. A video whose memory or
-    keyframes cannot be read gets none (logged), and the results still land."""
+    """Markdown images, by moment index: each moment's video's keyframe nearest its middle. A video whose keyframe
+    index or pictures cannot be read gets none (logged), and the results still land."""
     from pathlib import Path
 
     from vidintel_pipeline.outputs.pictures import markdown_image, nearest_keyframe, thumbnail
