@@ -94,19 +94,29 @@ def videos_in(paths: list[str]) -> list[str]:
 
 def cmd_ingest(args) -> int:
     files = videos_in(args.path)
+    if len(files) > 1 and args.video_id:
+        raise UserError("--video-id names one video: give one file, or let the ids come from the file names")
+    if args.no_wait and not args.submit:
+        raise UserError("--no-wait goes with --submit (an in-process ingest is over when the command returns)")
+    if args.submit:
+        return ingest_submitted(files, args)
     if len(files) > 1:
-        if args.video_id:
-            raise UserError("--video-id names one video: give one file, or let the ids come from the file names")
         return ingest_many(files, args)
     info = ingest(
         files[0], args.project, args.video_id, quiet=args.quiet, gpu=args.gpu, resources_config=ingest_resources(args)
     )
+    return ingested(info, args)
+
+
+def ingested(info: dict[str, Any], args) -> int:
+    """Print one ingested video's memory (or JSON) and its warnings; the exit code (3: warnings with --strict)."""
     memory = load_memory(info["project_id"], info["video_id"])
     if args.json:
         print(json.dumps(info | {"memory": memory}, indent=2))
     else:
         summarize(memory)
-        print(f"\ningested in {info['wall_s']:.1f} s (run {info['run_id']})")
+        queued = f", queued {info['queued_s']:.1f} s" if "queued_s" in info else ""
+        print(f"\ningested in {info['wall_s']:.1f} s (run {info['run_id']}{queued})")
         if info.get("gpu_reason") and not args.gpu:
             print(
                 f"GPU work ({info['gpu_reason']}): ran here, in-process; a run launched on a deployment goes to "
@@ -121,9 +131,8 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def ingest_many(files: list[str], args) -> int:
-    """Every file checked first, then ingested one after another in this one process (Dagster and the models
-    start once); a file that fails is reported and the others go on; one summary at the end."""
+def checked(files: list[str], project: str) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Every file checked before any is ingested: rows for the invalid ones, and (file, video id) for the rest."""
     from vidintel.resources import VidintelStorage
     from vidintel_pipeline.intake import check_local_file
 
@@ -133,7 +142,7 @@ def ingest_many(files: list[str], args) -> int:
     ids: dict[str, str] = {}
     for f in files:
         try:
-            ref, _ = check_local_file(f, args.project, None, storage)
+            ref, _ = check_local_file(f, project, None, storage)
         except UserError as exc:
             rows.append({"file": f, "status": "invalid", "error": str(exc)})
             continue
@@ -144,6 +153,13 @@ def ingest_many(files: list[str], args) -> int:
             continue
         ids[ref.video_id] = f
         valid.append((f, ref.video_id))
+    return rows, valid
+
+
+def ingest_many(files: list[str], args) -> int:
+    """Every file checked first, then ingested one after another in this one process (Dagster and the models
+    start once); a file that fails is reported and the others go on; one summary at the end."""
+    rows, valid = checked(files, args.project)
     t0 = time.perf_counter()
     for n, (f, video_id) in enumerate(valid, 1):
         if not args.json:
@@ -155,17 +171,92 @@ def ingest_many(files: list[str], args) -> int:
                          "run_id": info["run_id"], "warnings": len(warnings)})  # fmt: skip
         except UserError as exc:
             rows.append({"file": f, "video_id": video_id, "status": "failed", "error": str(exc)})
-    wall = round(time.perf_counter() - t0, 2)
-    bad = [r for r in rows if r["status"] != "ok"]
+    return many_summary(rows, round(time.perf_counter() - t0, 2), args)
+
+
+def many_summary(rows: list[dict[str, Any]], wall: float, args) -> int:
+    """The table (or JSON) of a many-file ingest; the exit code: 1 when any file failed, 3 for --strict warnings."""
+    bad = [r for r in rows if r["status"] not in ("ok", "queued")]
     if args.json:
         print(json.dumps({"project_id": args.project, "wall_s": wall, "videos": rows}, indent=2))
     else:
         for r in rows:
-            what = f"{r['wall_s']:.1f} s" if r["status"] == "ok" else r["error"].splitlines()[0]
+            what = (
+                f"{r['wall_s']:.1f} s"
+                if r["status"] == "ok"
+                else f"run {r['run_id']}"
+                if r["status"] == "queued"
+                else r["error"].splitlines()[0]
+            )
             print(f"{r['status']:<8} {r.get('video_id', '-'):<28} {what}  ({r['file']})")
-        print(f"{len(rows) - len(bad)} of {len(rows)} ingested into {args.project} in {wall:.1f} s")
+        verb = "queued for" if getattr(args, "no_wait", False) else "ingested into"
+        print(f"{len(rows) - len(bad)} of {len(rows)} {verb} {args.project} in {wall:.1f} s")
     strict_fail = args.strict and any(r.get("warnings") for r in rows)
     return 1 if bad else 3 if strict_fail else 0
+
+
+def ingest_submitted(files: list[str], args) -> int:
+    """``--submit``: each video stored and queued as its own run on the instance's queue (its limits, launcher and
+    executor); then, unless ``--no-wait``, followed to the end with a progress bar (one video) or a line per
+    status change (several), and reported as ``vidintel ingest`` reports in-process runs."""
+    import dagster as dg
+
+    from vidintel_pipeline.defs.progress_bar import ProgressBar
+    from vidintel_pipeline.runtime.instance import get_instance
+    from vidintel_pipeline.runtime.submit import Followed, follow, submit
+
+    single = len(files) == 1
+    if single:  # one file: its problem is the command's error, as in-process
+        rows: list[dict[str, Any]] = []
+        valid = [(files[0], args.video_id)]
+    else:
+        rows, valid = checked(files, args.project)
+    t0 = time.perf_counter()
+    queued: list[tuple[str, Followed]] = []
+    for f, video_id in valid:
+        try:
+            info = submit(f, args.project, video_id, gpu=args.gpu, resources_config=ingest_resources(args))
+        except UserError as exc:
+            if single:
+                raise
+            rows.append({"file": f, "video_id": video_id, "status": "failed", "error": str(exc)})
+            continue
+        if not args.json:
+            print(f"queued {info['partition']}: run {info['run_id']}", file=sys.stderr, flush=True)
+        queued.append((f, Followed(info["run_id"], info["partition"], gpu=args.gpu)))
+    if args.no_wait:
+        rows += [{"file": f, "video_id": r.partition.split("__", 1)[1], "status": "queued", "run_id": r.run_id}
+                 for f, r in queued]  # fmt: skip
+        return many_summary(rows, round(time.perf_counter() - t0, 2), args)
+    bar = ProgressBar() if single and not args.quiet and not args.json else None
+
+    def changed(r: Followed) -> None:
+        if not single and not args.json and r.status is not None:
+            print(f"{r.partition}: {r.status.value.lower()}", file=sys.stderr, flush=True)
+
+    runs = follow(
+        get_instance(), [r for _, r in queued], progress=(lambda r, ev: bar(ev)) if bar else None, changed=changed
+    )
+    ok = {r.partition for r in runs} - {r.partition for r in runs if r.status != dg.DagsterRunStatus.SUCCESS}
+    if bar:
+        bar.close(success=bool(ok))
+    for f, r in queued:
+        mine = [x for x in runs if x.partition == r.partition]
+        video_id = r.partition.split("__", 1)[1]
+        if r.partition not in ok:
+            why = "; ".join(reason for x in mine for reason in x.reasons)
+            if single:
+                raise UserError(f"run {r.run_id} failed for {r.partition}:\n  {why}")
+            rows.append({"file": f, "video_id": video_id, "status": "failed", "error": why, "run_id": r.run_id})
+            continue
+        info = {"run_id": r.run_id, "partition": r.partition, "project_id": args.project, "video_id": video_id,
+                "wall_s": round(sum(x.wall_s for x in mine), 2), "queued_s": r.queued_s,
+                "runs": [x.run_id for x in mine]}  # fmt: skip
+        if single:
+            return ingested(info, args)
+        warnings = load_memory(args.project, video_id).get("warnings", [])
+        rows.append({"file": f, **info, "status": "ok", "warnings": len(warnings)})
+    return many_summary(rows, round(time.perf_counter() - t0, 2), args)
 
 
 def cmd_show(args) -> int:
@@ -463,6 +554,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="refuse truncated or damaged sources, and exit 3 when any "
         "plugin failed or any marker was clamped or dropped",
     )
+    p.add_argument(
+        "--submit",
+        action="store_true",
+        help="queue a run per video on the instance (its daemon, queue limits, launcher and executor) instead of "
+        "running here, then follow it to the end",
+    )
+    p.add_argument("--no-wait", action="store_true", help="with --submit: print the run ids and return at once")
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("show", help="print a video's memory document")
     p.add_argument("project")

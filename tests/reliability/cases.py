@@ -140,7 +140,7 @@ class Bench:
     def reasons(self, result: Any) -> str:
         from vidintel_pipeline.runtime.in_process import failure_reasons
 
-        return "; ".join(failure_reasons(result))
+        return "; ".join(failure_reasons(result.all_events))
 
     def memory(self, project: str, video: str) -> Any:
         from vidintel_pipeline.plugin_api.contracts import MemoryDocument

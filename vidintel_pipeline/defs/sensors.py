@@ -187,6 +187,22 @@ def ingesting(ref: VideoRef) -> Optional[str]:
     return holder(video_lock_name(ref))
 
 
+UNFINISHED = [
+    s
+    for s in dg.DagsterRunStatus
+    if s not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+]
+
+
+def pending_run(instance: dg.DagsterInstance, ref: VideoRef) -> Optional[str]:
+    """A queued or unfinished run of the video (``vidintel ingest --submit`` queued it, or a backfill), or None:
+    the sensor judges the video again once that run is over, rather than queue a second run of it."""
+    runs = instance.get_run_records(
+        dg.RunsFilter(tags={"dagster/partition": ref.partition_key}, statuses=UNFINISHED), limit=1
+    )
+    return f"run {runs[0].dagster_run.run_id}" if runs else None
+
+
 def job_for(ref: VideoRef) -> str:
     """The job an unattended run of ``ref`` takes: the GPU job for the projects ``VIDINTEL_GPU_PROJECTS`` names."""
     return ingest_video_gpu_job.name if is_gpu_project(ref.project_id) else ingest_video_job.name
@@ -223,7 +239,13 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStorage) -> dg.SensorResult:
     store = watched(storage.ingest(), context.log)
     adopt_drops(store, context.log, time.time(), SETTLE_S)
-    found, cursor = scan(store, context.cursor, context.log, now=time.time(), busy=ingesting)
+    found, cursor = scan(
+        store,
+        context.cursor,
+        context.log,
+        now=time.time(),
+        busy=lambda ref: ingesting(ref) or pending_run(context.instance, ref),
+    )
     done = already_ingested(context.instance, found)
     if done:
         context.log.info(f"{len(done)} video(s) already ingested since they were last written: not run again")

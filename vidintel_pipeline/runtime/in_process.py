@@ -98,7 +98,7 @@ def ingest(
         )
     if not result.success:
         raise UserError(
-            f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result))
+            f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result.all_events))
         )
     return {
         "run_id": result.run_id,
@@ -113,10 +113,11 @@ def ingest(
 GPU_DEFAULTS = {"transcription": {"config": {"plugin": "openai_whisper"}}}  # as the ingest_video_gpu job's own config
 
 
-def failure_reasons(result: Any) -> list[str]:
-    """Why each failed step failed, in the user's words (a ``dg.Failure`` description or the root exception)."""
+def failure_reasons(events: Any) -> list[str]:
+    """Why each failed step of a run's events failed, in the user's words (a ``dg.Failure`` description or the
+    root exception)."""
     reasons = []
-    for ev in result.all_events:
+    for ev in events:
         if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
             err = ev.step_failure_data.error
             while err.cause is not None:  # Dagster wraps the user's exception: report the root cause
@@ -163,7 +164,7 @@ def compile_reel(
         },
     )
     if not result.success:
-        raise UserError(f"no reel (run {result.run_id}):\n  " + "\n  ".join(failure_reasons(result)))
+        raise UserError(f"no reel (run {result.run_id}):\n  " + "\n  ".join(failure_reasons(result.all_events)))
     name = result.asset_materializations_for_node("compilation")[0].metadata["name"].value
     manifest = (
         VidintelStorage().output().scoped(project).get_json(project_output_key(project, "compilations", f"{name}.json"))

@@ -1,0 +1,85 @@
+"""`vidintel ingest --submit`: runs go to the instance's queue, a real daemon starts them within its limits, the CLI
+follows them to the end; the sensor does not queue a second run of a video whose submitted run is pending."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from vidintel_pipeline import cli
+from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
+from vidintel_pipeline.runtime.instance import DAGSTER_YAML, get_instance
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _clip(path: Path, seconds: int) -> Path:
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         f"testsrc2=s=96x54:r=25:d={seconds}", "-f", "lavfi", "-i", f"sine=f=440:d={seconds}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def _cluster_module():
+    spec = importlib.util.spec_from_file_location("distributed", ROOT / "scripts/distributed.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_submit_refuses_a_queue_no_daemon_serves_and_stores_nothing(home, tmp_path, capsys):
+    clip = _clip(tmp_path / "lone.mp4", 1)
+    assert cli.main(["ingest", str(clip), "--project", "q", "--submit"]) == 2
+    assert "no Dagster daemon serves the run queue" in capsys.readouterr().err
+    assert not (home / "data/ingest/projects/q").exists()  # refused before the source was stored
+    assert cli.main(["ingest", str(clip), "--project", "q", "--no-wait"]) == 2
+    assert "--no-wait goes with --submit" in capsys.readouterr().err
+
+
+def test_submitted_runs_wait_in_the_queue_and_the_sensor_does_not_run_them_twice(home, tmp_path, capsys):
+    (home / "dagster").mkdir(parents=True)
+    # one run at a time, so the second video's run is seen waiting in the queue
+    (home / "dagster/dagster.yaml").write_text(DAGSTER_YAML.replace("max_concurrent_runs: 2", "max_concurrent_runs: 1"))
+    clips = [_clip(tmp_path / f"sub{i}.mp4", 2 + i) for i in (1, 2)]
+    env = dict(os.environ, VIDINTEL_SENSOR_SETTLE_S="1", VIDINTEL_SENSOR_INTERVAL_S="3")
+    cluster = _cluster_module().Cluster(home, env)
+    instance = get_instance()
+    try:
+        cluster.start("daemon", [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+        deadline = time.time() + 120
+        while not instance.get_daemon_statuses(["QUEUED_RUN_COORDINATOR"])["QUEUED_RUN_COORDINATOR"].healthy:
+            assert time.time() < deadline, (home / "daemon.log").read_text()[-3000:]
+            time.sleep(1)
+        code = cli.main(["ingest", *map(str, clips), "--project", "q", "--submit", "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert code == 0, report
+        assert [r["status"] for r in report["videos"]] == ["ok", "ok"], report
+        runs = [instance.get_run_record_by_id(r["run_id"]) for r in report["videos"]]
+        for rec in runs:
+            assert rec.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+            assert instance.all_logs(rec.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)  # via the queue
+            assert rec.dagster_run.tags["vidintel/project"] == "q"
+            assert rec.dagster_run.tags["vidintel/submitted_by"] == "vidintel ingest"
+            assert "vidintel/launcher" in rec.dagster_run.tags  # started by the instance's (routing) launcher
+        first, second = sorted(runs, key=lambda r: r.start_time)
+        assert first.end_time <= second.start_time  # the queue's limit of one run held the second back
+        for vid, seconds in (("sub1", 3.0), ("sub2", 4.0)):
+            assert abs(cli.load_memory("q", vid)["duration_s"] - seconds) < 0.1
+        # the sensor ticked every 3 s while the runs were queued and going; it must not have queued its own, and
+        # after they are done it finds the videos already ingested
+        time.sleep(8)
+        ingest_runs = instance.get_run_records(dg.RunsFilter(job_name="ingest_video"))
+        assert sorted(r.dagster_run.run_id for r in ingest_runs) == sorted(r.dagster_run.run_id for r in runs)
+    finally:
+        cluster.stop_all()
