@@ -10,7 +10,10 @@ search index, on the CPU worker. It prints one JSON line::
     {"run_status": "SUCCESS", "steps": {"<step key>": "<worker name>", ...}, "runs": [...], ...}
 
 and stops everything it started. ``--compare`` also ingests the same video in-process (the single-machine path)
-and reports whether the two memories hold the same markers and words.
+and reports whether the two memories hold the same markers and words. ``--kill-step gpu_analysis`` SIGKILLs the
+gpu worker's pool process two seconds into that step (as the OOM killer would): the worker reports the lost
+task, the broker hands the message back (``task_reject_on_worker_lost`` with late acks), the step runs again, and
+``killed.starts`` in the JSON line counts its two starts.
 """
 
 from __future__ import annotations
@@ -92,6 +95,62 @@ class Cluster:
             + ["-q", queue]
             + ["--", f"--concurrency={concurrency}", "--without-mingle", "--without-gossip"],
         )
+
+
+def _proc(pid: int) -> tuple[int, int, bytes]:
+    """(parent pid, process group, command line) of a live process."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[2]), Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def pool_processes(session: int) -> list[int]:
+    """The Celery pool processes of the worker started in process group ``session``: forked from the worker (same
+    command line as their parent, no exec), unlike the worker itself or the ffmpeg a step runs."""
+    procs = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                procs[int(d.name)] = _proc(int(d.name))
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+    ours = {pid: p for pid, p in procs.items() if p[1] == session}
+    return sorted(
+        pid
+        for pid, (ppid, _, cmd) in ours.items()
+        if ppid in ours and ours[ppid][2] == cmd and (ours[ppid][0] not in ours or ours[ours[ppid][0]][2] != cmd)
+    )
+
+
+def kill_step(cluster: Cluster, worker: str, instance: Any, step: str, timeout_s: float) -> dict[str, Any]:
+    """Once ``step`` has started on ``worker``, SIGKILL the pool process running it (as the kernel's OOM killer
+    would); what was killed."""
+    import dagster as dg
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        for r in instance.get_runs(dg.RunsFilter(tags={"vidintel/project": PROJECT})):
+            if instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_START) and any(
+                e.step_key == step for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_START)
+            ):
+                time.sleep(2)  # well into the step
+                pids = pool_processes(cluster.procs[worker].pid)
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                return {"step": step, "worker": worker, "pids": pids, "run_id": r.run_id}
+        time.sleep(0.5)
+    raise SystemExit(f"{step} did not start within {timeout_s:.0f} s")
+
+
+def step_starts(instance: Any, run_id: str) -> dict[str, int]:
+    """How many times each step of the run started (more than once: it was run again)."""
+    import dagster as dg
+
+    out: dict[str, int] = {}
+    for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START):
+        if rec.dagster_event and rec.dagster_event.step_key:
+            out[rec.dagster_event.step_key] = out.get(rec.dagster_event.step_key, 0) + 1
+    return out
 
 
 def sample_video(out: Path) -> Path:
@@ -182,11 +241,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         inbox.mkdir(parents=True, exist_ok=True)
         shutil.copy(video, inbox / "clip.mp4")
         instance = get_instance()
+        killed = kill_step(cluster, "gpu-worker", instance, args.kill_step, args.timeout) if args.kill_step else None
 
         runs = wait_runs(instance, args.timeout)
         steps: dict[str, str] = {}
+        starts: dict[str, int] = {}
         for r in runs:
             steps |= steps_by_worker(instance, r.run_id)
+            starts |= step_starts(instance, r.run_id)
         ok = all(r.status.value == "SUCCESS" for r in runs)
         result: dict[str, Any] = {
             "run_status": "SUCCESS" if ok else "FAILURE",
@@ -198,6 +260,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": round(time.time() - t0, 1),
             "home": str(home),
         }
+        if killed:
+            result["killed"] = killed | {"starts": starts.get(killed["step"], 0)}
     finally:
         cluster.stop_all()
     if args.compare and result["run_status"] == "SUCCESS":
@@ -227,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", help="the cluster's VIDINTEL_HOME (default: a new temporary folder)")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--compare", action="store_true", help="also ingest on one machine and compare the memories")
+    ap.add_argument("--kill-step", help="SIGKILL the gpu worker's pool process once this step runs on it")
     result = run(ap.parse_args(argv))
     print(json.dumps(result))
     return 0 if result["run_status"] == "SUCCESS" else 1
