@@ -7,7 +7,7 @@ GPU_STAMP := $(VENV)/.installed-gpu
 export VIDINTEL_HOME ?= $(CURDIR)/.vidintel
 export DAGSTER_HOME ?= $(VIDINTEL_HOME)/dagster
 
-.PHONY: install demo check test ui ui-test browser redis distributed bench accuracy reliability lock clean
+.PHONY: install demo check test ui ui-test browser redis distributed throughput bench accuracy reliability lock clean
 
 install: $(STAMP)
 
@@ -70,6 +70,9 @@ redis:
 
 distributed: $(GPU_STAMP) redis  ## Redis, two Celery workers (cpu, gpu) and the daemon ingest a video; prints {"run_status", "steps": {step: worker}}
 	$(BIN)/python scripts/distributed.py --compare
+
+throughput: $(STAMP) redis  ## benchmark (not a test): videos per minute for 20 short clips through the daemon, multiprocess vs 1 and 2 Celery workers
+	$(BIN)/python benchmarks/throughput.py --clips 20
 
 ui-test: $(STAMP) browser  ## the Dagster UI in Chromium (Playwright): sensor and launchpad runs, pictures, checks, costs; screenshots in artifacts/ui/
 	PATH="$(CURDIR)/tests/old_ffmpeg_bin:$$PATH" $(BIN)/python -m pytest -q -s tests/ui

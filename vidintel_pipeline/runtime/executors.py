@@ -1,6 +1,7 @@
 """Which executor runs a run's steps (``VIDINTEL_EXECUTOR``): on this machine, or on Celery or Kubernetes workers.
 
-* ``multiprocess`` (the default): a process per step on the run worker's machine.
+* ``multiprocess`` (the default): a process per step on the run worker's machine, forked from a server process that
+  has already imported the code location (``forkserver``), not spawned fresh (Dagster's default, ``spawn``).
 * ``in_process``: every step in the run worker's process; cheapest for many short videos on one machine.
 * ``celery``: dagster-celery's ``celery_executor`` (``pip install 'vidintel[distributed]'``): each step is a
   Celery task on the queue its op tags name (``gpu_analysis``: ``dagster-celery/queue: gpu``; the rest: the
@@ -28,11 +29,21 @@ BROKER_ENV, BACKEND_ENV = "VIDINTEL_CELERY_BROKER", "VIDINTEL_CELERY_BACKEND"
 CHOICES = ("multiprocess", "in_process", "celery", "k8s")
 
 
+# Spawned, every step process imported Dagster and vidintel again (2.5 s alone, more with 2 runs' steps starting at
+# once on 2 cores): an 8 s clip's run through the daemon took 58 s (median of 20), 4-11 s of each step spent between
+# STEP_WORKER_STARTING and STEP_START. Forked from a server that has imported the code location and the instance's
+# storage modules (step_preload.py), a step starts without importing either.
+PRELOAD = ["vidintel_pipeline.runtime.step_preload"]  # the code location and the instance storage modules
+MULTIPROCESS = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": PRELOAD}}}, name="multiprocess"
+)
+
+
 def choose(name: Optional[str] = None) -> dg.ExecutorDefinition:
     """The executor ``name`` (default: ``$VIDINTEL_EXECUTOR``, else multiprocess), locked per video."""
     name = (name if name is not None else os.environ.get(EXECUTOR_ENV, "")).strip().lower() or "multiprocess"
     if name == "multiprocess":
-        return video_locked(dg.multiprocess_executor)
+        return video_locked(MULTIPROCESS)
     if name == "in_process":
         return video_locked(dg.in_process_executor)
     if name == "celery":
