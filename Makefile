@@ -82,10 +82,11 @@ ui: $(STAMP)  ## the Dagster UI on the same instance as the CLI (http://127.0.0.
 	@$(BIN)/python -c "from vidintel_pipeline.runtime.instance import ensure_instance_home; ensure_instance_home()"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: $(STAMP)  ## benchmark (not a test): the real-footage table, then vidintel vs one plain decode, faster-whisper and PySceneDetect
+bench: $(STAMP)  ## benchmark (not a test): the real-footage table, vidintel vs one plain decode, faster-whisper and PySceneDetect, and a folder of 20 clips vs the bare tools
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/real_footage.py --json bench-results/real_footage.json
 	$(BIN)/python benchmarks/ingest_vs_decode.py --minutes 5
+	$(BIN)/python benchmarks/folder_vs_tools.py --clips 20 --seconds 12
 
 accuracy: $(GPU_STAMP)  ## measured accuracy: the project's labelled videos as a truth folder, every free plugin scored, figures stored for selection
 	$(BIN)/python benchmarks/truth_dir.py bench-results/truth

@@ -19,25 +19,8 @@ from typing import Any, Optional
 from vidintel_pipeline.costs.estimate import estimate
 from vidintel_pipeline.errors import UserError
 from vidintel_pipeline.outputs.exports import FORMATS as EXPORT_FORMATS
-from vidintel_pipeline.runtime.in_process import compile_reel, ingest
+from vidintel_pipeline.runtime.in_process import compile_reel, ingest, load_memory
 from vidintel_pipeline.runtime.instance import vidintel_home
-
-
-def load_memory(project: str, video: str) -> dict[str, Any]:
-    from vidintel.resources import VidintelStorage
-    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef
-    from vidintel_pipeline.storage.stores import StorageError
-
-    try:
-        ref = VideoRef(project, video)
-    except InvalidIdError as exc:
-        raise UserError(str(exc)) from exc
-    try:
-        return VidintelStorage().for_video(ref)[1].get_json(ref.memory_key)
-    except StorageError:
-        raise UserError(
-            f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)"
-        ) from None
 
 
 def summarize(memory: dict[str, Any], out=None) -> None:
@@ -96,6 +79,8 @@ def cmd_ingest(args) -> int:
     files = videos_in(args.path)
     if len(files) > 1 and args.video_id:
         raise UserError("--video-id names one video: give one file, or let the ids come from the file names")
+    if args.jobs < 0:
+        raise UserError(f"--jobs {args.jobs}: give a number of workers, or leave it out for one per CPU")
     if args.no_wait and not args.submit:
         raise UserError("--no-wait goes with --submit (an in-process ingest is over when the command returns)")
     if args.submit:
@@ -131,46 +116,32 @@ def ingested(info: dict[str, Any], args) -> int:
     return 0
 
 
-def checked(files: list[str], project: str) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Every file checked before any is ingested: rows for the invalid ones, and (file, video id) for the rest."""
-    from vidintel.resources import VidintelStorage
-    from vidintel_pipeline.intake import check_local_file
-
-    storage = VidintelStorage()
-    rows: list[dict[str, Any]] = []
-    valid: list[tuple[str, str]] = []
-    ids: dict[str, str] = {}
-    for f in files:
-        try:
-            ref, _ = check_local_file(f, project, None, storage)
-        except UserError as exc:
-            rows.append({"file": f, "status": "invalid", "error": str(exc)})
-            continue
-        if ref.video_id in ids:  # two names that fold to one id would replace each other
-            rows.append(
-                {"file": f, "status": "invalid", "error": f"same video id {ref.video_id!r} as {ids[ref.video_id]}"}
-            )
-            continue
-        ids[ref.video_id] = f
-        valid.append((f, ref.video_id))
-    return rows, valid
-
-
 def ingest_many(files: list[str], args) -> int:
-    """Every file checked first, then ingested one after another in this one process (Dagster and the models
-    start once); a file that fails is reported and the others go on; one summary at the end."""
+    """Every file checked first, then ingested in-process on ``--jobs`` workers (Dagster and the models start once
+    per worker); a file that fails is reported and the others go on; one summary at the end."""
+    from vidintel_pipeline.runtime.batch import checked, default_jobs, ingest_all
+
     rows, valid = checked(files, args.project)
-    t0 = time.perf_counter()
-    for n, (f, video_id) in enumerate(valid, 1):
+    jobs = args.jobs or default_jobs(args.gpu)
+    if not args.json:
+        print(
+            f"{len(valid)} video(s) to ingest into {args.project} on {min(jobs, len(valid))} worker(s)", file=sys.stderr
+        )
+    n = 0
+
+    def done(row: dict[str, Any]) -> None:
+        nonlocal n
+        n += 1
         if not args.json:
-            print(f"[{n}/{len(valid)}] {f} -> {args.project}/{video_id}", file=sys.stderr, flush=True)
-        try:
-            info = ingest(f, args.project, video_id, quiet=True, gpu=args.gpu, resources_config=ingest_resources(args))
-            warnings = load_memory(args.project, video_id).get("warnings", [])
-            rows.append({"file": f, "video_id": video_id, "status": "ok", "wall_s": info["wall_s"],
-                         "run_id": info["run_id"], "warnings": len(warnings)})  # fmt: skip
-        except UserError as exc:
-            rows.append({"file": f, "video_id": video_id, "status": "failed", "error": str(exc)})
+            what = f"{row['wall_s']:.1f} s" if row["status"] == "ok" else row["error"].splitlines()[0]
+            print(
+                f"[{n}/{len(valid)}] {row['status']:<6} {args.project}/{row['video_id']}: {what}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    t0 = time.perf_counter()
+    rows += ingest_all(valid, args.project, jobs=jobs, gpu=args.gpu, resources_config=ingest_resources(args), done=done)
     return many_summary(rows, round(time.perf_counter() - t0, 2), args)
 
 
@@ -210,6 +181,8 @@ def ingest_submitted(files: list[str], args) -> int:
         rows: list[dict[str, Any]] = []
         valid = [(files[0], args.video_id)]
     else:
+        from vidintel_pipeline.runtime.batch import checked
+
         rows, valid = checked(files, args.project)
     t0 = time.perf_counter()
     queued: list[tuple[str, Followed]] = []
@@ -561,6 +534,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         "running here, then follow it to the end",
     )
     p.add_argument("--no-wait", action="store_true", help="with --submit: print the run ids and return at once")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="several files: ingest this many at once, each worker on its share of the CPUs "
+        "(default: one per CPU, up to 4; 1 with --gpu)",
+    )
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("show", help="print a video's memory document")
     p.add_argument("project")

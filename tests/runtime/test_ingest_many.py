@@ -27,7 +27,7 @@ def test_ingest_a_folder_reports_each_file_and_goes_on(home, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     status = {r["file"].rsplit("/", 1)[1]: r["status"] for r in report["videos"]}
     # sorted by name, Clip1.MOV takes the id clip1 first; clip1.mp4 is refused rather than replacing it
-    assert status == {"broken.mp4": "invalid", "Clip1.MOV": "ok", "clip1.mp4": "invalid", "clip2.mp4": "ok"}, status
+    assert status == {"broken.mp4": "invalid", "Clip1.MOV": "ok", "clip1.mp4": "invalid", "clip2.mp4": "ok"}, report
     why = {r["file"].rsplit("/", 1)[1]: r.get("error", "") for r in report["videos"]}
     assert "not a readable video container" in why["broken.mp4"] and "same video id 'clip1'" in why["clip1.mp4"]
     assert code == 1  # not all ingested
@@ -41,3 +41,16 @@ def test_ingest_a_folder_reports_each_file_and_goes_on(home, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli.main(["ingest", str(empty), "--project", "b"]) == 2
+
+
+def test_workers_get_disjoint_cpu_shares():
+    import os
+
+    from vidintel_pipeline.runtime.batch import cpu_shares
+
+    cpus = os.sched_getaffinity(0)
+    for jobs in (1, 2, 3):
+        shares = cpu_shares(jobs)
+        assert len(shares) == jobs and set().union(*shares) == cpus
+        if len(cpus) >= jobs:  # enough CPUs: no two workers share one
+            assert sum(len(s) for s in shares) == len(cpus)

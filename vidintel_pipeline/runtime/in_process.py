@@ -25,9 +25,11 @@ def ingest(
     resources_config: Optional[dict[str, Any]] = None,
     gpu: bool = False,
     stored: bool = False,
+    report_costs: bool = True,
 ) -> dict[str, Any]:
     """Copy a video into storage, register its partition and materialize every asset for it. ``stored``: ``path``
-    is the video's own stored source (a re-run, ``vidintel stale --run``): checked, not copied again."""
+    is the video's own stored source (a re-run, ``vidintel stale --run``): checked, not copied again.
+    ``report_costs``: then refresh the per-project cost report (a batch does it once, at its end)."""
     from vidintel.resources import VidintelStorage
     from vidintel_pipeline.intake import check_local_file, register, store_source
 
@@ -90,12 +92,8 @@ def ingest(
         if bar:
             bar.close()
     wall = time.perf_counter() - t0
-    if result.success:  # keep the per-project cost report in the UI current
-        defs.resolve_job_def("cost_report").execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+    if result.success and report_costs:  # keep the per-project cost report in the UI current
+        report_project_costs()
     if not result.success:
         raise UserError(
             f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result.all_events))
@@ -108,6 +106,36 @@ def ingest(
         "wall_s": round(wall, 2),
         "gpu_reason": why,
     }
+
+
+def load_memory(project: str, video: str) -> dict[str, Any]:
+    """A video's memory document from storage; a UserError when it has none."""
+    from vidintel.resources import VidintelStorage
+    from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef
+    from vidintel_pipeline.storage.stores import StorageError
+
+    try:
+        ref = VideoRef(project, video)
+    except InvalidIdError as exc:
+        raise UserError(str(exc)) from exc
+    try:
+        return VidintelStorage().for_video(ref)[1].get_json(ref.memory_key)
+    except StorageError:
+        raise UserError(
+            f"no memory for project {project!r} video {video!r}: it has not been ingested (or failed)"
+        ) from None
+
+
+def report_project_costs() -> None:
+    """Materialize ``project_costs`` (the per-project cost report in the UI) on the CLI's instance."""
+    from vidintel_pipeline.definitions import defs
+    from vidintel_pipeline.runtime.instance import get_instance
+
+    defs.resolve_job_def("cost_report").execute_in_process(
+        instance=get_instance(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
 
 
 GPU_DEFAULTS = {"transcription": {"config": {"plugin": "openai_whisper"}}}  # as the ingest_video_gpu job's own config

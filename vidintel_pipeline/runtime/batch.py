@@ -1,0 +1,144 @@
+"""Many videos ingested in-process at once (``vidintel ingest DIR``): a few worker processes, each on its own CPUs.
+
+Each worker imports Dagster and vidintel once and keeps its models loaded (faster-whisper's model is cached per
+process) from one video to the next, so the fixed cost is paid per worker, not per video. Worker ``i`` is pinned to
+its share of this process's CPUs: everything that sizes itself by :func:`~vidintel_pipeline.runtime.cpus.usable_cpus`
+(decoder processes, model threads) then sizes itself to that share instead of oversubscribing the machine (four
+whisper threads on two CPUs ran 16 % slower than two). The cost report is refreshed once, after the last video.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Callable, Optional
+
+from vidintel_pipeline.errors import UserError
+from vidintel_pipeline.runtime.cpus import usable_cpus
+
+MAX_DEFAULT_JOBS = 4  # each worker peaks at about 600 MB resident, and the queue of 2 runs is the daemon's choice
+
+
+def default_jobs(gpu: bool) -> int:
+    """One worker per CPU, up to MAX_DEFAULT_JOBS; one for GPU work (the GPU is the shared part)."""
+    return 1 if gpu else max(1, min(MAX_DEFAULT_JOBS, usable_cpus()))
+
+
+def cpu_shares(jobs: int) -> list[set[int]]:
+    """This process's CPUs dealt into ``jobs`` disjoint sets (a CPU to several workers when there are fewer)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux: no pinning
+        return [set() for _ in range(jobs)]
+    if len(cpus) < jobs:
+        return [{cpus[i % len(cpus)]} for i in range(jobs)]
+    return [set(cpus[i::jobs]) for i in range(jobs)]
+
+
+def checked(files: list[str], project: str) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Every file checked before any is ingested: rows for the invalid ones, and (file, video id) for the rest."""
+    from vidintel.resources import VidintelStorage
+    from vidintel_pipeline.intake import check_local_file
+
+    storage = VidintelStorage()
+    rows: list[dict[str, Any]] = []
+    valid: list[tuple[str, str]] = []
+    ids: dict[str, str] = {}
+    for f in files:
+        try:
+            ref, _ = check_local_file(f, project, None, storage)
+        except UserError as exc:
+            rows.append({"file": f, "status": "invalid", "error": str(exc)})
+            continue
+        if ref.video_id in ids:  # two names that fold to one id would replace each other
+            rows.append(
+                {"file": f, "status": "invalid", "error": f"same video id {ref.video_id!r} as {ids[ref.video_id]}"}
+            )
+            continue
+        ids[ref.video_id] = f
+        valid.append((f, ref.video_id))
+    return rows, valid
+
+
+def _pin(shares: Any) -> None:
+    """Worker initializer: take the next CPU share and keep to it."""
+    try:
+        share = shares.get_nowait()
+    except queue.Empty:
+        return
+    if share and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, share)
+
+
+def _ingest_one(path: str, project: str, video_id: str, gpu: bool, resources_config: Optional[dict]) -> dict:
+    """One video, in a worker: the row of the summary (errors are rows too, so one video never stops the rest)."""
+    from vidintel_pipeline.runtime.in_process import ingest, load_memory
+
+    try:
+        info = ingest(
+            path, project, video_id, quiet=True, gpu=gpu, resources_config=resources_config, report_costs=False
+        )
+        warnings = load_memory(project, video_id).get("warnings", [])
+    except UserError as exc:
+        return {"file": path, "video_id": video_id, "status": "failed", "error": str(exc)}
+    except Exception as exc:  # not the user's fault: still one row, with the reason
+        return {"file": path, "video_id": video_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    return {"file": path, "video_id": video_id, "status": "ok", "wall_s": info["wall_s"], "run_id": info["run_id"],
+            "warnings": len(warnings)}  # fmt: skip
+
+
+def ingest_all(
+    videos: list[tuple[str, str]],
+    project: str,
+    *,
+    jobs: int,
+    gpu: bool = False,
+    resources_config: Optional[dict[str, Any]] = None,
+    done: Optional[Callable[[dict[str, Any]], None]] = None,
+) -> list[dict[str, Any]]:
+    """Ingest each (file, video id) on ``jobs`` workers (``jobs`` 1: one after another in this process); a row per
+    video, in the order given. ``done(row)`` is told as each finishes."""
+    from vidintel_pipeline.runtime.in_process import report_project_costs
+
+    rows: dict[int, dict[str, Any]] = {}
+    jobs = max(1, min(jobs, len(videos)))
+    if jobs == 1:
+        for i, (f, vid) in enumerate(videos):
+            rows[i] = _ingest_one(f, project, vid, gpu, resources_config)
+            if done:
+                done(rows[i])
+    else:
+        # the instance's schema and every partition made here first: workers creating a new SQLite instance at the
+        # same moment raced ("table alembic_version already exists") and one of them failed its video
+        from vidintel_pipeline.intake import register
+        from vidintel_pipeline.runtime.instance import get_instance
+        from vidintel_pipeline.storage.layout import VideoRef
+
+        instance = get_instance()
+        register(instance, [VideoRef(project, vid) for _, vid in videos])
+        instance.event_log_storage.get_maximum_record_id()
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process's threads or locks
+        shares = ctx.Queue()
+        for share in cpu_shares(jobs):
+            shares.put(share)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pin, initargs=(shares,)) as pool:
+            futures = {pool.submit(_ingest_one, f, project, vid, gpu, resources_config): i
+                       for i, (f, vid) in enumerate(videos)}  # fmt: skip
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    rows[i] = fut.result()
+                except Exception as exc:  # the worker itself died (killed, out of memory)
+                    f, vid = videos[i]
+                    rows[i] = {"file": f, "video_id": vid, "status": "failed", "error": f"worker lost: {exc}"}
+                if done:
+                    done(rows[i])
+    if any(r["status"] == "ok" for r in rows.values()):
+        try:
+            report_project_costs()
+        except Exception as exc:  # the videos are in; only the UI's report is stale
+            print(f"vidintel: warning: the cost report was not refreshed: {exc}", file=sys.stderr)
+    return [rows[i] for i in range(len(videos))]
