@@ -4,7 +4,8 @@ Each worker imports Dagster and vidintel once and keeps its models loaded (faste
 process) from one video to the next, so the fixed cost is paid per worker, not per video. Worker ``i`` is pinned to
 its share of this process's CPUs: everything that sizes itself by :func:`~vidintel_pipeline.runtime.cpus.usable_cpus`
 (decoder processes, model threads) then sizes itself to that share instead of oversubscribing the machine: 20
-12 s 720p clips on 2 workers took 79.8 s pinned, 99.6 s unpinned (2 cores). The cost report is refreshed once, after the last video.
+12 s 720p clips on 2 workers took 79.8 s pinned, 99.6 s unpinned (2 cores). The cost report is refreshed once,
+after the last video.
 """
 
 from __future__ import annotations
