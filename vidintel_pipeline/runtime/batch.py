@@ -112,8 +112,9 @@ def ingest_all(
             if done:
                 done(rows[i])
     else:
-        # the instance's schema and every partition made here first: workers creating a new SQLite instance at the
-        # same moment raced ("table alembic_version already exists") and one of them failed its video
+        # the instance's schema and every partition made here first, not by workers at the same moment: without
+        # this, about one folder-test run in six failed a video (error not captured; two workers creating a new
+        # SQLite instance at once is the likely cause, as seen with a Celery worker); six reruns passed with it
         from vidintel_pipeline.intake import register
         from vidintel_pipeline.runtime.instance import get_instance
         from vidintel_pipeline.storage.layout import VideoRef
