@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from distributed import BIN, RELIABLE, ROOT, Cluster, free_port, wait_port  # noqa: E402
+from distributed import BIN, Cluster, celery_config  # noqa: E402
 
 SHOTS = ["testsrc", "life", "gradient", "cells", "testsrc_warm", "bars"]
 SPEECH = ["speech_a", "speech_b", "speech_c"]
@@ -62,31 +62,12 @@ def measure(executor: str, workers: int, videos: list[Path], timeout_s: float) -
     instance = get_instance()
     try:
         if executor == "celery":
-            port = free_port()
-            broker = f"redis://127.0.0.1:{port}/0"
+            broker = cluster.redis()
             cluster.env["VIDINTEL_CELERY_BROKER"] = broker
-            config = home / "celery.yaml"
-            config.write_text(
-                json.dumps({"execution": {"config": {"broker": broker, "backend": broker, "config_source": RELIABLE}}})
-            )
-            cluster.start(
-                "redis",
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            )
-            wait_port(port)
+            config = celery_config(home, broker)
             for w in range(workers):
-                cluster.start(
-                    f"worker{w}",
-                    [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", f"cpu{w}"]
-                    + ["-y", str(config), "-q", "dagster", "--", "--concurrency=2", "--without-mingle"]
-                    + ["--without-gossip"],
-                )
-        cluster.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")])
-        deadline = time.time() + 120
-        while not instance.get_daemon_statuses(["SENSOR"])["SENSOR"].healthy:
-            if time.time() > deadline:
-                raise SystemExit(f"the daemon did not start: {home / 'daemon.log'}")
-            time.sleep(1)
+                cluster.worker(f"worker{w}", f"cpu{w}", config, "dagster", 2)
+        cluster.daemon(instance, "SENSOR")
         inbox = home / "data/ingest/incoming/bench"
         inbox.mkdir(parents=True)
         t0 = time.time()

@@ -87,14 +87,44 @@ class Cluster:
         for name in reversed(list(self.procs)):
             self.stop(name)
 
-    def worker(self, name: str, config: Path) -> subprocess.Popen:
-        queue, concurrency = WORKERS[name]
+    def worker(self, proc: str, name: str, config: Path, queue: str, concurrency: int) -> subprocess.Popen:
+        """A dagster-celery worker ``name`` (celery adds @host) on ``queue``, started as process ``proc``."""
         return self.start(
-            name.split("-")[-1] + "-worker",
+            proc,
             [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", name, "-y", str(config)]
             + ["-q", queue]
             + ["--", f"--concurrency={concurrency}", "--without-mingle", "--without-gossip"],
         )
+
+    def redis(self) -> str:
+        """Redis on a free loopback port, nothing persisted; its URL, once it listens."""
+        port = free_port()
+        self.start(
+            "redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        )
+        wait_port(port)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def daemon(self, instance: Any, wait_for: str = "SENSOR", timeout_s: float = 120) -> None:
+        """The Dagster daemon on the repository's workspace, once its ``wait_for`` daemon reports healthy."""
+        self.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")])
+        deadline = time.time() + timeout_s
+        while not instance.get_daemon_statuses([wait_for])[wait_for].healthy:
+            if time.time() > deadline:
+                raise SystemExit(
+                    f"the daemon did not start: {self.home / 'daemon.log'}:\n"
+                    + (self.home / "daemon.log").read_text()[-3000:]
+                )
+            time.sleep(1)
+
+
+def celery_config(home: Path, broker: str) -> Path:
+    """The workers' config file: Redis as broker and result backend, late acks (see RELIABLE)."""
+    config = home / "celery.yaml"
+    config.write_text(
+        json.dumps({"execution": {"config": {"broker": broker, "backend": broker, "config_source": RELIABLE}}})
+    )
+    return config
 
 
 def _proc(pid: int) -> tuple[int, int, bytes]:
@@ -205,15 +235,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not shutil.which("redis-server"):
         raise SystemExit("redis-server is not on PATH: `make distributed` installs Debian's redis-server as root")
     home = Path(args.home or tempfile.mkdtemp(prefix="vidintel-distributed-"))
-    port = free_port()
-    broker = f"redis://127.0.0.1:{port}/0"
     env = dict(
         os.environ,
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # dagster-celery runs `celery` from PATH
         VIDINTEL_HOME=str(home),
         DAGSTER_HOME=str(home / "dagster"),
         VIDINTEL_EXECUTOR="celery",
-        VIDINTEL_CELERY_BROKER=broker,
         VIDINTEL_GPU_PROJECTS=PROJECT,
         VIDINTEL_SENSOR_SETTLE_S="1",
         VIDINTEL_SENSOR_INTERVAL_S="3",
@@ -222,20 +249,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from vidintel_pipeline.runtime.instance import ensure_instance_home, get_instance
 
     ensure_instance_home()
-    config = home / "celery.yaml"
-    config.write_text(
-        json.dumps({"execution": {"config": {"broker": broker, "backend": broker, "config_source": RELIABLE}}})
-    )
     video = Path(args.video) if args.video else sample_video(home / "sample.mp4")
     cluster = Cluster(home, env)
     t0 = time.time()
     try:
-        cluster.start(
-            "redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        )
-        wait_port(port)
-        for name in WORKERS:
-            cluster.worker(name, config)
+        broker = cluster.redis()
+        env["VIDINTEL_CELERY_BROKER"] = broker  # sensor runs carry no execution config: the executor reads this
+        config = celery_config(home, broker)
+        for name, (queue, concurrency) in WORKERS.items():
+            cluster.worker(name.split("-")[-1] + "-worker", name, config, queue, concurrency)
         cluster.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")])
         inbox = home / "data/ingest/incoming" / PROJECT
         inbox.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,18 @@ def _isolated_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def distributed_script():
+    """``scripts/distributed.py`` as a module: its ``Cluster`` starts (and stops) a real broker, workers and daemon."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distributed", Path(__file__).parents[1] / "scripts/distributed.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def demo_video(tmp_path_factory) -> tuple[Path, Truth]:
     """The demo sample: cuts, a dissolve, a fade through black, a face, bars, black, a flash, speech."""
     path = tmp_path_factory.mktemp("media") / "demo.mp4"

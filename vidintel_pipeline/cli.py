@@ -175,6 +175,7 @@ def ingest_submitted(files: list[str], args) -> int:
     from vidintel_pipeline.defs.progress_bar import ProgressBar
     from vidintel_pipeline.runtime.instance import get_instance
     from vidintel_pipeline.runtime.submit import Followed, follow, submit
+    from vidintel_pipeline.storage.layout import VideoRef
 
     single = len(files) == 1
     if single:  # one file: its problem is the command's error, as in-process
@@ -198,8 +199,15 @@ def ingest_submitted(files: list[str], args) -> int:
             print(f"queued {info['partition']}: run {info['run_id']}", file=sys.stderr, flush=True)
         queued.append((f, Followed(info["run_id"], info["partition"], gpu=args.gpu)))
     if args.no_wait:
-        rows += [{"file": f, "video_id": r.partition.split("__", 1)[1], "status": "queued", "run_id": r.run_id}
-                 for f, r in queued]  # fmt: skip
+        rows += [
+            {
+                "file": f,
+                "video_id": VideoRef.from_partition_key(r.partition).video_id,
+                "status": "queued",
+                "run_id": r.run_id,
+            }
+            for f, r in queued
+        ]
         return many_summary(rows, round(time.perf_counter() - t0, 2), args)
     bar = ProgressBar() if single and not args.quiet and not args.json else None
 
@@ -215,7 +223,7 @@ def ingest_submitted(files: list[str], args) -> int:
         bar.close(success=bool(ok))
     for f, r in queued:
         mine = [x for x in runs if x.partition == r.partition]
-        video_id = r.partition.split("__", 1)[1]
+        video_id = VideoRef.from_partition_key(r.partition).video_id
         if r.partition not in ok:
             why = "; ".join(reason for x in mine for reason in x.reasons)
             if single:

@@ -4,7 +4,6 @@ process running gpu_analysis is killed mid-step."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,16 +19,10 @@ if not shutil.which("redis-server"):
     pytest.skip("no redis-server on PATH: `make distributed` installs it as root", allow_module_level=True)
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("distributed", ROOT / "scripts/distributed.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_gpu_ingest_runs_on_celery_workers_and_survives_a_killed_gpu_step(tmp_path, monkeypatch, capsys):
-    script = _script()
+def test_a_gpu_ingest_runs_on_celery_workers_and_survives_a_killed_gpu_step(
+    distributed_script, tmp_path, monkeypatch, capsys
+):
+    script = distributed_script
     # the script points VIDINTEL_HOME and DAGSTER_HOME at the cluster's home: set here, they are restored after
     monkeypatch.setenv("VIDINTEL_HOME", str(tmp_path / "cluster"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "cluster" / "dagster"))

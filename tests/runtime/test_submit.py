@@ -3,11 +3,9 @@ follows them to the end; the sensor does not queue a second run of a video whose
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +14,6 @@ import dagster as dg
 from vidintel_pipeline import cli
 from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
 from vidintel_pipeline.runtime.instance import DAGSTER_YAML, get_instance
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _clip(path: Path, seconds: int) -> Path:
@@ -30,14 +26,6 @@ def _clip(path: Path, seconds: int) -> Path:
     return path
 
 
-def _cluster_module():
-    spec = importlib.util.spec_from_file_location("distributed", ROOT / "scripts/distributed.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_submit_refuses_a_queue_no_daemon_serves_and_stores_nothing(home, tmp_path, capsys):
     clip = _clip(tmp_path / "lone.mp4", 1)
     assert cli.main(["ingest", str(clip), "--project", "q", "--submit"]) == 2
@@ -47,20 +35,18 @@ def test_submit_refuses_a_queue_no_daemon_serves_and_stores_nothing(home, tmp_pa
     assert "--no-wait goes with --submit" in capsys.readouterr().err
 
 
-def test_submitted_runs_wait_in_the_queue_and_the_sensor_does_not_run_them_twice(home, tmp_path, capsys):
+def test_submitted_runs_wait_in_the_queue_and_the_sensor_does_not_run_them_twice(
+    distributed_script, home, tmp_path, capsys
+):
     (home / "dagster").mkdir(parents=True)
     # one run at a time, so the second video's run is seen waiting in the queue
     (home / "dagster/dagster.yaml").write_text(DAGSTER_YAML.replace("max_concurrent_runs: 2", "max_concurrent_runs: 1"))
     clips = [_clip(tmp_path / f"sub{i}.mp4", 2 + i) for i in (1, 2)]
     env = dict(os.environ, VIDINTEL_SENSOR_SETTLE_S="1", VIDINTEL_SENSOR_INTERVAL_S="3")
-    cluster = _cluster_module().Cluster(home, env)
+    cluster = distributed_script.Cluster(home, env)
     instance = get_instance()
     try:
-        cluster.start("daemon", [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"])
-        deadline = time.time() + 120
-        while not instance.get_daemon_statuses(["QUEUED_RUN_COORDINATOR"])["QUEUED_RUN_COORDINATOR"].healthy:
-            assert time.time() < deadline, (home / "daemon.log").read_text()[-3000:]
-            time.sleep(1)
+        cluster.daemon(instance, "QUEUED_RUN_COORDINATOR")
         code = cli.main(["ingest", *map(str, clips), "--project", "q", "--submit", "--json"])
         report = json.loads(capsys.readouterr().out)
         assert code == 0, report

@@ -93,7 +93,7 @@ def ingest(
             bar.close()
     wall = time.perf_counter() - t0
     if result.success and report_costs:  # keep the per-project cost report in the UI current
-        report_project_costs()
+        report_project_costs(instance)
     if not result.success:
         raise UserError(
             f"run {result.run_id} failed for {ref.partition_key}:\n  " + "\n  ".join(failure_reasons(result.all_events))
@@ -126,13 +126,14 @@ def load_memory(project: str, video: str) -> dict[str, Any]:
         ) from None
 
 
-def report_project_costs() -> None:
-    """Materialize ``project_costs`` (the per-project cost report in the UI) on the CLI's instance."""
+def report_project_costs(instance: Optional[Any] = None) -> None:
+    """Materialize ``project_costs`` (the per-project cost report in the UI) on the CLI's instance (``instance``,
+    when the caller has it open)."""
     from vidintel_pipeline.definitions import defs
     from vidintel_pipeline.runtime.instance import get_instance
 
     defs.resolve_job_def("cost_report").execute_in_process(
-        instance=get_instance(),
+        instance=instance or get_instance(),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )

@@ -29,7 +29,6 @@ from vidintel_pipeline.errors import UserError
 
 LAUNCHED_BY_TAG = "vidintel/submitted_by"
 WORKSPACE_ENV = "VIDINTEL_WORKSPACE"
-FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 QUEUED_HINT_S = 60.0  # a run still queued this long: say why it may be (a full queue, or no daemon)
 MERGE_WAIT_S = 300.0  # after a GPU run: how long gpu_merge_sensor has to start the run of memory and after
 _PHASE = re.compile(r"^phase=(\w+) progress=([\d.]+)%")
@@ -173,7 +172,7 @@ def follow(
                         "queue's limits hold it, or the daemon has stopped",
                         file=sys.stderr,
                     )
-            if status in FINISHED and conn.has_more is False:
+            if record.dagster_run.is_finished and conn.has_more is False:
                 active.remove(r)
                 if record.start_time and record.end_time:
                     r.wall_s = round(record.end_time - record.start_time, 2)
