@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 
 def check_local_file(
-    path: str, project: str, video_id: Optional[str], storage: "VidintelStorage"
+    path: str, project: str, video_id: Optional[str], storage: "VidintelStorage", *, probed: bool = False
 ) -> tuple[VideoRef, Path]:
     """The video's ref and file, or a :class:`UserError` saying why it cannot be ingested, before any work.
+    ``probed``: the caller has just checked the file (a batch checks every file first): not probed again.
 
     The file the user names is read as given, a link followed as ``cp`` would (they can read it anyway); the
     store side never follows a link (:mod:`vidintel_pipeline.storage.local`).
@@ -41,7 +42,8 @@ def check_local_file(
     try:
         storage.check_size(src.name, src.stat().st_size)
         ffmpeg_exe()  # an ffmpeg too old for the chunking and audio steps: say so before any work
-        probe(src)  # refuse a broken file before it touches storage or the instance
+        if not probed:
+            probe(src)  # refuse a broken file before it touches storage or the instance
     except (MediaError, StorageError) as exc:
         raise UserError(f"not ingested: {exc}") from exc
     return ref, src
@@ -80,8 +82,11 @@ def register(instance: "dg.DagsterInstance", refs: Iterable[VideoRef]) -> list[s
     """Add the videos' partitions (those not there yet) to the instance; returns the keys added."""
     from vidintel_pipeline.defs.partitions import VIDEOS
 
-    known = set(instance.get_dynamic_partitions(VIDEOS))
-    new = sorted({r.partition_key for r in refs} - known)
+    keys = {r.partition_key for r in refs}
+    if len(keys) <= 20:  # one indexed lookup each, not every key the instance has (thousands, after a backlog)
+        new = sorted(k for k in keys if not instance.has_dynamic_partition(VIDEOS, k))
+    else:
+        new = sorted(keys - set(instance.get_dynamic_partitions(VIDEOS)))
     if new:
         instance.add_dynamic_partitions(VIDEOS, new)
     return new

@@ -26,14 +26,18 @@ def ingest(
     gpu: bool = False,
     stored: bool = False,
     report_costs: bool = True,
+    instance: Optional[Any] = None,
+    probed: bool = False,
 ) -> dict[str, Any]:
     """Copy a video into storage, register its partition and materialize every asset for it. ``stored``: ``path``
     is the video's own stored source (a re-run, ``vidintel stale --run``): checked, not copied again.
-    ``report_costs``: then refresh the per-project cost report (a batch does it once, at its end)."""
+    ``report_costs``: then refresh the per-project cost report (a batch does it once, at its end). ``instance``: the
+    caller's open instance (a batch keeps one per worker: opening one checks its schema, about 0.1 s). ``probed``:
+    the caller has just checked the file (:func:`~vidintel_pipeline.intake.check_local_file`)."""
     from vidintel.resources import VidintelStorage
     from vidintel_pipeline.intake import check_local_file, register, store_source
 
-    ref, src = check_local_file(path, project, video_id, VidintelStorage())
+    ref, src = check_local_file(path, project, video_id, VidintelStorage(), probed=probed)
     ensure_instance_home()
     from vidintel_pipeline.definitions import defs
     from vidintel_pipeline.defs.assets import memory_and_after
@@ -56,7 +60,7 @@ def ingest(
             ) from None
         if not stored:
             store_source(VidintelStorage().for_video(ref)[0], ref, src)
-        instance = get_instance()
+        instance = instance or get_instance()
         register(instance, [ref])
         job = defs.resolve_job_def("ingest_video_gpu" if gpu else "ingest_video")
         run_config = {

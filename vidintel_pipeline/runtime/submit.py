@@ -34,6 +34,20 @@ MERGE_WAIT_S = 300.0  # after a GPU run: how long gpu_merge_sensor has to start 
 _PHASE = re.compile(r"^phase=(\w+) progress=([\d.]+)%")
 
 
+def phase_of(entry: Any) -> Optional[dict[str, Any]]:
+    """The progress an event log entry reports (``current_phase``, ``phase_progress``), or None: a phase's start and
+    end are the step's AssetObservations, the reports in between log lines (:mod:`vidintel_pipeline.defs.progress`)."""
+    ev = entry.dagster_event
+    if ev is not None and ev.is_asset_observation:
+        meta = ev.asset_observation_data.asset_observation.metadata
+        if "progress/current_phase" in meta and "progress/phase_progress" in meta:
+            return {"current_phase": meta["progress/current_phase"].value,
+                    "phase_progress": float(meta["progress/phase_progress"].value)}  # fmt: skip
+        return None
+    m = _PHASE.match(entry.user_message or "") if ev is None else None
+    return {"current_phase": m.group(1), "phase_progress": float(m.group(2))} if m else None
+
+
 def check_queue(instance: dg.DagsterInstance) -> None:
     """Refuse to submit to a queue no daemon serves: the run would wait for ever, and nothing would say why."""
     if not isinstance(instance.run_coordinator, dg.QueuedRunCoordinator):
@@ -155,9 +169,9 @@ def follow(
             conn = instance.get_records_for_run(r.run_id, cursor=r.cursor, limit=500)
             r.cursor = conn.cursor
             for ev in conn.records:
-                m = _PHASE.match(ev.event_log_entry.user_message or "")
-                if m and progress and not ev.event_log_entry.is_dagster_event:
-                    progress(r, {"current_phase": m.group(1), "phase_progress": float(m.group(2))})
+                told = phase_of(ev.event_log_entry)
+                if told and progress:
+                    progress(r, told)
             status = record.dagster_run.status
             if status != r.status:
                 r.status = status
