@@ -119,29 +119,30 @@ def ingested(info: dict[str, Any], args) -> int:
 def ingest_many(files: list[str], args) -> int:
     """Every file checked first, then ingested in-process on ``--jobs`` workers (Dagster and the models start once
     per worker); a file that fails is reported and the others go on; one summary at the end."""
-    from vidintel_pipeline.runtime.batch import checked, default_jobs, ingest_all
+    from vidintel_pipeline.runtime.batch import checked, default_jobs, ingest_all, workers
 
-    rows, valid = checked(files, args.project)
-    jobs = args.jobs or default_jobs(args.gpu)
-    if not args.json:
-        print(
-            f"{len(valid)} video(s) to ingest into {args.project} on {min(jobs, len(valid))} worker(s)", file=sys.stderr
-        )
-    n = 0
-
-    def done(row: dict[str, Any]) -> None:
-        nonlocal n
-        n += 1
+    jobs = max(1, min(args.jobs or default_jobs(args.gpu), len(files)))
+    with workers(jobs) as pool:  # they start importing now, while the files are checked here
+        rows, valid = checked(files, args.project)
         if not args.json:
-            what = f"{row['wall_s']:.1f} s" if row["status"] == "ok" else row["error"].splitlines()[0]
-            print(
-                f"[{n}/{len(valid)}] {row['status']:<6} {args.project}/{row['video_id']}: {what}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"{len(valid)} video(s) to ingest into {args.project} on {jobs} worker(s)", file=sys.stderr)
+        n = 0
 
-    t0 = time.perf_counter()
-    rows += ingest_all(valid, args.project, jobs=jobs, gpu=args.gpu, resources_config=ingest_resources(args), done=done)
+        def done(row: dict[str, Any]) -> None:
+            nonlocal n
+            n += 1
+            if not args.json:
+                what = f"{row['wall_s']:.1f} s" if row["status"] == "ok" else row["error"].splitlines()[0]
+                print(
+                    f"[{n}/{len(valid)}] {row['status']:<6} {args.project}/{row['video_id']}: {what}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        t0 = time.perf_counter()
+        rows += ingest_all(
+            valid, args.project, pool=pool, gpu=args.gpu, resources_config=ingest_resources(args), done=done
+        )
     return many_summary(rows, round(time.perf_counter() - t0, 2), args)
 
 

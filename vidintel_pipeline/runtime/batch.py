@@ -10,12 +10,13 @@ after the last video.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from vidintel_pipeline.errors import UserError
 from vidintel_pipeline.runtime.cpus import usable_cpus
@@ -113,53 +114,71 @@ def _ingest_one(path: str, project: str, video_id: str, gpu: bool, resources_con
             "warnings": len(warnings)}  # fmt: skip
 
 
+def _start(shares: Any) -> None:
+    """Worker initializer: keep to the next CPU share, then import Dagster and vidintel (about 3 s here) while the
+    parent is still checking the files."""
+    _pin(shares)
+    import vidintel_pipeline.definitions  # noqa: F401
+    import vidintel_pipeline.runtime.in_process  # noqa: F401
+
+
+@contextlib.contextmanager
+def workers(jobs: int) -> Iterator[Optional[ProcessPoolExecutor]]:
+    """``jobs`` worker processes, starting at once (None for ``jobs`` 1: the videos go one after another here)."""
+    if jobs <= 1:
+        yield None
+        return
+    from vidintel_pipeline.runtime.instance import get_instance
+
+    # the instance's schema made here first, not by workers at the same moment: without this (and the partitions
+    # registered here, in ingest_all), about one folder-test run in six failed a video (error not captured; two
+    # workers creating a new SQLite instance at once is the likely cause, as seen with a Celery worker)
+    get_instance().event_log_storage.get_maximum_record_id()
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process's threads or locks
+    shares = ctx.Queue()
+    for share in cpu_shares(jobs):
+        shares.put(share)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start, initargs=(shares,)) as pool:
+        pool.submit(int)  # the pool starts its processes at the first task: now, not after the checks
+        yield pool
+
+
 def ingest_all(
     videos: list[tuple[str, str]],
     project: str,
     *,
-    jobs: int,
+    pool: Optional[ProcessPoolExecutor] = None,
     gpu: bool = False,
     resources_config: Optional[dict[str, Any]] = None,
     done: Optional[Callable[[dict[str, Any]], None]] = None,
 ) -> list[dict[str, Any]]:
-    """Ingest each (file, video id) on ``jobs`` workers (``jobs`` 1: one after another in this process); a row per
-    video, in the order given. ``done(row)`` is told as each finishes."""
+    """Ingest each (file, video id) on the ``pool`` of :func:`workers` (None: one after another in this process); a
+    row per video, in the order given. ``done(row)`` is told as each finishes."""
     from vidintel_pipeline.runtime.in_process import report_project_costs
 
     rows: dict[int, dict[str, Any]] = {}
-    jobs = max(1, min(jobs, len(videos)))
-    if jobs == 1:
+    if pool is None:
         for i, (f, vid) in enumerate(videos):
             rows[i] = _ingest_one(f, project, vid, gpu, resources_config)
             if done:
                 done(rows[i])
     else:
-        # the instance's schema and every partition made here first, not by workers at the same moment: without
-        # this, about one folder-test run in six failed a video (error not captured; two workers creating a new
-        # SQLite instance at once is the likely cause, as seen with a Celery worker); six reruns passed with it
         from vidintel_pipeline.intake import register
         from vidintel_pipeline.runtime.instance import get_instance
         from vidintel_pipeline.storage.layout import VideoRef
 
-        instance = get_instance()
-        register(instance, [VideoRef(project, vid) for _, vid in videos])
-        instance.event_log_storage.get_maximum_record_id()
-        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process's threads or locks
-        shares = ctx.Queue()
-        for share in cpu_shares(jobs):
-            shares.put(share)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pin, initargs=(shares,)) as pool:
-            futures = {pool.submit(_ingest_one, f, project, vid, gpu, resources_config): i
-                       for i, (f, vid) in enumerate(videos)}  # fmt: skip
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    rows[i] = fut.result()
-                except Exception as exc:  # the worker itself died (killed, out of memory)
-                    f, vid = videos[i]
-                    rows[i] = {"file": f, "video_id": vid, "status": "failed", "error": f"worker lost: {exc}"}
-                if done:
-                    done(rows[i])
+        register(get_instance(), [VideoRef(project, vid) for _, vid in videos])  # here, before any worker runs
+        futures = {pool.submit(_ingest_one, f, project, vid, gpu, resources_config): i
+                   for i, (f, vid) in enumerate(videos)}  # fmt: skip
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                rows[i] = fut.result()
+            except Exception as exc:  # the worker itself died (killed, out of memory)
+                f, vid = videos[i]
+                rows[i] = {"file": f, "video_id": vid, "status": "failed", "error": f"worker lost: {exc}"}
+            if done:
+                done(rows[i])
     if any(r["status"] == "ok" for r in rows.values()):
         try:
             report_project_costs()
