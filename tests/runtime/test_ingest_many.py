@@ -54,3 +54,20 @@ def test_workers_get_disjoint_cpu_shares():
         assert len(shares) == jobs and set().union(*shares) == cpus
         if len(cpus) >= jobs:  # enough CPUs: no two workers share one
             assert sum(len(s) for s in shares) == len(cpus)
+
+
+def test_register_adds_only_new_partitions_few_or_many():
+    import dagster as dg
+
+    from vidintel_pipeline.defs.partitions import VIDEOS
+    from vidintel_pipeline.intake import register
+    from vidintel_pipeline.storage.layout import VideoRef
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        many = [VideoRef("p", f"v{i:02d}") for i in range(25)]  # more than 20: one listing of the known keys
+        assert register(instance, many) == sorted(r.partition_key for r in many)
+        assert register(instance, many) == []
+        few = [VideoRef("p", "v03"), VideoRef("p", "new"), VideoRef("p", "new")]  # a lookup per key
+        assert register(instance, few) == ["p__new"]
+        assert register(instance, few) == []
+        assert len(instance.get_dynamic_partitions(VIDEOS)) == 26
