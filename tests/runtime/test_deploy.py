@@ -329,3 +329,18 @@ def test_the_routing_launcher_covers_the_run_launcher_api():
     assert public - set(TagRoutingRunLauncher.__dict__) == {"has_instance"}, public - set(
         TagRoutingRunLauncher.__dict__
     )
+
+
+def test_a_small_source_runs_in_process_an_untagged_or_large_one_does_not(monkeypatch):
+    import dagster as dg
+
+    from vidintel_pipeline.runtime.executors import IN_PROCESS_MAX_MB_ENV, SOURCE_BYTES_TAG, runs_in_process
+
+    monkeypatch.delenv(IN_PROCESS_MAX_MB_ENV, raising=False)
+    assert runs_in_process({SOURCE_BYTES_TAG: str(32_000_000)}) and not runs_in_process({SOURCE_BYTES_TAG: "32000001"})
+    assert not runs_in_process({}) and not runs_in_process({SOURCE_BYTES_TAG: "many"})  # unknown size: processes
+    monkeypatch.setenv(IN_PROCESS_MAX_MB_ENV, "0")  # never
+    assert not runs_in_process({SOURCE_BYTES_TAG: "1"})
+    monkeypatch.setenv(IN_PROCESS_MAX_MB_ENV, "lots")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="VIDINTEL_IN_PROCESS_MAX_MB must be a number"):
+        runs_in_process({SOURCE_BYTES_TAG: "1"})

@@ -42,7 +42,14 @@ def test_submitted_runs_wait_in_the_queue_and_the_sensor_does_not_run_them_twice
     # one run at a time, so the second video's run is seen waiting in the queue
     (home / "dagster/dagster.yaml").write_text(DAGSTER_YAML.replace("max_concurrent_runs: 2", "max_concurrent_runs: 1"))
     clips = [_clip(tmp_path / f"sub{i}.mp4", 2 + i) for i in (1, 2)]
-    env = dict(os.environ, VIDINTEL_SENSOR_SETTLE_S="1", VIDINTEL_SENSOR_INTERVAL_S="3")
+    small, large = (c.stat().st_size for c in clips)
+    assert small < large
+    # the threshold between the two: the shorter clip's steps run in its run's process, the longer one's each in a
+    # process of its own (the multiprocess executor)
+    between = f"{(small + large) / 2 / 1e6:.6f}"
+    env = dict(
+        os.environ, VIDINTEL_SENSOR_SETTLE_S="1", VIDINTEL_SENSOR_INTERVAL_S="3", VIDINTEL_IN_PROCESS_MAX_MB=between
+    )
     cluster = distributed_script.Cluster(home, env)
     instance = get_instance()
     try:
@@ -58,6 +65,13 @@ def test_submitted_runs_wait_in_the_queue_and_the_sensor_does_not_run_them_twice
             assert rec.dagster_run.tags["vidintel/project"] == "q"
             assert rec.dagster_run.tags["vidintel/submitted_by"] == "vidintel ingest"
             assert "vidintel/launcher" in rec.dagster_run.tags  # started by the instance's (routing) launcher
+        how = []
+        for rec, size in zip(runs, (small, large), strict=True):
+            assert rec.dagster_run.tags["vidintel/source_bytes"] == str(size)
+            messages = " ".join(e.message or "" for e in instance.all_logs(rec.dagster_run.run_id))
+            workers = instance.all_logs(rec.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTING)
+            how.append(("in process" if "Executing steps in process" in messages else "") + f" {len(workers)} workers")
+        assert how == ["in process 0 workers", " 9 workers"], how
         first, second = sorted(runs, key=lambda r: r.start_time)
         assert first.end_time <= second.start_time  # the queue's limit of one run held the second back
         for vid, seconds in (("sub1", 3.0), ("sub2", 4.0)):

@@ -44,6 +44,7 @@ from vidintel.resources import VidintelStorage
 from vidintel_pipeline.defs.jobs import ingest_video_gpu_job, ingest_video_job
 from vidintel_pipeline.defs.partitions import run_tags
 from vidintel_pipeline.intake import adopt_drop, partition_requests, register
+from vidintel_pipeline.runtime.executors import SOURCE_BYTES_TAG
 from vidintel_pipeline.runtime.gpu import GPU_PROJECTS_ENV, GPU_REASON_TAG, gpu_projects, is_gpu_project
 from vidintel_pipeline.storage.layout import (
     DROP_PREFIX,
@@ -222,6 +223,7 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
                 tags={
                     **run_tags(f.ref),
                     "vidintel/source_key": f.obj.key[:200],
+                    SOURCE_BYTES_TAG: str(f.obj.size),  # a small one runs its steps in the run's process
                     **({GPU_REASON_TAG: f"{GPU_PROJECTS_ENV} names {f.ref.project_id}"} if gpu else {}),
                 },
             )

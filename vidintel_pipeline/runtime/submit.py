@@ -88,6 +88,7 @@ def submit(
     from vidintel.resources import VidintelStorage
     from vidintel_pipeline.defs.partitions import run_tags
     from vidintel_pipeline.intake import check_local_file, register, store_source
+    from vidintel_pipeline.runtime.executors import SOURCE_BYTES_TAG
     from vidintel_pipeline.runtime.in_process import GPU_DEFAULTS
     from vidintel_pipeline.runtime.instance import get_instance
     from vidintel_pipeline.storage.locks import Busy, held, video_lock_name
@@ -102,7 +103,8 @@ def submit(
             store_source(VidintelStorage().for_video(ref)[0], ref, src)
             register(instance, [ref])
             job = "ingest_video_gpu" if gpu else "ingest_video"
-            tags = {**run_tags(ref), "dagster/partition": ref.partition_key, LAUNCHED_BY_TAG: "vidintel ingest"}
+            tags = {**run_tags(ref), "dagster/partition": ref.partition_key, LAUNCHED_BY_TAG: "vidintel ingest",
+                    SOURCE_BYTES_TAG: str(src.stat().st_size)}  # fmt: skip
             run_config = {"resources": {**(GPU_DEFAULTS if gpu else {}), **(resources_config or {})}}
             run_id = launch(job, tags, run_config)
     except Busy as exc:
