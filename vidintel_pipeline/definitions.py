@@ -11,6 +11,7 @@ from vidintel.resources import (
 )
 from vidintel_pipeline.defs.add_video import add_video_job
 from vidintel_pipeline.defs.assets import gpu_analysis, per_video_assets, project_assets, project_costs
+from vidintel_pipeline.defs.batch_job import ingest_batch_job
 from vidintel_pipeline.defs.jobs import compile_job, cost_report_job, ingest_video_gpu_job, ingest_video_job, search_job
 from vidintel_pipeline.defs.sensors import gpu_merge_sensor, new_video_sensor, nightly_rescan, nightly_rescan_gpu
 from vidintel_pipeline.runtime import executors
@@ -27,7 +28,15 @@ costs_automation = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions(
     assets=[*per_video_assets, gpu_analysis, project_costs, *project_assets],
-    jobs=[ingest_video_job, ingest_video_gpu_job, cost_report_job, search_job, compile_job, add_video_job],
+    jobs=[
+        ingest_video_job,
+        ingest_video_gpu_job,
+        ingest_batch_job,
+        cost_report_job,
+        search_job,
+        compile_job,
+        add_video_job,
+    ],
     sensors=[new_video_sensor, gpu_merge_sensor, costs_automation],
     schedules=[nightly_rescan, nightly_rescan_gpu],
     # VIDINTEL_EXECUTOR: multiprocess (default), in_process, celery or k8s (vidintel_pipeline/runtime/executors.py)

@@ -16,8 +16,11 @@ replaced object (new ETag) runs again.
   link dropped in ``incoming/acme/`` that names another project's video is never adopted (or deleted).
 * A video being ingested right now on this machine (its lock is held: ``vidintel ingest``, or a run) is
   left for a later tick; by then its memory is there, and the video is not run again.
-* At most ``max_runs_per_tick`` runs are requested per tick; the instance's run queue limits how many run
-  at once, so 500 new videos do not start 500 runs together.
+* At most ``max_runs_per_tick`` videos are taken per tick; the instance's run queue limits how many runs
+  run at once, so 500 new videos do not start 500 runs together.
+* Small videos (a source of at most ``VIDINTEL_IN_PROCESS_MAX_MB``) found in one tick go in runs of the
+  ``ingest_batch`` job, ``VIDINTEL_SENSOR_BATCH`` (8) to a run (1: a run each); each video is still a run of
+  ``ingest_video`` of its own within it (:mod:`vidintel_pipeline.defs.batch_job`).
 
 A nightly schedule re-scans everything and requests runs for videos whose ``memory`` was never
 materialized, so nothing is missed while the sensor was off.
@@ -31,6 +34,7 @@ after every ``gpu_analysis`` materialization, however it was launched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,10 +45,11 @@ from typing import Callable, Optional
 import dagster as dg
 
 from vidintel.resources import VidintelStorage
+from vidintel_pipeline.defs.batch_job import BATCH_OP, ingest_batch_job
 from vidintel_pipeline.defs.jobs import ingest_video_gpu_job, ingest_video_job
 from vidintel_pipeline.defs.partitions import run_tags
 from vidintel_pipeline.intake import adopt_drop, partition_requests, register
-from vidintel_pipeline.runtime.executors import SOURCE_BYTES_TAG
+from vidintel_pipeline.runtime.executors import SOURCE_BYTES_TAG, runs_in_process
 from vidintel_pipeline.runtime.gpu import GPU_PROJECTS_ENV, GPU_REASON_TAG, gpu_projects, is_gpu_project
 from vidintel_pipeline.storage.layout import (
     DROP_PREFIX,
@@ -62,6 +67,8 @@ SETTLE_S = float(os.environ.get("VIDINTEL_SENSOR_SETTLE_S", "10"))
 MAX_RUNS_PER_TICK = int(os.environ.get("VIDINTEL_SENSOR_MAX_RUNS", "50"))
 LOOKBACK_S = float(os.environ.get("VIDINTEL_SENSOR_LOOKBACK_S", "3600"))
 INTERVAL_S = int(os.environ.get("VIDINTEL_SENSOR_INTERVAL_S", "30"))
+# small videos to a run of ingest_batch: the run worker's start-up (about 4 s here) is paid once per batch
+BATCH_SIZE = int(os.environ.get("VIDINTEL_SENSOR_BATCH", "8"))
 
 
 @dataclass
@@ -195,13 +202,26 @@ UNFINISHED = [
 ]
 
 
-def pending_run(instance: dg.DagsterInstance, ref: VideoRef) -> Optional[str]:
-    """A queued or unfinished run of the video (``vidintel ingest --submit`` queued it, or a backfill), or None:
-    the sensor judges the video again once that run is over, rather than queue a second run of it."""
+def pending_run(instance: dg.DagsterInstance, ref: VideoRef, batched: Optional[dict[str, str]] = None) -> Optional[str]:
+    """A queued or unfinished run of the video (``vidintel ingest --submit`` queued it, a backfill, or a batch:
+    ``batched``, from :func:`pending_batches`), or None: the sensor judges the video again once that run is over,
+    rather than queue a second run of it."""
+    if batched and ref.partition_key in batched:
+        return f"batch run {batched[ref.partition_key]}"
     runs = instance.get_run_records(
         dg.RunsFilter(tags={"dagster/partition": ref.partition_key}, statuses=UNFINISHED), limit=1
     )
     return f"run {runs[0].dagster_run.run_id}" if runs else None
+
+
+def pending_batches(instance: dg.DagsterInstance) -> dict[str, str]:
+    """{partition: batch run id} for every video in a queued or unfinished ``ingest_batch`` run."""
+    out: dict[str, str] = {}
+    for rec in instance.get_run_records(dg.RunsFilter(job_name=ingest_batch_job.name, statuses=UNFINISHED)):
+        run_config: dict = dict(rec.dagster_run.run_config or {})
+        for key in run_config.get("ops", {}).get(BATCH_OP, {}).get("config", {}).get("partition_keys", []):
+            out[key] = rec.dagster_run.run_id
+    return out
 
 
 def job_for(ref: VideoRef) -> str:
@@ -209,9 +229,33 @@ def job_for(ref: VideoRef) -> str:
     return ingest_video_gpu_job.name if is_gpu_project(ref.project_id) else ingest_video_job.name
 
 
-def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
+def requests_for(found: list[Found], *, batch: int = 1) -> tuple[list[dg.RunRequest], list[str]]:
+    """The run requests for ``found`` and their partitions; with ``batch`` > 1, small videos (not of a GPU project)
+    go ``batch`` to a run of ``ingest_batch`` when there are two or more."""
+    small = [
+        f
+        for f in found
+        if batch > 1 and not is_gpu_project(f.ref.project_id) and runs_in_process({SOURCE_BYTES_TAG: str(f.obj.size)})
+    ]
+    if len(small) < 2:
+        small = []
     runs, keys = [], []
-    for f in found:
+    for i in range(0, len(small), batch):
+        group = small[i : i + batch]
+        parts = [f.ref.partition_key for f in group]
+        keys += parts
+        projects = sorted({f.ref.project_id for f in group})
+        runs.append(
+            dg.RunRequest(
+                # Dagster never launches a run key twice: the same videos (same ETags) are never batched twice
+                run_key="batch:" + hashlib.sha1("\n".join(f.run_key for f in group).encode()).hexdigest(),
+                job_name=ingest_batch_job.name,
+                run_config={"ops": {BATCH_OP: {"config": {"partition_keys": parts}}}},
+                tags={"vidintel/project": ",".join(projects)[:200], "vidintel/videos": str(len(group))},
+            )
+        )
+    grouped = {id(f) for f in small}
+    for f in (f for f in found if id(f) not in grouped):
         keys.append(f.ref.partition_key)
         job = job_for(f.ref)
         gpu = job == ingest_video_gpu_job.name
@@ -232,7 +276,7 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
 
 
 @dg.sensor(
-    jobs=[ingest_video_job, ingest_video_gpu_job],
+    jobs=[ingest_video_job, ingest_video_gpu_job, ingest_batch_job],
     minimum_interval_seconds=INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns new or changed videos in the ingestion store (and incoming/{project}/ drops) into "
@@ -241,20 +285,22 @@ def requests_for(found: list[Found]) -> tuple[list[dg.RunRequest], list[str]]:
 def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStorage) -> dg.SensorResult:
     store = watched(storage.ingest(), context.log)
     adopt_drops(store, context.log, time.time(), SETTLE_S)
+    batched = pending_batches(context.instance)
     found, cursor = scan(
         store,
         context.cursor,
         context.log,
         now=time.time(),
-        busy=lambda ref: ingesting(ref) or pending_run(context.instance, ref),
+        busy=lambda ref: ingesting(ref) or pending_run(context.instance, ref, batched),
     )
     done = already_ingested(context.instance, found)
     if done:
         context.log.info(f"{len(done)} video(s) already ingested since they were last written: not run again")
-    runs, keys = requests_for([f for f in found if f.run_key not in done])
+    runs, keys = requests_for([f for f in found if f.run_key not in done], batch=BATCH_SIZE)
     if runs:
         context.log.info(
-            f"{len(runs)} new or changed video(s): {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}"
+            f"{len(keys)} new or changed video(s) in {len(runs)} run(s): "
+            f"{', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}"
         )
     return dg.SensorResult(
         run_requests=runs,
