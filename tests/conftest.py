@@ -38,6 +38,25 @@ def distributed_script():
 
 
 @pytest.fixture(scope="session")
+def tone_clip():
+    """A function rendering a tiny H.264 + AAC clip of ``seconds`` (96x54 test pattern, a 440 Hz tone) to ``path``."""
+    import subprocess
+
+    from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
+
+    def render(path: Path, seconds: int) -> Path:
+        subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+             f"testsrc2=s=96x54:r=25:d={seconds}", "-f", "lavfi", "-i", f"sine=f=440:d={seconds}",
+             "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path)],
+            check=True,
+        )  # fmt: skip
+        return path
+
+    return render
+
+
+@pytest.fixture(scope="session")
 def demo_video(tmp_path_factory) -> tuple[Path, Truth]:
     """The demo sample: cuts, a dissolve, a fade through black, a face, bars, black, a flash, speech."""
     path = tmp_path_factory.mktemp("media") / "demo.mp4"

@@ -5,24 +5,11 @@ and then fails naming it, and the sensor queues nothing twice."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-from pathlib import Path
 
 import dagster as dg
 
-from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
 from vidintel_pipeline.runtime.instance import DAGSTER_YAML, get_instance
-
-
-def _clip(path: Path, seconds: int) -> Path:
-    subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-         f"testsrc2=s=96x54:r=25:d={seconds}", "-f", "lavfi", "-i", f"sine=f=440:d={seconds}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
 
 
 def test_small_cpu_videos_are_grouped_and_the_rest_run_alone(monkeypatch):
@@ -59,10 +46,10 @@ def test_small_cpu_videos_are_grouped_and_the_rest_run_alone(monkeypatch):
     assert all(r.job_name == "ingest_video" for r in requests_for(small, batch=1)[0])  # batching off
 
 
-def test_a_drop_of_small_videos_goes_in_batches_each_video_its_own_run(distributed_script, home, tmp_path):
+def test_a_drop_of_small_videos_goes_in_batches_each_video_its_own_run(distributed_script, home, tmp_path, tone_clip):
     (home / "dagster").mkdir(parents=True)
     (home / "dagster/dagster.yaml").write_text(DAGSTER_YAML)
-    made = [_clip(tmp_path / f"b{i}.mp4", 1 + i) for i in range(3)]
+    made = [tone_clip(tmp_path / f"b{i}.mp4", 1 + i) for i in range(3)]
     (tmp_path / "broken.mp4").write_bytes(made[2].read_bytes()[:3000])  # cut short: no readable container
     drop = home / "data/ingest/incoming/bat"
     drop.mkdir(parents=True)

@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
-from pathlib import Path
 
 import dagster as dg
 
 from vidintel_pipeline import cli
-from vidintel_pipeline.media.ffmpeg import ffmpeg_exe
 from vidintel_pipeline.runtime.instance import DAGSTER_YAML, get_instance
 
 
-def _clip(path: Path, seconds: int) -> Path:
-    subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-         f"testsrc2=s=96x54:r=25:d={seconds}", "-f", "lavfi", "-i", f"sine=f=440:d={seconds}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
-
-
-def test_submit_refuses_a_queue_no_daemon_serves_and_stores_nothing(home, tmp_path, capsys):
-    clip = _clip(tmp_path / "lone.mp4", 1)
+def test_submit_refuses_a_queue_no_daemon_serves_and_stores_nothing(home, tmp_path, capsys, tone_clip):
+    clip = tone_clip(tmp_path / "lone.mp4", 1)
     assert cli.main(["ingest", str(clip), "--project", "q", "--submit"]) == 2
     assert "no Dagster daemon serves the run queue" in capsys.readouterr().err
     assert not (home / "data/ingest/projects/q").exists()  # refused before the source was stored
@@ -36,12 +23,12 @@ def test_submit_refuses_a_queue_no_daemon_serves_and_stores_nothing(home, tmp_pa
 
 
 def test_submitted_runs_wait_in_the_queue_and_the_sensor_does_not_run_them_twice(
-    distributed_script, home, tmp_path, capsys
+    distributed_script, home, tmp_path, capsys, tone_clip
 ):
     (home / "dagster").mkdir(parents=True)
     # one run at a time, so the second video's run is seen waiting in the queue
     (home / "dagster/dagster.yaml").write_text(DAGSTER_YAML.replace("max_concurrent_runs: 2", "max_concurrent_runs: 1"))
-    clips = [_clip(tmp_path / f"sub{i}.mp4", 2 + i) for i in (1, 2)]
+    clips = [tone_clip(tmp_path / f"sub{i}.mp4", 2 + i) for i in (1, 2)]
     small, large = (c.stat().st_size for c in clips)
     assert small < large
     # the threshold between the two: the shorter clip's steps run in its run's process, the longer one's each in a
