@@ -18,9 +18,9 @@ replaced object (new ETag) runs again.
   left for a later tick; by then its memory is there, and the video is not run again.
 * At most ``max_runs_per_tick`` videos are taken per tick; the instance's run queue limits how many runs
   run at once, so 500 new videos do not start 500 runs together.
-* Small videos (a source of at most ``VIDINTEL_IN_PROCESS_MAX_MB``) found in one tick go in runs of the
-  ``ingest_batch`` job, ``VIDINTEL_SENSOR_BATCH`` (8) to a run (1: a run each); each video is still a run of
-  ``ingest_video`` of its own within it (:mod:`vidintel_pipeline.defs.batch_job`).
+* With ``VIDINTEL_SENSOR_BATCH`` over 1 (off by default), a project's small videos (a source of at most
+  ``VIDINTEL_IN_PROCESS_MAX_MB``) found in one tick go that many to a run of the ``ingest_batch`` job; each video
+  is still a run of ``ingest_video`` of its own within it (:mod:`vidintel_pipeline.defs.batch_job`).
 
 A nightly schedule re-scans everything and requests runs for videos whose ``memory`` was never
 materialized, so nothing is missed while the sensor was off.
@@ -67,8 +67,9 @@ SETTLE_S = float(os.environ.get("VIDINTEL_SENSOR_SETTLE_S", "10"))
 MAX_RUNS_PER_TICK = int(os.environ.get("VIDINTEL_SENSOR_MAX_RUNS", "50"))
 LOOKBACK_S = float(os.environ.get("VIDINTEL_SENSOR_LOOKBACK_S", "3600"))
 INTERVAL_S = int(os.environ.get("VIDINTEL_SENSOR_INTERVAL_S", "30"))
-# small videos to a run of ingest_batch: the run worker's start-up (about 4 s here) is paid once per batch
-BATCH_SIZE = int(os.environ.get("VIDINTEL_SENSOR_BATCH", "8"))
+# small videos to a run of ingest_batch (1: off, the default): the run worker's start-up (about 4 s here) is paid
+# once per batch, but each video's run inside counts against the queue's limit too (see batch_job.py)
+BATCH_SIZE = int(os.environ.get("VIDINTEL_SENSOR_BATCH", "1"))
 
 
 @dataclass
@@ -230,28 +231,26 @@ def job_for(ref: VideoRef) -> str:
 
 
 def requests_for(found: list[Found], *, batch: int = 1) -> tuple[list[dg.RunRequest], list[str]]:
-    """The run requests for ``found`` and their partitions; with ``batch`` > 1, small videos (not of a GPU project)
-    go ``batch`` to a run of ``ingest_batch`` when there are two or more."""
-    small = [
-        f
-        for f in found
-        if batch > 1 and not is_gpu_project(f.ref.project_id) and runs_in_process({SOURCE_BYTES_TAG: str(f.obj.size)})
-    ]
-    if len(small) < 2:
-        small = []
+    """The run requests for ``found`` and their partitions; with ``batch`` > 1, a project's small videos (not of a GPU
+    project) go ``batch`` to a run of ``ingest_batch`` (a group of one: a run of its own)."""
+    by_project: dict[str, list[Found]] = {}
+    for f in found:
+        if batch > 1 and not is_gpu_project(f.ref.project_id) and runs_in_process({SOURCE_BYTES_TAG: str(f.obj.size)}):
+            by_project.setdefault(f.ref.project_id, []).append(f)
+    groups = [fs[i : i + batch] for fs in by_project.values() for i in range(0, len(fs), batch)]
+    groups = [g for g in groups if len(g) > 1]  # a batch of one is a run of its own
+    small = [f for g in groups for f in g]
     runs, keys = [], []
-    for i in range(0, len(small), batch):
-        group = small[i : i + batch]
+    for group in groups:
         parts = [f.ref.partition_key for f in group]
         keys += parts
-        projects = sorted({f.ref.project_id for f in group})
         runs.append(
             dg.RunRequest(
                 # Dagster never launches a run key twice: the same videos (same ETags) are never batched twice
                 run_key="batch:" + hashlib.sha1("\n".join(f.run_key for f in group).encode()).hexdigest(),
                 job_name=ingest_batch_job.name,
                 run_config={"ops": {BATCH_OP: {"config": {"partition_keys": parts}}}},
-                tags={"vidintel/project": ",".join(projects)[:200], "vidintel/videos": str(len(group))},
+                tags={"vidintel/project": group[0].ref.project_id, "vidintel/videos": str(len(group))},
             )
         )
     grouped = {id(f) for f in small}

@@ -139,7 +139,8 @@ def workers(jobs: int) -> Iterator[Optional[ProcessPoolExecutor]]:
     for share in cpu_shares(jobs):
         shares.put(share)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start, initargs=(shares,)) as pool:
-        pool.submit(int)  # the pool starts its processes at the first task: now, not after the checks
+        for _ in range(jobs):  # the pool starts a process per task it is given, when none is idle: all now
+            pool.submit(int)
         yield pool
 
 
