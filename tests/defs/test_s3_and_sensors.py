@@ -265,6 +265,15 @@ def test_nightly_rescan_requests_videos_without_memory(home, tmp_path):
     reqs = [r for r in schedule(ctx) if isinstance(r, dg.RunRequest)]
     assert [r.partition_key for r in reqs] == ["acme__missed"]
     assert "acme__missed" in get_instance().get_dynamic_partitions("videos")
+    # a video whose run has not finished (a backlog draining at 03:00) is not requested a second time
+    store.put_bytes("projects/acme/videos/queued/source/queued.mp4", b"x")
+    get_instance().add_run(
+        dg.DagsterRun(
+            job_name="ingest_video", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "acme__queued"}
+        )
+    )
+    ctx = dg.build_schedule_context(instance=get_instance(), resources={"storage": VidintelStorage()})
+    assert [r.partition_key for r in schedule(ctx) if isinstance(r, dg.RunRequest)] == ["acme__missed"]
 
 
 def test_gpu_projects_take_the_gpu_job_unattended(home, monkeypatch):

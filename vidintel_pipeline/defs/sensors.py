@@ -309,13 +309,19 @@ def new_video_sensor(context: dg.SensorEvaluationContext, storage: VidintelStora
 
 
 def rescan(context: dg.ScheduleEvaluationContext, storage: VidintelStorage, gpu: bool):
-    """Run requests for the stored videos whose memory was never materialized, of GPU projects or of the rest."""
+    """Run requests for the stored videos whose memory was never materialized, of GPU projects or of the rest; not
+    for one with a queued or unfinished run (a backlog still draining at 03:00), nor one being ingested here."""
     instance = context.instance
     done = instance.get_materialized_partitions(dg.AssetKey("memory"))
+    batched = pending_batches(instance)
     found = []
     for obj in watched(storage.ingest(), context.log).list_objects(PROJECTS_PREFIX):
         ref, _ = classify(obj.key)
         if ref is not None and ref.partition_key not in done and is_gpu_project(ref.project_id) == gpu:
+            who = ingesting(ref) or pending_run(instance, ref, batched)
+            if who:
+                context.log.info(f"{ref.partition_key} has no memory yet, but {who} is on it: not requested")
+                continue
             found.append(Found(ref, obj))
     runs, _ = requests_for(found)
     register(instance, [f.ref for f in found])
