@@ -249,6 +249,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from vidintel_pipeline.runtime.instance import ensure_instance_home, get_instance
 
     ensure_instance_home()
+    # the instance's SQLite schema made here, before the workers and the daemon open it at once: created by several
+    # processes together, its schedule storage once got two alembic heads, and none of them could load the code
+    instance = get_instance()
     video = Path(args.video) if args.video else sample_video(home / "sample.mp4")
     cluster = Cluster(home, env)
     t0 = time.time()
@@ -262,7 +265,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         inbox = home / "data/ingest/incoming" / PROJECT
         inbox.mkdir(parents=True, exist_ok=True)
         shutil.copy(video, inbox / "clip.mp4")
-        instance = get_instance()
         killed = kill_step(cluster, "gpu-worker", instance, args.kill_step, args.timeout) if args.kill_step else None
 
         runs = wait_runs(instance, args.timeout)
