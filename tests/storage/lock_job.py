@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from vidintel_pipeline.storage.locks import video_locked
+from vidintel_pipeline.runtime.executors import video_locked
 
 
 @dg.op(config_schema={"log": str, "sleep_s": float})

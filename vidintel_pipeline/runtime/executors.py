@@ -15,18 +15,19 @@
   ``nvidia.com/gpu`` on a GPU node (its ``dagster-k8s/config`` op tag).
 
 Whatever the choice, a per-video run holds its video's lock from first step to last
-(:func:`vidintel_pipeline.storage.locks.video_locked`).
+(:func:`video_locked`).
 """
 
 from __future__ import annotations
 
 import os
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import dagster as dg
 
-from vidintel_pipeline.storage.locks import video_locked
+from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef
+from vidintel_pipeline.storage.locks import held, video_lock_name
 
 EXECUTOR_ENV = "VIDINTEL_EXECUTOR"
 BROKER_ENV, BACKEND_ENV = "VIDINTEL_CELERY_BROKER", "VIDINTEL_CELERY_BACKEND"
@@ -66,7 +67,40 @@ def runs_in_process(tags: dict[str, str]) -> bool:
     return 0 <= size <= in_process_max_bytes()
 
 
-def small_in_process(inner):  # untyped, as locks.video_locked: ExecutorDefinition's attributes are Optional
+class Wrapping(dg.Executor):
+    """An executor that runs ``wrapped``'s plan its own way; everything else is read from ``wrapped``.
+
+    Dagster reads ``retries`` and ``step_dependency_config`` off the run's executor, and an executor's own step
+    loop reads its settings back from ``plan_context.executor`` (dagster-celery: app_args, broker, backend, ...).
+    """
+
+    def __init__(self, wrapped: dg.Executor):
+        self.wrapped = wrapped
+
+    def __getattr__(self, name):
+        return getattr(self.wrapped, name)
+
+    @property
+    def retries(self):
+        return self.wrapped.retries
+
+    @property
+    def step_dependency_config(self):
+        return self.wrapped.step_dependency_config
+
+
+def wrapped_definition(inner, make: Callable[[Any, dg.Executor], dg.Executor], what: str) -> dg.ExecutorDefinition:
+    """``inner`` with the same name, config and requirements, its executor wrapped by ``make(init_context, it)``."""
+    return dg.ExecutorDefinition(
+        name=inner.name,
+        config_schema=inner.config_schema,
+        requirements=inner.get_requirements,
+        executor_creation_fn=lambda init_context: make(init_context, inner.executor_creation_fn(init_context)),
+        description=f"{inner.description or inner.name}; {what}",
+    )
+
+
+def small_in_process(inner):  # untyped: ExecutorDefinition's attributes are Optional
     """``inner`` (the multiprocess executor), except that a run of a small source executes in its own process.
 
     Through the daemon, 10 distinct 8 s 640x360 clips took 89.6 s with every step forked from the preloaded
@@ -74,35 +108,54 @@ def small_in_process(inner):  # untyped, as locks.video_locked: ExecutorDefiniti
     median run 3.9 s): each run starts its own fork server, which imports the code location again.
     """
 
-    class SmallInProcessExecutor(dg.Executor):
+    class SmallInProcessExecutor(Wrapping):
         def __init__(self, multi: dg.Executor, single: dg.Executor):
-            self.multi, self.single = multi, single
-
-        @property
-        def retries(self):
-            return self.multi.retries
-
-        @property
-        def step_dependency_config(self):
-            return self.multi.step_dependency_config
+            super().__init__(multi)
+            self.single = single
 
         def execute(self, plan_context, execution_plan):
-            chosen = self.single if runs_in_process(plan_context.dagster_run.tags) else self.multi
+            chosen = self.single if runs_in_process(plan_context.dagster_run.tags) else self.wrapped
             yield from chosen.execute(plan_context, execution_plan)
 
-    def create(init_context):
+    def make(init_context, multi: dg.Executor) -> dg.Executor:
         config = init_context.executor_config
         shared = {k: config[k] for k in ("retries", "step_dependency_config") if k in config}  # what both read
         in_process: Any = dg.in_process_executor  # its creation fn reads only the context's executor_config
-        single = in_process.executor_creation_fn(SimpleNamespace(executor_config=shared))
-        return SmallInProcessExecutor(inner.executor_creation_fn(init_context), single)
+        return SmallInProcessExecutor(multi, in_process.executor_creation_fn(SimpleNamespace(executor_config=shared)))
 
-    return dg.ExecutorDefinition(
-        name=inner.name,
-        config_schema=inner.config_schema,
-        requirements=inner.get_requirements,
-        executor_creation_fn=create,
-        description=f"{inner.description or inner.name}; a small source's run executes in its own process",
+    return wrapped_definition(inner, make, "a small source's run executes in its own process")
+
+
+def video_locked(inner):
+    """``inner`` (an executor definition) whose runs of a per-video partition hold that video's lock.
+
+    The executor's ``execute`` runs in the run worker for the whole run, around every step process, so
+    the lock covers the run from first step to last. A run that finds the lock held (a ``vidintel
+    ingest`` of the same video) waits for it and says so in its event log. ``execute_in_process`` (the
+    CLI) never uses the job's executor: the CLI holds the lock itself (:mod:`vidintel_pipeline.storage.locks`).
+    """
+
+    class VideoLockedExecutor(Wrapping):
+        def execute(self, plan_context, execution_plan):
+            run = plan_context.dagster_run
+            try:
+                ref = VideoRef.from_partition_key(run.tags.get("dagster/partition", ""))
+            except InvalidIdError:
+                yield from self.wrapped.execute(plan_context, execution_plan)  # not a per-video run
+                return
+
+            def waiting(who: str) -> None:
+                plan_context.log.warning(
+                    f"{ref.project_id}/{ref.video_id} is being ingested by {who}: this run waits for it to finish"
+                )
+
+            with held(video_lock_name(ref), f"run {run.run_id}", wait=True, waiting=waiting):
+                yield from self.wrapped.execute(plan_context, execution_plan)
+
+    return wrapped_definition(
+        inner,
+        lambda _context, it: VideoLockedExecutor(it),
+        "a per-video run holds its video's lock (vidintel_pipeline.storage.locks)",
     )
 
 

@@ -8,7 +8,8 @@ would let two holders in.
 
 * ``vidintel ingest`` holds its video's lock for its whole run and fails fast when another has it.
 * Runs the daemon launches (sensor, schedule, UI) take the same lock in their run worker, through
-  :func:`video_locked`, and wait for it: a run never overlaps a CLI ingest of the same video.
+  :func:`vidintel_pipeline.runtime.executors.video_locked`, and wait for it: a run never overlaps a CLI
+  ingest of the same video.
 * The sensor leaves a video whose lock is held for a later tick (:func:`holder`).
 * :mod:`vidintel_pipeline.outputs.search` holds the project's index lock around read, update and upload.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from vidintel_pipeline.runtime.instance import vidintel_home
-from vidintel_pipeline.storage.layout import InvalidIdError, VideoRef, validate_id
+from vidintel_pipeline.storage.layout import VideoRef, validate_id
 
 # a sensor's probe holds a lock for microseconds: a caller that fails fast retries this long first
 GRACE_S = 2.0
@@ -117,59 +118,3 @@ def holder(name: str) -> Optional[str]:
         return None
     finally:
         os.close(fd)
-
-
-# --------------------------------------------------------------------------------------------------
-# runs launched by the daemon: the run worker holds the video's lock around the whole execution plan
-# --------------------------------------------------------------------------------------------------
-
-
-def video_locked(inner):
-    """``inner`` (an executor definition) whose runs of a per-video partition hold that video's lock.
-
-    The executor's ``execute`` runs in the run worker for the whole run, around every step process, so
-    the lock covers the run from first step to last. A run that finds the lock held (a ``vidintel
-    ingest`` of the same video) waits for it and says so in its event log. ``execute_in_process`` (the
-    CLI) never uses the job's executor: the CLI holds the lock itself.
-    """
-    import dagster as dg
-
-    class VideoLockedExecutor(dg.Executor):
-        def __init__(self, wrapped):
-            self.wrapped = wrapped
-
-        def __getattr__(self, name):  # what an executor's own loop reads back from plan_context.executor
-            return getattr(self.wrapped, name)  # (dagster-celery: app_args, broker, backend, ...)
-
-        @property
-        def retries(self):
-            return self.wrapped.retries
-
-        @property
-        def step_dependency_config(self):
-            return self.wrapped.step_dependency_config
-
-        def execute(self, plan_context, execution_plan):
-            run = plan_context.dagster_run
-            try:
-                ref = VideoRef.from_partition_key(run.tags.get("dagster/partition", ""))
-            except InvalidIdError:
-                yield from self.wrapped.execute(plan_context, execution_plan)  # not a per-video run
-                return
-
-            def waiting(who: str) -> None:
-                plan_context.log.warning(
-                    f"{ref.project_id}/{ref.video_id} is being ingested by {who}: this run waits for it to finish"
-                )
-
-            with held(video_lock_name(ref), f"run {run.run_id}", wait=True, waiting=waiting):
-                yield from self.wrapped.execute(plan_context, execution_plan)
-
-    return dg.ExecutorDefinition(
-        name=inner.name,
-        config_schema=inner.config_schema,
-        requirements=inner.get_requirements,
-        executor_creation_fn=lambda init_context: VideoLockedExecutor(inner.executor_creation_fn(init_context)),
-        description=f"{inner.description or inner.name}; a per-video run holds its video's lock "
-        "(vidintel_pipeline.storage.locks)",
-    )
