@@ -359,9 +359,9 @@ def main() -> int:
             results["visual_pass_over_decode"] <= 1.1,
         ),
         (
-            "ingest / (decode + faster-whisper) <= 1.2",
+            "ingest / (decode + faster-whisper) <= 1.0",
             results["ingest_over_decode_plus_whisper"],
-            results["ingest_over_decode_plus_whisper"] <= 1.2,
+            results["ingest_over_decode_plus_whisper"] <= 1.0,
         ),
         ("WER - faster-whisper's <= 0.01", results["wer_difference"], results["wer_difference"] <= 0.01),
     ]

@@ -37,6 +37,7 @@ def ingest_videos(context: dg.OpExecutionContext, config: BatchConfig) -> dg.Out
     from vidintel_pipeline.definitions import defs
     from vidintel_pipeline.defs.partitions import run_tags
     from vidintel_pipeline.runtime.in_process import failure_reasons
+    from vidintel_pipeline.runtime.threaded import execute_threaded
     from vidintel_pipeline.storage.locks import held, video_lock_name
 
     job = defs.resolve_job_def("ingest_video")
@@ -62,9 +63,10 @@ def ingest_videos(context: dg.OpExecutionContext, config: BatchConfig) -> dg.Out
             def waiting(who: str, key: str = key) -> None:
                 context.log.warning(f"{key} is being ingested by {who}: waiting for it to finish")
 
-            # execute_in_process never uses the job's executor, which would hold the lock: hold it here
+            # a run in this process never uses the job's executor, which would hold the lock: hold it here
             with held(video_lock_name(ref), f"batch run {context.run_id}", wait=True, waiting=waiting):
-                result = job.execute_in_process(
+                result = execute_threaded(  # its transcript and visual pass side by side (runtime/threaded.py)
+                    job,
                     instance=context.instance,
                     partition_key=key,
                     tags={**run_tags(ref), BATCH_TAG: context.run_id},

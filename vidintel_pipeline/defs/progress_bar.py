@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+import threading
+from typing import Any
 
 PHASE_WEIGHTS = {  # share of the progress bar each phase fills; Dagster may run phases in any order
     "initializing": 5,
@@ -20,11 +21,16 @@ class ProgressBar:
         self.stream = stream
         self.width = width
         self.tty = stream.isatty()
-        self.last_phase: Optional[str] = None
+        self.shown: set[str] = set()
         self.done: dict[str, float] = {}
         self.pct = 0.0
+        self.lock = threading.Lock()  # steps report from their own threads (runtime/threaded.py)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self._draw(event)
+
+    def _draw(self, event: dict[str, Any]) -> None:
         phase = event["current_phase"]
         self.done[phase] = max(self.done.get(phase, 0.0), event["phase_progress"] / 100.0)
         self.pct = sum(PHASE_WEIGHTS.get(p, 0) * f for p, f in self.done.items())
@@ -33,9 +39,9 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\r" + line.ljust(70))
             self.stream.flush()
-        elif phase != self.last_phase:
+        elif phase not in self.shown:  # a log, not a terminal: a line as each phase starts, however they interleave
+            self.shown.add(phase)
             self.stream.write(line + "\n")
-        self.last_phase = phase
 
     def close(self, success: bool = True) -> None:
         """End the bar: at 100 % when the run succeeded (phases a cached or empty step skips count as done)."""

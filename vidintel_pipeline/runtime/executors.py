@@ -4,8 +4,11 @@
   has already imported the code location (``forkserver``), not spawned fresh (Dagster's default, ``spawn``). A run
   whose source is small (its ``vidintel/source_bytes`` tag, set by the sensor and ``ingest --submit``, at most
   ``VIDINTEL_IN_PROCESS_MAX_MB``, 32 by default: about a minute of 720p) runs its steps in the run worker instead,
-  as ``in_process`` does: the server's start-up and a process per step cost more than a short video's analysis.
-* ``in_process``: every step in the run worker's process; cheapest for many short videos on one machine.
+  as ``in_process`` does (threads too): the server's start-up and a process per step cost more than a short
+  video's analysis.
+* ``in_process``: every step in the run worker's process (independent steps side by side in threads,
+  ``VIDINTEL_STEP_THREADS``: :mod:`~vidintel_pipeline.runtime.threaded`); cheapest for many short videos on one
+  machine.
 * ``celery``: dagster-celery's ``celery_executor`` (``pip install 'vidintel[distributed]'``): each step is a
   Celery task on the queue its op tags name (``gpu_analysis``: ``dagster-celery/queue: gpu``; the rest: the
   default ``dagster`` queue), so only GPU workers run GPU steps. Broker and backend: ``VIDINTEL_CELERY_BROKER``
@@ -21,7 +24,6 @@ Whatever the choice, a per-video run holds its video's lock from first step to l
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 import dagster as dg
@@ -100,6 +102,19 @@ def wrapped_definition(inner, make: Callable[[Any, dg.Executor], dg.Executor], w
     )
 
 
+def threaded_like(other: dg.Executor) -> dg.Executor:
+    """The threaded in-process executor (:mod:`~vidintel_pipeline.runtime.threaded`), with ``other``'s retries and
+    step dependency settings."""
+    from vidintel_pipeline.runtime.threaded import ThreadedExecutor
+
+    return ThreadedExecutor(other.retries, other.step_dependency_config)
+
+
+def in_process_threaded(inner):  # untyped, as small_in_process
+    """``inner`` (Dagster's in-process executor, for its config schema) running its steps in threads."""
+    return wrapped_definition(inner, lambda _context, it: threaded_like(it), "independent steps side by side")
+
+
 def small_in_process(inner):  # untyped: ExecutorDefinition's attributes are Optional
     """``inner`` (the multiprocess executor), except that a run of a small source executes in its own process.
 
@@ -117,11 +132,8 @@ def small_in_process(inner):  # untyped: ExecutorDefinition's attributes are Opt
             chosen = self.single if runs_in_process(plan_context.dagster_run.tags) else self.wrapped
             yield from chosen.execute(plan_context, execution_plan)
 
-    def make(init_context, multi: dg.Executor) -> dg.Executor:
-        config = init_context.executor_config
-        shared = {k: config[k] for k in ("retries", "step_dependency_config") if k in config}  # what both read
-        in_process: Any = dg.in_process_executor  # its creation fn reads only the context's executor_config
-        return SmallInProcessExecutor(multi, in_process.executor_creation_fn(SimpleNamespace(executor_config=shared)))
+    def make(_init_context, multi: dg.Executor) -> dg.Executor:
+        return SmallInProcessExecutor(multi, threaded_like(multi))
 
     return wrapped_definition(inner, make, "a small source's run executes in its own process")
 
@@ -131,8 +143,9 @@ def video_locked(inner):
 
     The executor's ``execute`` runs in the run worker for the whole run, around every step process, so
     the lock covers the run from first step to last. A run that finds the lock held (a ``vidintel
-    ingest`` of the same video) waits for it and says so in its event log. ``execute_in_process`` (the
-    CLI) never uses the job's executor: the CLI holds the lock itself (:mod:`vidintel_pipeline.storage.locks`).
+    ingest`` of the same video) waits for it and says so in its event log. A run in the CLI's process
+    (:func:`~vidintel_pipeline.runtime.threaded.execute_threaded`) never uses the job's executor: the CLI holds the
+    lock itself (:mod:`vidintel_pipeline.storage.locks`).
     """
 
     class VideoLockedExecutor(Wrapping):
@@ -165,7 +178,7 @@ def choose(name: Optional[str] = None) -> dg.ExecutorDefinition:
     if name == "multiprocess":
         return video_locked(small_in_process(MULTIPROCESS))
     if name == "in_process":
-        return video_locked(dg.in_process_executor)
+        return video_locked(in_process_threaded(dg.in_process_executor))
     if name == "celery":
         try:
             from dagster_celery import celery_executor

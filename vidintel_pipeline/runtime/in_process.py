@@ -1,4 +1,4 @@
-"""Jobs run in this process on the CLI's instance (the embedded default): ingest one video, compile a reel.
+"""Jobs run in this process on the CLI's instance (independent steps side by side: runtime/threaded.py): ingest, reels.
 
 The runs are ordinary Dagster runs on the shared instance, so they show up in the UI with their lineage,
 metadata and progress events; failures come back as :class:`~vidintel_pipeline.errors.UserError` naming
@@ -46,6 +46,7 @@ def ingest(
     from vidintel_pipeline.defs.sensors import AFTER_TAG
     from vidintel_pipeline.runtime.gpu import COMPUTE_TAG, GPU_REASON_TAG, gpu_reason
     from vidintel_pipeline.runtime.instance import get_instance
+    from vidintel_pipeline.runtime.threaded import execute_threaded
     from vidintel_pipeline.storage.locks import Busy, held, video_lock_name
 
     with contextlib.ExitStack() as stack:
@@ -74,7 +75,8 @@ def ingest(
         bar = ProgressBar() if not quiet else None
         t0 = time.perf_counter()
         with listening(bar if bar else (lambda e: None)):
-            result = job.execute_in_process(
+            result = execute_threaded(  # transcript and visual_analysis side by side (runtime/threaded.py)
+                job,
                 instance=instance,
                 partition_key=ref.partition_key,
                 tags=tags,
@@ -82,7 +84,8 @@ def ingest(
                 run_config=run_config,
             )
             if gpu and result.success:  # the GPU job stops short of memory: build it, with the GPU results, now
-                result = defs.resolve_job_def("ingest_video").execute_in_process(
+                result = execute_threaded(
+                    defs.resolve_job_def("ingest_video"),
                     instance=instance,
                     partition_key=ref.partition_key,
                     asset_selection=[a.key for a in memory_and_after],
