@@ -1,14 +1,14 @@
 """Benchmark (not a test): vidintel against one plain decode, faster-whisper alone and PySceneDetect.
 
 Renders a video with known truth (720p30 H.264, cuts, dissolves, fades, bars, black, flashes, a pan and
-speech; kept in bench-results/media/ for the next run), then times, in one run, each timing --repeat times
-(medians compared, as shared machines are noisy):
+speech; kept in bench-results/media/ for the next run), then times --repeat rounds of these four, back to
+back within a round (each round's ratios are its own; their medians are compared, as shared machines drift):
   * one plain decode:          ffmpeg -i VIDEO -f null -
   * vidintel's visual pass:    one decode feeding every local visual detector and the keyframe selector
-  * PySceneDetect:             ContentDetector and AdaptiveDetector (if scenedetect is installed: make bench)
   * faster-whisper alone:      tiny.en on the extracted audio, as a user would run it
   * vidintel ingest:           chunks, audio, keyframes, every local marker, transcript, memory (the CLI
                                end to end, in a fresh storage home whose Dagster instance already exists)
+then PySceneDetect once (ContentDetector and AdaptiveDetector, if scenedetect is installed: make bench),
 and prints ratios, the WER of vidintel's transcript and of faster-whisper alone against the spoken text, hard-cut
 precision/recall/F1 at +-1 frame and gradual-transition recall for vidintel
 and PySceneDetect alike. A detected cut inside a true gradual transition counts for that transition,
@@ -250,27 +250,6 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vidintel-bench-"))
     med = statistics.median
 
-    # one plain decode and the visual pass, interleaved so that both see the same machine
-    decodes, visuals, frames = [], [], 0
-    for i in range(args.repeat):
-        decodes.append(timed([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(video), "-f", "null", "-"]))
-        seconds, frames = visual_pass(video, truth.duration_s)
-        visuals.append(seconds)
-        print(
-            f"run {i + 1}: plain decode (ffmpeg -f null) {decodes[-1]:.2f} s, vidintel visual pass {seconds:.2f} s",
-            flush=True,
-        )
-    decode, visual_s = med(decodes), med(visuals)
-
-    psd = pyscenedetect(video, truth)
-    for name, r in psd.items():
-        print(
-            f"PySceneDetect {name}: {r['seconds']:.2f} s, hard-cut F1 {r['hard_cut']['f1']:.3f}, "
-            f"gradual recall {r['gradual_recall']:.3f}, cuts at flashes {r['cuts_at_flashes']}, "
-            f"in fast pans {r['cuts_in_fast_pans']}",
-            flush=True,
-        )
-
     wav = work / "audio.wav"
     subprocess.run(
         [ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-ac", "1", "-ar", "16000", str(wav)], check=True
@@ -281,8 +260,15 @@ def main() -> int:
         "segs,_=model.transcribe(sys.argv[1], language='en', word_timestamps=True, vad_filter=True);"
         "print(' '.join(s.text for s in segs))"
     )
-    whispers, ingests, peaks = [], [], []
+
+    # every round times all four back to back, and each ratio is taken within its round: this machine's speed
+    # drifts by 20 % and more over a few minutes (a round's whisper took 5.5 s, a later one 7.4 s), and timing
+    # the decodes first and the ingests last would fold that drift into the ratio
+    decodes, visuals, whispers, ingests, peaks, ratios, frames = [], [], [], [], [], [], 0
     for i in range(args.repeat):
+        decodes.append(timed([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(video), "-f", "null", "-"]))
+        seconds, frames = visual_pass(video, truth.duration_s)
+        visuals.append(seconds)
         t0 = time.perf_counter()
         fw = subprocess.run(
             [sys.executable, "-c", fw_code, str(wav)],
@@ -295,12 +281,24 @@ def main() -> int:
         seconds, peak_mb, memory = ingest(video, work, i)
         ingests.append(seconds)
         peaks.append(peak_mb)
+        ratios.append(seconds / (decodes[-1] + whispers[-1]))
         print(
-            f"run {i + 1}: faster-whisper alone (tiny.en, word timestamps, VAD) {whispers[-1]:.2f} s, "
-            f"vidintel ingest {seconds:.2f} s (peak RSS {peak_mb:.0f} MB)",
+            f"run {i + 1}: plain decode (ffmpeg -f null) {decodes[-1]:.2f} s, "
+            f"vidintel visual pass {visuals[-1]:.2f} s, "
+            f"faster-whisper alone (tiny.en, word timestamps, VAD) {whispers[-1]:.2f} s, "
+            f"vidintel ingest {seconds:.2f} s (peak RSS {peak_mb:.0f} MB): {ratios[-1]:.3f}x decode + whisper",
             flush=True,
         )
-    whisper_s, ingest_s = med(whispers), med(ingests)
+    decode, visual_s, whisper_s, ingest_s = med(decodes), med(visuals), med(whispers), med(ingests)
+
+    psd = pyscenedetect(video, truth)
+    for name, r in psd.items():
+        print(
+            f"PySceneDetect {name}: {r['seconds']:.2f} s, hard-cut F1 {r['hard_cut']['f1']:.3f}, "
+            f"gradual recall {r['gradual_recall']:.3f}, cuts at flashes {r['cuts_at_flashes']}, "
+            f"in fast pans {r['cuts_in_fast_pans']}",
+            flush=True,
+        )
 
     cuts = [m["start_s"] for m in memory["markers"] if m["label"] == "cut"]
     gradual = [
@@ -330,10 +328,12 @@ def main() -> int:
         "plain_decode_s": round(decode, 2),
         "faster_whisper_alone_s": round(whisper_s, 2),
         "vidintel_visual_pass_s": round(visual_s, 2),
-        "visual_pass_over_decode": round(visual_s / decode, 3),
+        "visual_pass_over_decode": round(statistics.median(v / d for v, d in zip(visuals, decodes, strict=True)), 3),
         "vidintel_ingest_s": round(ingest_s, 2),
         "ingest_over_decode": round(ingest_s / decode, 3),
-        "ingest_over_decode_plus_whisper": round(ingest_s / (decode + whisper_s), 3),
+        # the median of the rounds' own ratios (each round's four timings taken back to back)
+        "ingest_over_decode_plus_whisper": round(med(ratios), 3),
+        "ingest_over_decode_plus_whisper_runs": [round(r, 3) for r in ratios],
         "wer_vidintel": wer_ours,
         "wer_faster_whisper_alone": wer_alone,
         "wer_difference": round(wer_ours - wer_alone, 4),
@@ -367,7 +367,7 @@ def main() -> int:
     ]
     results["targets"] = {name: {"value": value, "met": met} for name, value, met in targets}
     print(json.dumps(results, indent=2))
-    print("\ntargets (medians of %d runs):" % args.repeat)
+    print("\ntargets (medians of %d rounds; a ratio is the median of the rounds' own ratios):" % args.repeat)
     for name, value, met in targets:
         print(f"  {'met    ' if met else 'MISSED '} {name}: {value}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
