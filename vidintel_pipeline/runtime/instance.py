@@ -11,6 +11,13 @@ DAGSTER_YAML = """\
 # Embedded default: SQLite run, event and schedule storage in this folder.
 telemetry:
   enabled: false
+# Dagster's SQLite storage, its event databases kept open between events (runtime/sqlite_storage.py says why)
+storage:
+  custom:
+    module: vidintel_pipeline.runtime.sqlite_storage
+    class: VidintelSqliteStorage
+    config:
+      base_dir: {env: DAGSTER_HOME}
 run_queue:
   max_concurrent_runs: 2
   tag_concurrency_limits:  # one run of a video at a time: two would mix their outputs
@@ -23,6 +30,9 @@ run_launcher:
   module: vidintel_pipeline.runtime.launchers
   class: TagRoutingRunLauncher
 """
+_STORAGE_BLOCK = DAGSTER_YAML[DAGSTER_YAML.index("# Dagster's SQLite storage") : DAGSTER_YAML.index("run_queue:")]
+# what earlier versions wrote, before the storage block: such a file (unedited) is brought up to date
+_EARLIER_DAGSTER_YAML = DAGSTER_YAML.replace(_STORAGE_BLOCK, "")
 
 
 def vidintel_home() -> Path:
@@ -32,12 +42,18 @@ def vidintel_home() -> Path:
 
 
 def ensure_instance_home() -> Path:
-    """Point ``DAGSTER_HOME`` at ``$VIDINTEL_HOME/dagster`` (unless set) and create its dagster.yaml."""
+    """Point ``DAGSTER_HOME`` at ``$VIDINTEL_HOME/dagster`` (unless set) and create its dagster.yaml.
+
+    A dagster.yaml an earlier version wrote, unedited, gets today's (the same settings, plus the storage
+    block); an edited one is left as it is.
+    """
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or vidintel_home() / "dagster").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     cfg = dagster_home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(DAGSTER_YAML)
+    if not cfg.exists() or cfg.read_text() == _EARLIER_DAGSTER_YAML:
+        partial = cfg.with_name(f".dagster.yaml.{os.getpid()}")
+        partial.write_text(DAGSTER_YAML)
+        partial.replace(cfg)  # whole or not at all: another process may be reading it
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 

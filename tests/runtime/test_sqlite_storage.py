@@ -1,0 +1,181 @@
+"""The embedded instance's SQLite storage: connections kept, commits at synchronous=NORMAL, Dagster's files.
+
+Real Dagster instances on temporary homes: runs materialize real assets; what they stored is read back through
+Dagster's own plain SQLite storage, from threads, a forked child and a second process writing at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from vidintel_pipeline.runtime.instance import _EARLIER_DAGSTER_YAML, DAGSTER_YAML, ensure_instance_home
+from vidintel_pipeline.runtime.sqlite_storage import (
+    OPEN_RUN_DATABASES,
+    PooledSqliteEventLogStorage,
+    PooledSqliteRunStorage,
+)
+
+parts = dg.StaticPartitionsDefinition([f"p{i}" for i in range(8)])
+
+
+@dg.asset(partitions_def=parts)
+def numbers(context) -> None:
+    context.log.info(f"partition {context.partition_key}")
+
+
+@pytest.fixture
+def make_home(tmp_path, monkeypatch):
+    """A Dagster home under tmp_path with this dagster.yaml, made current (its storage is at {env: DAGSTER_HOME})."""
+
+    def make(name: str = "dagster", text: str = DAGSTER_YAML) -> Path:
+        home = tmp_path / name
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(text)
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        return home
+
+    return make
+
+
+def _instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def _plain(tmp_path: Path, home: Path) -> dg.DagsterInstance:
+    """Dagster's default SQLite storage over the same folder."""
+    other = tmp_path / "plain"
+    other.mkdir(exist_ok=True)
+    (other / "dagster.yaml").write_text(f"telemetry:\n  enabled: false\nstorage:\n  sqlite:\n    base_dir: {home}\n")
+    return dg.DagsterInstance.from_config(str(other))
+
+
+def _materialized(instance: dg.DagsterInstance) -> set[str]:
+    return set(instance.get_materialized_partitions(dg.AssetKey("numbers")))
+
+
+def _synchronous(connection) -> int:
+    with connection as conn:
+        return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+
+def test_runs_are_stored_in_dagsters_files_on_kept_connections(tmp_path, make_home):
+    home = make_home()
+    with _instance(home) as instance:
+        events, runs = instance.event_log_storage, instance.run_storage
+        assert isinstance(events, PooledSqliteEventLogStorage) and isinstance(runs, PooledSqliteRunStorage)
+        for key in ("p0", "p1"):
+            assert dg.materialize([numbers], instance=instance, partition_key=key).success
+        # one DBAPI connection per database, reused from event to event (Dagster's opens one per event)
+        with events.index_connection() as a:
+            first = a.connection.dbapi_connection
+        with events.index_connection() as b:
+            assert b.connection.dbapi_connection is first
+        assert _synchronous(events.index_connection()) == 1  # NORMAL
+        assert _synchronous(runs.connect()) == 1
+        run_ids = {r.run_id for r in instance.get_runs()}
+    assert (home / "history/runs/index.db").exists() and (home / "history/runs.db").exists()
+    with _plain(tmp_path, home) as plain:  # interchangeable: Dagster's own storage reads every run and event
+        assert {r.run_id for r in plain.get_runs()} == run_ids and len(run_ids) == 2
+        assert _materialized(plain) == {"p0", "p1"}
+        logs = [e.user_message for rid in run_ids for e in plain.all_logs(rid)]
+        assert "partition p0" in logs and "partition p1" in logs
+
+
+def test_synchronous_full_is_honoured_and_a_bad_value_is_a_clear_error(make_home):
+    full = DAGSTER_YAML.replace(
+        "base_dir: {env: DAGSTER_HOME}", "base_dir: {env: DAGSTER_HOME}\n      synchronous: FULL"
+    )
+    assert full != DAGSTER_YAML
+    home = make_home("full", full)
+    with _instance(home) as instance:
+        assert dg.materialize([numbers], instance=instance, partition_key="p2").success
+        assert _synchronous(instance.event_log_storage.index_connection()) == 2
+        assert _synchronous(instance.run_storage.connect()) == 2
+    bad = make_home("bad", full.replace("synchronous: FULL", "synchronous: EXTRA"))
+    with pytest.raises(Exception, match="synchronous must be one of NORMAL, FULL, not 'EXTRA'"):
+        _instance(bad).event_log_storage  # noqa: B018
+
+
+def test_open_run_databases_are_bounded(make_home):
+    home = make_home()
+    with _instance(home) as instance:
+        for i in range(OPEN_RUN_DATABASES + 3):
+            assert dg.materialize([numbers], instance=instance, partition_key=f"p{i}").success
+        kept = instance.event_log_storage._kept._engines
+        assert "index" in kept and len(kept) == OPEN_RUN_DATABASES + 1
+        assert _materialized(instance) == {f"p{i}" for i in range(OPEN_RUN_DATABASES + 3)}
+
+
+_CHILD = """
+import sys, dagster as dg
+sys.path.insert(0, sys.argv[2])
+from test_sqlite_storage import numbers
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    for key in ("p5", "p6", "p7"):
+        assert dg.materialize([numbers], instance=instance, partition_key=key).success
+"""
+
+
+def _forked(instance: dg.DagsterInstance) -> None:
+    """In a forked child, on the parent's instance object: its open connections are the parent's, not to be used."""
+    kept = instance.event_log_storage._kept._engines
+    inherited = dict(kept)
+    ok = dg.materialize([numbers], instance=instance, partition_key="p4").success
+    fresh = bool(inherited) and all(kept.get(name) is not engine for name, engine in inherited.items())
+    os._exit(0 if ok and fresh else 1)
+
+
+def test_threads_a_fork_and_another_process_write_at_once(tmp_path, make_home):
+    home = make_home()
+    with _instance(home) as instance:
+        first = dg.materialize([numbers], instance=instance, partition_key="p0")  # connections now open
+        assert first.success
+        run = instance.get_run_by_id(first.run_id)
+        # forked while no other thread runs (a fork beside running threads can inherit a held lock): the child
+        # finds the parent's open connections and must make its own
+        child = multiprocessing.get_context("fork").Process(target=_forked, args=(instance,))
+        child.start()
+        other = subprocess.Popen([sys.executable, "-c", _CHILD, str(home), str(Path(__file__).parent)])
+        # steps of one run in threads, as the threaded runtime runs them, each storing events (several runs
+        # started in threads of one process at once can deadlock in Dagster's logging set-up, ours or not)
+        errors: list[BaseException] = []
+
+        def work(k: int) -> None:
+            try:
+                for i in range(40):
+                    instance.report_engine_event(f"thread {k} event {i}", run)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        child.join(120)
+        assert other.wait(120) == 0 and child.exitcode == 0 and not errors, errors
+        assert dg.materialize([numbers], instance=instance, partition_key="p0").success  # the parent's still work
+    with _plain(tmp_path, home) as plain:
+        assert _materialized(plain) == {"p0", "p4", "p5", "p6", "p7"}
+        assert len(plain.get_runs()) == 6
+        logs = {e.message for e in plain.all_logs(run.run_id)}
+        assert {f"thread {k} event {i}" for k in range(3) for i in range(40)} <= logs
+
+
+def test_a_home_from_an_earlier_version_gets_the_storage_and_an_edited_one_is_kept(make_home):
+    home = make_home("earlier", _EARLIER_DAGSTER_YAML)
+    ensure_instance_home()
+    assert (home / "dagster.yaml").read_text() == DAGSTER_YAML
+    edited = _EARLIER_DAGSTER_YAML.replace("max_concurrent_runs: 2", "max_concurrent_runs: 4")
+    home = make_home("edited", edited)
+    ensure_instance_home()
+    assert (home / "dagster.yaml").read_text() == edited
+    assert not list(home.glob(".dagster.yaml.*"))
