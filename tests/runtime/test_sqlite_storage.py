@@ -104,7 +104,7 @@ def test_synchronous_full_is_honoured_and_a_bad_value_is_a_clear_error(make_home
         _instance(bad).event_log_storage  # noqa: B018
 
 
-def test_open_run_databases_are_bounded(make_home):
+def test_open_run_databases_are_bounded_and_a_wipe_closes_them(tmp_path, make_home):
     home = make_home()
     with _instance(home) as instance:
         for i in range(OPEN_RUN_DATABASES + 3):
@@ -112,6 +112,12 @@ def test_open_run_databases_are_bounded(make_home):
         kept = instance.event_log_storage._kept._engines
         assert "index" in kept and len(kept) == OPEN_RUN_DATABASES + 1
         assert _materialized(instance) == {f"p{i}" for i in range(OPEN_RUN_DATABASES + 3)}
+        # a wipe deletes the run databases: none stays open (an open one would take writes into an unlinked file)
+        instance.wipe()
+        assert list(kept) == ["index"] and not instance.get_runs()  # Dagster's wipe reopens the index
+        result = dg.materialize([numbers], instance=instance, partition_key="p1")
+    with _plain(tmp_path, home) as plain:
+        assert _materialized(plain) == {"p1"} and "partition p1" in {e.message for e in plain.all_logs(result.run_id)}
 
 
 _CHILD = """

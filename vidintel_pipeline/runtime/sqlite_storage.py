@@ -89,8 +89,8 @@ class _KeptEngines:
             engine = sa.create_engine(
                 url,
                 poolclass=QueuePool,
-                pool_size=1,  # the one kept open; another thread's, or one borrowed inside another, is an overflow
-                max_overflow=8,
+                pool_size=1,  # the one kept open; another thread's, or one borrowed inside another, is an overflow:
+                max_overflow=-1,  # opened and closed as Dagster's are, never waited for
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             )
             sa.event.listen(engine, "connect", self._on_connect)
@@ -143,6 +143,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+    def wipe(self) -> None:
+        self._kept.dispose()  # Dagster's wipe deletes the run databases: none may stay open, written to unseen
+        super().wipe()
 
     def dispose(self) -> None:
         self._kept.dispose()
