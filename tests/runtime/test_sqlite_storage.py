@@ -61,6 +61,19 @@ def _materialized(instance: dg.DagsterInstance) -> set[str]:
     return set(instance.get_materialized_partitions(dg.AssetKey("numbers")))
 
 
+def _open_databases(folder: Path) -> set[str]:
+    """The SQLite database files under ``folder`` this process has open (from /proc/self/fd)."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder) + os.sep) and target.endswith(".db"):
+            out.add(target)
+    return out
+
+
 def _synchronous(connection) -> int:
     with connection as conn:
         return conn.exec_driver_sql("PRAGMA synchronous").scalar()
@@ -77,6 +90,11 @@ def test_runs_are_stored_in_dagsters_files_on_kept_connections(tmp_path, make_ho
         with events.index_connection() as a:
             first = a.connection.dbapi_connection
         with events.index_connection() as b:
+            assert b.connection.dbapi_connection is first
+        run_id = instance.get_runs()[0].run_id
+        with events.run_connection(run_id) as a:
+            first = a.connection.dbapi_connection
+        with events.run_connection(run_id) as b:
             assert b.connection.dbapi_connection is first
         assert _synchronous(events.index_connection()) == 1  # NORMAL
         assert _synchronous(runs.connect()) == 1
@@ -111,6 +129,8 @@ def test_open_run_databases_are_bounded_and_a_wipe_closes_them(tmp_path, make_ho
             assert dg.materialize([numbers], instance=instance, partition_key=f"p{i}").success
         kept = instance.event_log_storage._kept._engines
         assert "index" in kept and len(kept) == OPEN_RUN_DATABASES + 1
+        # the evicted ones are closed, not only forgotten: the index and the kept run databases are all that is open
+        assert len(_open_databases(home / "history/runs")) == OPEN_RUN_DATABASES + 1
         assert _materialized(instance) == {f"p{i}" for i in range(OPEN_RUN_DATABASES + 3)}
         # a wipe deletes the run databases: none stays open (an open one would take writes into an unlinked file)
         instance.wipe()
@@ -130,50 +150,92 @@ with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
 """
 
 
-def _forked(instance: dg.DagsterInstance) -> None:
-    """In a forked child, on the parent's instance object: its open connections are the parent's, not to be used."""
-    kept = instance.event_log_storage._kept._engines
-    inherited = dict(kept)
+def _forked(instance: dg.DagsterInstance, runs_dir: str) -> None:
+    """In a forked child, on the parent's instance object: no connection of the parent's may be open here."""
+    inherited = _open_databases(Path(runs_dir))
     ok = dg.materialize([numbers], instance=instance, partition_key="p4").success
-    fresh = bool(inherited) and all(kept.get(name) is not engine for name, engine in inherited.items())
-    os._exit(0 if ok and fresh else 1)
+    os._exit(0 if ok and not inherited else 1)
 
 
 def test_threads_a_fork_and_another_process_write_at_once(tmp_path, make_home):
     home = make_home()
     with _instance(home) as instance:
-        first = dg.materialize([numbers], instance=instance, partition_key="p0")  # connections now open
+        first = dg.materialize([numbers], instance=instance, partition_key="p0")
         assert first.success
+        assert _open_databases(home / "history/runs")  # connections open in this process now
         run = instance.get_run_by_id(first.run_id)
-        # forked while no other thread runs (a fork beside running threads can inherit a held lock): the child
-        # finds the parent's open connections and must make its own
-        child = multiprocessing.get_context("fork").Process(target=_forked, args=(instance,))
+        # forked while no other thread runs (a fork beside running threads can inherit a held lock)
+        assert threading.active_count() == 1, threading.enumerate()
+        child = multiprocessing.get_context("fork").Process(
+            target=_forked, args=(instance, str(home / "history/runs")), daemon=True
+        )
         child.start()
         other = subprocess.Popen([sys.executable, "-c", _CHILD, str(home), str(Path(__file__).parent)])
-        # steps of one run in threads, as the threaded runtime runs them, each storing events (several runs
-        # started in threads of one process at once can deadlock in Dagster's logging set-up, ours or not)
-        errors: list[BaseException] = []
+        try:
+            # steps of one run in threads, as the threaded runtime runs them, each storing events (several runs
+            # started in threads of one process at once can deadlock in Dagster's logging set-up, ours or not)
+            errors: list[BaseException] = []
 
-        def work(k: int) -> None:
-            try:
-                for i in range(40):
-                    instance.report_engine_event(f"thread {k} event {i}", run)
-            except BaseException as exc:  # reported below
-                errors.append(exc)
+            def work(k: int) -> None:
+                try:
+                    for i in range(40):
+                        instance.report_engine_event(f"thread {k} event {i}", run)
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
 
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        child.join(120)
-        assert other.wait(120) == 0 and child.exitcode == 0 and not errors, errors
+            threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            child.join(120)
+            assert not any(t.is_alive() for t in threads) and not errors, errors
+            assert other.wait(120) == 0 and child.exitcode == 0
+        finally:
+            for proc in (child, other):
+                proc.kill()
         assert dg.materialize([numbers], instance=instance, partition_key="p0").success  # the parent's still work
     with _plain(tmp_path, home) as plain:
         assert _materialized(plain) == {"p0", "p4", "p5", "p6", "p7"}
         assert len(plain.get_runs()) == 6
         logs = {e.message for e in plain.all_logs(run.run_id)}
         assert {f"thread {k} event {i}" for k in range(3) for i in range(40)} <= logs
+
+
+_WRITER = """
+import sys, dagster as dg
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    run = instance.get_run_by_id(sys.argv[2])
+    for i in range(5):
+        instance.report_engine_event(f"from another process {i}", run)
+"""
+
+
+def test_a_watcher_sees_another_processs_events_and_a_database_deleted_elsewhere_is_made_again(tmp_path, make_home):
+    home = make_home()
+    with _instance(home) as instance:
+        result = dg.materialize([numbers], instance=instance, partition_key="p0")
+        seen: list[str] = []
+        got = threading.Event()
+
+        def callback(entry, _cursor) -> None:
+            seen.append(entry.message)
+            if sum(m.startswith("from another process") for m in seen) == 5:
+                got.set()
+
+        # the UI's live run log: a watch on the run, events written by a run worker in another process
+        instance.event_log_storage.watch(result.run_id, None, callback)
+        try:
+            subprocess.run([sys.executable, "-c", _WRITER, str(home), result.run_id], check=True, timeout=120)
+            assert got.wait(30), seen
+        finally:
+            instance.event_log_storage.end_watch(result.run_id, callback)
+        # another process deletes the run's database (`dagster instance wipe` does) while this one has it open
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{instance.event_log_storage.path_for_shard(result.run_id)}{suffix}").unlink(missing_ok=True)
+        instance.report_engine_event("after the file was deleted", instance.get_run_by_id(result.run_id))
+    with _plain(tmp_path, home) as plain:  # the event is in a new file, not in the deleted one
+        assert "after the file was deleted" in {e.message for e in plain.all_logs(result.run_id)}
 
 
 def test_a_home_from_an_earlier_version_gets_the_storage_and_an_edited_one_is_kept(make_home):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -31,7 +32,8 @@ run_launcher:
   class: TagRoutingRunLauncher
 """
 _STORAGE_BLOCK = DAGSTER_YAML[DAGSTER_YAML.index("# Dagster's SQLite storage") : DAGSTER_YAML.index("run_queue:")]
-# what earlier versions wrote, before the storage block: such a file (unedited) is brought up to date
+# what the versions since 4304928 (the routing launcher) wrote, before the storage block: such a file, unedited, is
+# brought up to date (older or edited ones are left as they are)
 _EARLIER_DAGSTER_YAML = DAGSTER_YAML.replace(_STORAGE_BLOCK, "")
 
 
@@ -51,9 +53,15 @@ def ensure_instance_home() -> Path:
     dagster_home.mkdir(parents=True, exist_ok=True)
     cfg = dagster_home / "dagster.yaml"
     if not cfg.exists() or cfg.read_text() == _EARLIER_DAGSTER_YAML:
-        partial = cfg.with_name(f".dagster.yaml.{os.getpid()}")
-        partial.write_text(DAGSTER_YAML)
-        partial.replace(cfg)  # whole or not at all: another process may be reading it
+        fd, partial = tempfile.mkstemp(prefix=".dagster.yaml.", dir=dagster_home)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(DAGSTER_YAML)
+            os.chmod(partial, 0o644)
+            os.replace(partial, cfg)  # whole or not at all: another process may be reading it
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 
