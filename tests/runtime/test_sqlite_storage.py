@@ -6,7 +6,6 @@ Dagster's own plain SQLite storage, from threads, a forked child and a second pr
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -61,7 +60,7 @@ def _materialized(instance: dg.DagsterInstance) -> set[str]:
     return set(instance.get_materialized_partitions(dg.AssetKey("numbers")))
 
 
-def _open_databases(folder: Path) -> set[str]:
+def _open_databases(folder) -> set[str]:
     """The SQLite database files under ``folder`` this process has open (from /proc/self/fd)."""
     out = set()
     for fd in os.listdir("/proc/self/fd"):
@@ -150,11 +149,28 @@ with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
 """
 
 
-def _forked(instance: dg.DagsterInstance, runs_dir: str) -> None:
-    """In a forked child, on the parent's instance object: no connection of the parent's may be open here."""
-    inherited = _open_databases(Path(runs_dir))
-    ok = dg.materialize([numbers], instance=instance, partition_key="p4").success
+_FORKER = """
+import multiprocessing, os, sys, threading, dagster as dg
+sys.path.insert(0, sys.argv[2])
+from test_sqlite_storage import _open_databases, numbers
+runs = os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
+
+def child(instance):
+    inherited = _open_databases(runs)  # none of the parent's connections may be open here
+    ok = dg.materialize([numbers], instance=instance, partition_key="p3").success
     os._exit(0 if ok and not inherited else 1)
+
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    assert dg.materialize([numbers], instance=instance, partition_key="p4").success
+    assert _open_databases(runs), "the parent holds no connection: nothing to test"
+    # a fresh interpreter, so the fork happens with no other thread running (one can inherit a held lock)
+    assert threading.active_count() == 1, threading.enumerate()
+    p = multiprocessing.get_context("fork").Process(target=child, args=(instance,), daemon=True)
+    p.start()
+    p.join(120)
+    assert p.exitcode == 0, p.exitcode
+    assert dg.materialize([numbers], instance=instance, partition_key="p4").success  # the parent's still work
+"""
 
 
 def test_threads_a_fork_and_another_process_write_at_once(tmp_path, make_home):
@@ -164,12 +180,8 @@ def test_threads_a_fork_and_another_process_write_at_once(tmp_path, make_home):
         assert first.success
         assert _open_databases(home / "history/runs")  # connections open in this process now
         run = instance.get_run_by_id(first.run_id)
-        # forked while no other thread runs (a fork beside running threads can inherit a held lock)
-        assert threading.active_count() == 1, threading.enumerate()
-        child = multiprocessing.get_context("fork").Process(
-            target=_forked, args=(instance, str(home / "history/runs")), daemon=True
-        )
-        child.start()
+        # a forked child on its parent's instance object, in a process of its own (this one has other tests' threads)
+        forker = subprocess.Popen([sys.executable, "-c", _FORKER, str(home), str(Path(__file__).parent)])
         other = subprocess.Popen([sys.executable, "-c", _CHILD, str(home), str(Path(__file__).parent)])
         try:
             # steps of one run in threads, as the threaded runtime runs them, each storing events (several runs
@@ -188,16 +200,15 @@ def test_threads_a_fork_and_another_process_write_at_once(tmp_path, make_home):
                 t.start()
             for t in threads:
                 t.join(120)
-            child.join(120)
             assert not any(t.is_alive() for t in threads) and not errors, errors
-            assert other.wait(120) == 0 and child.exitcode == 0
+            assert other.wait(120) == 0 and forker.wait(120) == 0
         finally:
-            for proc in (child, other):
+            for proc in (forker, other):
                 proc.kill()
         assert dg.materialize([numbers], instance=instance, partition_key="p0").success  # the parent's still work
     with _plain(tmp_path, home) as plain:
-        assert _materialized(plain) == {"p0", "p4", "p5", "p6", "p7"}
-        assert len(plain.get_runs()) == 6
+        assert _materialized(plain) == {"p0", "p3", "p4", "p5", "p6", "p7"}
+        assert len(plain.get_runs()) == 8
         logs = {e.message for e in plain.all_logs(run.run_id)}
         assert {f"thread {k} event {i}" for k in range(3) for i in range(40)} <= logs
 
