@@ -24,14 +24,8 @@ kept connection's commits (in the ``-wal`` file) leave alone; and no connection 
 closed just before, anything else the child inherits it never touches).
 
 Tables, files and folders are Dagster's (``$DAGSTER_HOME/history/runs/*.db``): a home can switch between this
-storage and Dagster's plain ``sqlite`` storage and keep its history. In ``dagster.yaml``::
-
-    storage:
-      custom:
-        module: vidintel_pipeline.runtime.sqlite_storage
-        class: VidintelSqliteStorage
-        config:
-          base_dir: {env: DAGSTER_HOME}
+storage and Dagster's plain ``sqlite`` storage and keep its history. The embedded ``dagster.yaml``
+(``DAGSTER_YAML`` in :mod:`.instance`) selects it with a ``storage: custom:`` block.
 """
 
 from __future__ import annotations
@@ -62,8 +56,13 @@ from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
-OPEN_RUN_DATABASES = 4  # run databases kept open per process; runs a process writes at once, with room to spare
+OPEN_RUN_DATABASES = 4  # run databases kept open per storage (instance); runs it writes at once, with room to spare
 SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+def _config_type() -> Any:
+    """The config of both storages below: Dagster's ``base_dir``, and SQLite's ``synchronous``."""
+    return {"base_dir": StringSource, "synchronous": Field(str, is_required=False, default_value="NORMAL")}
 
 
 class _KeptEngines:
@@ -202,7 +201,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def config_type(cls) -> Any:
-        return {"base_dir": StringSource, "synchronous": Field(str, is_required=False, default_value="NORMAL")}
+        return _config_type()
 
     @classmethod
     def from_config_value(cls, inst_data: Optional[ConfigurableClassData], config_value: Any) -> Any:
@@ -287,7 +286,7 @@ class VidintelSqliteStorage(DagsterSqliteStorage):
 
     @classmethod
     def config_type(cls) -> Any:
-        return {"base_dir": StringSource, "synchronous": Field(str, is_required=False, default_value="NORMAL")}
+        return _config_type()
 
     @classmethod
     def from_config_value(cls, inst_data: Optional[ConfigurableClassData], config_value: Any) -> Any:
